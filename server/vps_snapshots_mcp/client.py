@@ -1,0 +1,536 @@
+"""SnapshotsClient: the provider's Snapshots API over HTTP.
+
+This is the only module that imports the HTTP library. One request path,
+`_send`, owns authentication, timeouts, retries and error mapping, so every
+endpoint behaves the same way under failure.
+
+Requests
+    Every request carries `Authorization: Bearer <token>` and
+    `Content-Type: application/json`, goes to the exact documented path with
+    its trailing slash, and never follows redirects (a redirect could carry the
+    token to another host). Pagination `next` links are followed only when they
+    stay on the API's own origin.
+
+Retry policy
+    - Only GET and DELETE are retried. They are safe to repeat: a GET changes
+      nothing and a DELETE of an already-deleted snapshot changes nothing more.
+      POST (create, restore) is never retried: a second create makes a second
+      snapshot and a second restore overwrites the server again.
+    - Retried on: connection failures (refused, reset, closed mid-answer) and
+      HTTP 429, 502, 503 and 504. Timeouts are not retried, so a call takes at
+      most about one timeout; 500 is not retried (it is rarely transient).
+    - At most `RetryPolicy.max_attempts` (3) attempts in all.
+    - Between attempts: exponential backoff (0.5 s, 1 s, 2 s, ... capped at
+      `max_backoff_s`) with "equal jitter" (a random point in the upper half of
+      that interval), so retries never form a tight loop and clients spread out.
+    - `Retry-After` (delta-seconds or HTTP date) replaces the backoff when
+      present, but never goes below the backoff floor. If it asks for longer
+      than `max_retry_after_s`, the client stops and reports `rate_limited` (or
+      `upstream_error`) with the wait the provider asked for, instead of
+      blocking the caller.
+    - A DELETE whose retry answers 404, after an earlier attempt may have
+      reached the provider (it answered 5xx or the connection broke after
+      sending), is reported as deleted: that earlier attempt most likely did it.
+    - The sleep between attempts is injectable (`sleep=`), so tests never wait.
+
+Errors
+    Every failure is a `ProviderError` with a stable code (see `errors.py`).
+    The provider's own message is taken from `detail`, `error` or `message`
+    (or DRF-style field errors, or plain text), cleaned of control characters
+    and truncated; an HTML page is never quoted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+from urllib.parse import urljoin, urlsplit
+
+import anyio
+import httpx2
+from pydantic import SecretStr, ValidationError
+
+from . import __version__
+from .errors import (
+    InvalidRequestError,
+    InvalidStateError,
+    NotFoundError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    QuotaExceededError,
+    RateLimitedError,
+    UnauthorizedError,
+    UpstreamError,
+)
+from .models import CreatedSnapshot, RestoreStarted, Snapshot
+
+logger = logging.getLogger(__name__)
+
+Operation = Literal["list", "create", "restore", "delete"]
+Sleep = Callable[[float], Awaitable[None]]
+Transport = httpx2.AsyncBaseTransport
+"""The seam between worlds: the default (real network), or an in-process ASGI app."""
+
+
+def asgi_transport(app: Callable[..., Awaitable[None]]) -> Transport:
+    """A transport that sends requests to an in-process ASGI app (the sandbox and tests)."""
+    return httpx2.ASGITransport(app=app)
+
+
+MAX_MESSAGE_CHARS = 200
+"""How much of the provider's own error text is quoted back."""
+MAX_PAGES = 100
+"""Pagination stops here: 100 pages is far beyond 5 snapshots a server on any real account."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """When and how long to retry. See the module docstring for the rules."""
+
+    max_attempts: int = 3
+    base_backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    max_retry_after_s: float = 20.0
+    retry_methods: frozenset[str] = frozenset({"GET", "DELETE"})
+    retry_statuses: frozenset[int] = frozenset({429, 502, 503, 504})
+
+    def backoff_s(self, attempt: int, rand: Callable[[], float]) -> float:
+        """Delay after failed attempt number `attempt` (1-based), with equal jitter."""
+        ceiling = min(self.max_backoff_s, self.base_backoff_s * 2.0 ** (attempt - 1))
+        return ceiling / 2 + rand() * ceiling / 2
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP date), or None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def clean_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """One line of printable text, at most `limit` characters."""
+    text = " ".join(_CONTROL_CHARS.sub(" ", text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _message_from_json(data: Any) -> str | None:
+    if isinstance(data, str):
+        return data
+    if isinstance(data, list):
+        parts = [m for m in (_message_from_json(item) for item in data) if m]
+        return "; ".join(parts) or None
+    if isinstance(data, dict):
+        for key in ("detail", "error", "message", "error_description", "errors", "non_field_errors"):
+            if key in data:
+                found = _message_from_json(data[key])
+                if found:
+                    return found
+        # DRF-style field errors: {"name": ["This field is required."]}
+        fields = [f"{key}: {m}" for key, value in data.items() if (m := _message_from_json(value))]
+        return "; ".join(fields) or None
+    return None
+
+
+def _looks_like_html(response: httpx2.Response, text: str) -> bool:
+    content_type = response.headers.get("content-type", "").lower()
+    return "html" in content_type or text.lstrip()[:1] == "<"
+
+
+def provider_message(response: httpx2.Response) -> str | None:
+    """The provider's own explanation, cleaned, or None (empty body or an HTML page)."""
+    try:
+        text = response.text
+    except (UnicodeDecodeError, LookupError):
+        return None
+    if not text.strip() or _looks_like_html(response, text):
+        return None
+    try:
+        found = _message_from_json(json.loads(text))
+    except ValueError:
+        found = text
+    return clean_text(found) if found else None
+
+
+class SnapshotsClient:
+    """Async client for the provider's Snapshots API. Use as an async context manager."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: SecretStr,
+        timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        transport: Transport | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep = anyio.sleep,
+        rand: Callable[[], float] = random.random,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_connections: int = 20,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        base = urlsplit(self._base_url)
+        self._origin = (base.scheme, base.netloc)
+        self._timeout_s = timeout_s
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rand = rand
+        self._now = now
+        self._http = httpx2.AsyncClient(
+            transport=transport,
+            timeout=httpx2.Timeout(timeout_s, connect=connect_timeout_s),
+            limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            follow_redirects=False,
+            headers={
+                "Authorization": f"Bearer {token.get_secret_value()}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": f"vps-snapshots-mcp/{__version__}",
+            },
+        )
+
+    async def __aenter__(self) -> SnapshotsClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    # --- endpoints -------------------------------------------------------------------------------
+
+    async def list_snapshots(self, server_id: int | None = None) -> list[Snapshot]:
+        """All snapshots (of one server when `server_id` is given), following `next` links."""
+        url = f"{self._base_url}/snapshots/"
+        params: dict[str, Any] | None = {"server_id": server_id} if server_id is not None else None
+        snapshots: list[Snapshot] = []
+        visited: set[str] = set()
+        for _ in range(MAX_PAGES):
+            visited.add(url)
+            response = await self._send("GET", url, params=params, operation="list")
+            items, next_link = self._parse_page(self._json(response))
+            snapshots.extend(items)
+            if not next_link:
+                return snapshots
+            url = self._follow(next_link, current=str(response.request.url))
+            if url in visited:
+                raise UpstreamError("the provider's pagination links loop back on themselves")
+            params = None  # the next link carries the query itself
+        raise UpstreamError(f"the provider returned more than {MAX_PAGES} pages of snapshots")
+
+    async def get_snapshot(self, snapshot_id: int) -> Snapshot:
+        """One snapshot, found through the list endpoint (the API has no single-snapshot endpoint)."""
+        for snapshot in await self.list_snapshots():
+            if snapshot.id == snapshot_id:
+                return snapshot
+        raise NotFoundError(
+            f"snapshot {snapshot_id} does not exist; call list_snapshots to see the snapshots there are",
+            status=None,
+        )
+
+    async def create_snapshot(
+        self, server_id: int, name: str, description: str | None = None
+    ) -> CreatedSnapshot:
+        """Start a snapshot of `server_id`. The provider answers 201 with status `in_progress`."""
+        body: dict[str, Any] = {"server_id": server_id, "name": name}
+        if description is not None:
+            body["description"] = description
+        response = await self._send(
+            "POST",
+            f"{self._base_url}/snapshots/",
+            json=body,
+            operation="create",
+            target=f"server {server_id}",
+        )
+        data = self._json(response)
+        try:
+            return CreatedSnapshot(
+                snapshot=Snapshot.model_validate(data), message=_optional_str(data, "message")
+            )
+        except ValidationError:
+            raise UpstreamError(self._ambiguous("create", "an answer of an unexpected shape")) from None
+
+    async def restore_snapshot(self, snapshot_id: int) -> RestoreStarted:
+        """Start restoring the snapshot's server to it. Overwrites the server; cannot be undone."""
+        response = await self._send(
+            "POST",
+            f"{self._base_url}/snapshots/{snapshot_id}/restore/",
+            operation="restore",
+            target=f"snapshot {snapshot_id}",
+        )
+        data = self._json(response) if response.content.strip() else {}
+        try:
+            return RestoreStarted.model_validate(data)
+        except ValidationError:
+            # The provider said 2xx: the restore has started, whatever the body looks like.
+            return RestoreStarted(status="success")
+
+    async def delete_snapshot(self, snapshot_id: int) -> None:
+        """Delete the snapshot for good. The provider answers 204."""
+        url = f"{self._base_url}/snapshots/{snapshot_id}/"
+        await self._send("DELETE", url, operation="delete", target=f"snapshot {snapshot_id}")
+
+    # --- the one request path --------------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        operation: Operation,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        target: str = "",
+    ) -> httpx2.Response:
+        policy = self._retry
+        retryable = method in policy.retry_methods
+        may_have_landed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            last_attempt = not retryable or attempt >= policy.max_attempts
+            started = time.perf_counter()
+            try:
+                response = await self._http.request(method, url, params=params, json=json)
+            except httpx2.TimeoutException as exc:
+                raise self._timeout_error(exc, method, operation) from None
+            except httpx2.TransportError as exc:
+                never_sent = isinstance(exc, httpx2.ConnectError)
+                if last_attempt:
+                    raise self._connection_error(exc, method, operation, never_sent) from None
+                may_have_landed = may_have_landed or not never_sent
+                delay = policy.backoff_s(attempt, self._rand)
+                logger.info(
+                    "%s %s: %s; retrying in %.1f s (attempt %d of %d)",
+                    method, _path(url), type(exc).__name__, delay, attempt + 1, policy.max_attempts,
+                )  # fmt: skip
+                await self._sleep(delay)
+                continue
+
+            status = response.status_code
+            logger.debug(
+                "%s %s -> %d (%.0f ms)", method, _path(url), status, (time.perf_counter() - started) * 1000
+            )
+            if 200 <= status < 300:
+                return response
+            if status == 404 and method == "DELETE" and may_have_landed:
+                # An earlier attempt most likely deleted it; the goal is reached.
+                logger.info("%s %s: 404 on a retry after an attempt that may have landed", method, _path(url))
+                return response
+            if status in policy.retry_statuses and not last_attempt:
+                wait = self._retry_delay(response, attempt)
+                if wait is not None:
+                    may_have_landed = may_have_landed or status != 429
+                    logger.info(
+                        "%s %s: HTTP %d; retrying in %.1f s (attempt %d of %d)",
+                        method, _path(url), status, wait, attempt + 1, policy.max_attempts,
+                    )  # fmt: skip
+                    await self._sleep(wait)
+                    continue
+            raise self._error_for(response, operation, target)
+
+    def _retry_delay(self, response: httpx2.Response, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None when Retry-After asks for too long."""
+        floor = self._retry.backoff_s(attempt, self._rand)
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now=self._now())
+        if retry_after is None:
+            return floor
+        if retry_after > self._retry.max_retry_after_s:
+            return None
+        return max(retry_after, floor)
+
+    # --- mapping failures to the error tree ------------------------------------------------------
+
+    def _error_for(self, response: httpx2.Response, operation: Operation, target: str) -> ProviderError:
+        status = response.status_code
+        said = provider_message(response)
+        quoted = f" (provider: {said!r})" if said else ""
+        if status == 401:
+            return UnauthorizedError(
+                "the provider rejected the API token (HTTP 401); check VPS_API_TOKEN. Nothing was changed.",
+                status=status,
+            )
+        if status == 403:
+            return UnauthorizedError(
+                f"the API token is not allowed to do this (HTTP 403){quoted}. Nothing was changed.",
+                status=status,
+            )
+        if status == 404:
+            return NotFoundError(_not_found_message(operation, target), status=status)
+        if status == 429:
+            wait = parse_retry_after(response.headers.get("retry-after"), now=self._now())
+            when = f"wait {wait:.0f} s" if wait is not None else "wait a little"
+            return RateLimitedError(
+                f"the provider is rate limiting requests; {when} and try again. Nothing was changed.",
+                status=status,
+                retry_after_s=wait,
+            )
+        if 400 <= status < 500:
+            return _bad_request_error(status, said, operation, target)
+        if 300 <= status < 400:
+            what = f"an unexpected redirect (HTTP {status})"
+        elif said:
+            what = f"HTTP {status}{quoted}"
+        elif provider_message_is_html(response):
+            what = f"HTTP {status} with an HTML error page"
+        else:
+            what = f"HTTP {status}"
+        return UpstreamError(self._ambiguous(operation, what), status=status)
+
+    @staticmethod
+    def _ambiguous(operation: Operation, what: str) -> str:
+        """A failure message that is honest about whether anything changed."""
+        if operation == "list":
+            return f"the provider failed with {what}; try again shortly. Nothing was changed."
+        if operation == "delete":
+            return (
+                f"the provider failed with {what}; the snapshot may or may not have been deleted. "
+                "Check with list_snapshots before trying again."
+            )
+        return (
+            f"the provider failed with {what}; the {operation} may or may not have started. "
+            "Check with list_snapshots before trying again, so as not to do it twice."
+        )
+
+    def _timeout_error(
+        self, exc: httpx2.TimeoutException, method: str, operation: Operation
+    ) -> ProviderError:
+        if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout) or method == "GET":
+            return ProviderTimeoutError(
+                "the provider did not answer in time; try again shortly. Nothing was changed."
+            )
+        return ProviderTimeoutError(
+            self._ambiguous(operation, f"no answer within {self._timeout_s:g} s").replace(
+                "the provider failed with ", "the provider sent "
+            )
+        )
+
+    def _connection_error(
+        self, exc: httpx2.TransportError, method: str, operation: Operation, never_sent: bool
+    ) -> ProviderError:
+        host = urlsplit(self._base_url).netloc
+        reason = clean_text(str(exc), 80) or type(exc).__name__
+        if never_sent or method == "GET":
+            return ProviderConnectionError(
+                f"could not reach the provider at {host} ({reason}); try again shortly. Nothing was changed."
+            )
+        return ProviderConnectionError(
+            self._ambiguous(operation, f"a broken connection ({reason})").replace(
+                "the provider failed with ", "the connection to the provider failed with "
+            )
+        )
+
+    # --- parsing ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _json(response: httpx2.Response) -> Any:
+        try:
+            return response.json()
+        except (ValueError, UnicodeDecodeError):
+            kind = "an HTML page" if provider_message_is_html(response) else "malformed JSON"
+            raise UpstreamError(
+                f"the provider answered HTTP {response.status_code} with {kind} instead of JSON",
+                status=response.status_code,
+            ) from None
+
+    @staticmethod
+    def _parse_page(data: Any) -> tuple[list[Snapshot], str | None]:
+        if isinstance(data, list):  # an unpaginated provider that returns a bare array
+            raw_items, next_link = data, None
+        elif isinstance(data, dict) and isinstance(data.get("results"), list):
+            raw_items = data["results"]
+            next_link = data.get("next") if isinstance(data.get("next"), str) else None
+        else:
+            raise UpstreamError("the provider's snapshot list has an unexpected shape (no 'results' list)")
+        snapshots: list[Snapshot] = []
+        for raw in raw_items:
+            try:
+                snapshots.append(Snapshot.model_validate(raw))
+            except ValidationError:
+                # A record without a usable id cannot be shown or acted on; skip it loudly.
+                logger.warning("skipping a snapshot record the provider sent without a valid id")
+        return snapshots, next_link
+
+    def _follow(self, link: str, *, current: str) -> str:
+        url = urljoin(current, link)
+        parts = urlsplit(url)
+        if (parts.scheme, parts.netloc) != self._origin:
+            # Following it would send the API token to another host.
+            raise UpstreamError("the provider's pagination link points outside the API; not following it")
+        return url
+
+
+def provider_message_is_html(response: httpx2.Response) -> bool:
+    try:
+        return _looks_like_html(response, response.text)
+    except (UnicodeDecodeError, LookupError):
+        return False
+
+
+def _optional_str(data: Any, key: str) -> str | None:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path
+
+
+def _not_found_message(operation: Operation, target: str) -> str:
+    if operation == "create":
+        return f"{target} does not exist; check the server id. Nothing was created."
+    if operation in ("restore", "delete"):
+        return (
+            f"{target} does not exist (it may have been deleted); call list_snapshots. Nothing was changed."
+        )
+    return "the provider answered 404 for the snapshot list; check VPS_API_URL. Nothing was changed."
+
+
+def _bad_request_error(status: int, said: str | None, operation: Operation, target: str) -> ProviderError:
+    """Tell a 400's meaning apart by the provider's message and the endpoint it came from."""
+    text = (said or "").lower()
+    quoted = f" (provider: {said!r})" if said else ""
+    if "limit" in text or "quota" in text or "maximum" in text:
+        return QuotaExceededError(
+            f"{target} already has the most snapshots the provider allows (5){quoted}; delete an old "
+            "snapshot first. Nothing was created.",
+            status=status,
+        )
+    if operation == "restore" or "state" in text or "restoring" in text or "in progress" in text:
+        return InvalidStateError(
+            f"the provider refused: {target} is not in a state that allows this{quoted}. Wait for the "
+            "running snapshot or restore to finish (list_snapshots shows statuses), then try again. "
+            "Nothing was changed.",
+            status=status,
+        )
+    return InvalidRequestError(
+        f"the provider rejected the request (HTTP {status}){quoted}; fix the arguments and try again. "
+        "Nothing was changed.",
+        status=status,
+    )

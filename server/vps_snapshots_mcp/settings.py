@@ -1,0 +1,131 @@
+"""Frozen settings: the provider, the secret token, timeouts and the access mode.
+
+`Settings` is built once by the CLI (from flags and environment) or by tests,
+and never changes while the server runs. The API token is a `SecretStr`: its
+repr and str are masked, and only `client.py` reads its value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+
+DEFAULT_API_URL = "https://admin.vps.org/api/v1"
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unsafe; the message names the setting and the fix."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and any loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_url(url: str) -> str:
+    """Return `url` without a trailing slash, or raise `SettingsError`.
+
+    Plain `http://` is accepted only for a loopback host: the bearer token would
+    otherwise cross a network in clear text.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SettingsError(f"VPS_API_URL must be an http(s) URL such as {DEFAULT_API_URL}, got {url!r}")
+    if parts.username or parts.password:
+        raise SettingsError("VPS_API_URL must not contain credentials; set the token in VPS_API_TOKEN")
+    if parts.query or parts.fragment:
+        raise SettingsError("VPS_API_URL must not contain a query or fragment")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise SettingsError(
+            f"VPS_API_URL uses plain http:// for {parts.hostname}; the API token would cross the network "
+            "in clear text. Use https://, or http:// only for a loopback host (127.0.0.1, localhost, ::1)."
+        )
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the server needs to run. Build it with keywords; it validates itself."""
+
+    api_token: SecretStr | None = None
+    api_url: str = DEFAULT_API_URL
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    sandbox: bool = False
+    """Use the in-process provider simulator instead of the real API (no token needed)."""
+
+    read_only: bool = False
+    """Register only the read tools (list_snapshots, get_snapshot)."""
+    no_destructive: bool = False
+    """Leave out restore_snapshot and delete_snapshot."""
+    allowed_servers: frozenset[int] | None = None
+    """When set, every call touching another server is refused with `forbidden`."""
+
+    confirm_secret: SecretStr | None = field(default=None, repr=False)
+    """HMAC key for confirmation tokens; random per process when unset."""
+    log_level: LogLevel = "INFO"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "api_url", check_api_url(self.api_url))
+        if not self.timeout_s > 0 or not self.connect_timeout_s > 0:
+            raise SettingsError("timeouts must be positive numbers of seconds")
+        if not self.sandbox and (self.api_token is None or not self.api_token.get_secret_value().strip()):
+            raise SettingsError(
+                "VPS_API_TOKEN is not set: export your provider API token as VPS_API_TOKEN, "
+                "or run with --sandbox to try the built-in simulator"
+            )
+        if self.allowed_servers is not None and not self.allowed_servers:
+            raise SettingsError("--allowed-servers needs at least one server id")
+        if self.confirm_secret is not None and len(self.confirm_secret.get_secret_value()) < 16:
+            raise SettingsError("VPS_MCP_CONFIRM_SECRET must be at least 16 characters")
+
+    @property
+    def destructive_tools_enabled(self) -> bool:
+        return not (self.read_only or self.no_destructive)
+
+    @property
+    def write_tools_enabled(self) -> bool:
+        return not self.read_only
+
+    def mode_summary(self) -> str:
+        """One line describing the access mode, for `instructions` and logs."""
+        if self.read_only:
+            mode = "read-only: only list_snapshots and get_snapshot are available"
+        elif self.no_destructive:
+            mode = "no-destructive: restore_snapshot and delete_snapshot are not available"
+        else:
+            mode = "full: list, get, create, restore and delete are available"
+        if self.allowed_servers is not None:
+            ids = ", ".join(str(i) for i in sorted(self.allowed_servers))
+            mode += f"; only servers {ids} may be touched"
+        if self.sandbox:
+            mode += "; SANDBOX: a built-in simulator, no real server is affected"
+        return mode
+
+
+def parse_server_ids(text: str) -> frozenset[int]:
+    """Parse `"12345, 777"` into ids, or raise `SettingsError` naming the bad part."""
+    ids: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or int(part) < 1:
+            raise SettingsError(
+                f"--allowed-servers takes positive integer ids separated by commas, got {part!r}"
+            )
+        ids.add(int(part))
+    return frozenset(ids)

@@ -1,0 +1,47 @@
+"""Serve the simulator on a loopback socket with uvicorn (for `sandbox` and end-to-end tests)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+from starlette.applications import Starlette
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; `port=0` picks a free port (read it back with `getsockname`)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock
+
+
+def _server(app: Starlette) -> uvicorn.Server:
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    return uvicorn.Server(config)
+
+
+def serve_forever(app: Starlette, sock: socket.socket) -> None:
+    """Serve until interrupted (Ctrl-C)."""
+    _server(app).run(sockets=[sock])
+
+
+@contextmanager
+def serving_in_thread(app: Starlette, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve `app` on a free loopback port in a background thread; yield its base URL."""
+    sock = bind_socket(host, 0)
+    port = sock.getsockname()[1]
+    server = _server(app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

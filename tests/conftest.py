@@ -1,0 +1,74 @@
+"""Shared fixtures: a seeded simulator on a manual clock, and a client wired to it in process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import SecretStr
+from vps_snapshots_mcp.client import RetryPolicy, SnapshotsClient, asgi_transport
+from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app, seeded_state
+from vps_snapshots_mcp.simulator.serve import serving_in_thread
+
+TOKEN = "test-token-Zq8rV2pLx7"
+BASE_URL = "https://provider.test/api/v1"
+NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(NOW)
+
+
+@pytest.fixture
+def provider(clock: ManualClock) -> ProviderState:
+    return seeded_state(clock=clock, snapshot_seconds=240, restore_seconds=600)
+
+
+class SleepRecorder:
+    """Stands in for anyio.sleep: records each requested delay and returns at once."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> SleepRecorder:
+    return SleepRecorder()
+
+
+def make_client(
+    provider: ProviderState, sleeps: SleepRecorder, *, retry: RetryPolicy | None = None, token: str = TOKEN
+) -> SnapshotsClient:
+    """A client on an in-process transport to `provider`, with recorded sleeps and fixed jitter."""
+    return SnapshotsClient(
+        base_url=BASE_URL,
+        token=SecretStr(token),
+        transport=asgi_transport(create_app(provider, token=TOKEN)),
+        retry=retry,
+        sleep=sleeps,
+        rand=lambda: 0.5,
+        now=lambda: NOW,
+    )
+
+
+@pytest.fixture
+async def client(provider: ProviderState, sleeps: SleepRecorder) -> AsyncIterator[SnapshotsClient]:
+    async with make_client(provider, sleeps, retry=RetryPolicy()) as c:
+        yield c
+
+
+@pytest.fixture
+def served_provider(provider: ProviderState) -> Iterator[str]:
+    """The simulator on a real loopback socket; yields its API base URL."""
+    with serving_in_thread(create_app(provider, token=TOKEN)) as url:
+        yield f"{url}/api/v1"

@@ -1,0 +1,102 @@
+"""Settings and the CLI's refusals: URL rule, missing token, flags over environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import SecretStr
+from vps_snapshots_mcp.cli import _serve_parser, settings_from
+from vps_snapshots_mcp.settings import Settings, SettingsError, check_api_url, parse_server_ids
+
+TOKEN = SecretStr("s3cret-token-value")
+
+
+def test_defaults_match_the_documented_api_and_timeouts() -> None:
+    settings = Settings(api_token=TOKEN)
+    assert settings.api_url == "https://admin.vps.org/api/v1"
+    assert (settings.timeout_s, settings.connect_timeout_s) == (30.0, 5.0)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8765/api/v1",
+        "http://localhost/api/v1",
+        "http://[::1]:9/api/v1",
+        "https://example.com/v1/",
+    ],
+)
+def test_https_and_loopback_http_are_accepted(url: str) -> None:
+    assert check_api_url(url) == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://admin.vps.org/api/v1", "http://10.0.0.5/api", "ftp://x/y", "admin.vps.org", "https://u:p@h/api"],
+)
+def test_plain_http_off_loopback_and_odd_urls_are_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="VPS_API_URL"):
+        Settings(api_token=TOKEN, api_url=url)
+
+
+def test_a_missing_token_is_refused_outside_the_sandbox() -> None:
+    with pytest.raises(SettingsError, match=r"VPS_API_TOKEN.*--sandbox"):
+        Settings()
+    assert Settings(sandbox=True).sandbox
+
+
+def test_the_token_is_masked_in_repr() -> None:
+    assert "s3cret" not in repr(Settings(api_token=TOKEN))
+
+
+def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VPS_API_TOKEN", "from-env")
+    monkeypatch.setenv("VPS_API_URL", "https://env.example/api/v1")
+    monkeypatch.setenv("VPS_API_TIMEOUT", "12")
+    args = _serve_parser().parse_args(["--api-url", "https://flag.example/api/v1", "--connect-timeout", "2"])
+    settings = settings_from(args)
+    assert settings.api_url == "https://flag.example/api/v1"
+    assert (settings.timeout_s, settings.connect_timeout_s) == (12.0, 2.0)
+    assert settings.api_token is not None and settings.api_token.get_secret_value() == "from-env"
+
+
+def test_server_ids_parse_and_reject_garbage() -> None:
+    assert parse_server_ids("12345, 777,") == frozenset({12345, 777})
+    with pytest.raises(SettingsError, match="web"):
+        parse_server_ids("12345,web")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "vps_snapshots_mcp", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def test_missing_token_exits_2_with_one_line_naming_the_fixes() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "VPS_API_TOKEN" in lines[0] and "--sandbox" in lines[0]
+
+
+def test_plain_http_to_a_remote_host_exits_2_without_printing_the_token() -> None:
+    result = run_cli(env={"VPS_API_TOKEN": "tok-XYZ-123", "VPS_API_URL": "http://admin.vps.org/api/v1"})
+    assert result.returncode == 2
+    assert "clear text" in result.stderr and "tok-XYZ-123" not in result.stderr + result.stdout
+
+
+def test_version_flag() -> None:
+    from vps_snapshots_mcp import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and __version__ in result.stdout
