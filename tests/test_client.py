@@ -79,18 +79,14 @@ async def test_list_follows_next_links_across_pages(client: SnapshotsClient, pro
     assert [r.query for r in provider.requests] == ["", "page=2", "page=3", "page=4", "page=5"]
 
 
-async def test_list_keeps_the_server_filter_on_every_page(
-    client: SnapshotsClient, provider: ProviderState
-) -> None:
+async def test_list_keeps_the_server_filter_on_every_page(client: SnapshotsClient, provider: ProviderState) -> None:
     provider.page_size = 1
     snapshots = await client.list_snapshots(server_id=12345)
     assert [s.id for s in snapshots] == [801, 798]
     assert [r.query for r in provider.requests] == ["server_id=12345", "server_id=12345&page=2"]
 
 
-async def test_get_snapshot_finds_it_through_the_list(
-    client: SnapshotsClient, provider: ProviderState
-) -> None:
+async def test_get_snapshot_finds_it_through_the_list(client: SnapshotsClient, provider: ProviderState) -> None:
     snapshot = await client.get_snapshot(798)
     assert snapshot.name == "weekly-snapshot-2025-01-08"
     assert [r.path for r in provider.requests] == ["/api/v1/snapshots/"]
@@ -101,9 +97,7 @@ async def test_get_unknown_snapshot_is_not_found(client: SnapshotsClient) -> Non
         await client.get_snapshot(4242)
 
 
-async def test_create_posts_the_exact_body_and_parses_the_201(
-    client: SnapshotsClient, provider: ProviderState
-) -> None:
+async def test_create_posts_the_exact_body_and_parses_the_201(client: SnapshotsClient, provider: ProviderState) -> None:
     created = await client.create_snapshot(12345, "before-update", "Before apt upgrade")
     assert created.snapshot.status == "in_progress"
     assert created.snapshot.size_mb is None
@@ -177,9 +171,7 @@ async def test_delete_unknown_snapshot_is_not_found(client: SnapshotsClient) -> 
         await client.delete_snapshot(4242)
 
 
-async def test_a_wrong_token_is_unauthorized_and_never_echoed(
-    provider: ProviderState, sleeps: SleepRecorder
-) -> None:
+async def test_a_wrong_token_is_unauthorized_and_never_echoed(provider: ProviderState, sleeps: SleepRecorder) -> None:
     wrong = "wrong-token-Kd93hf"
     async with make_client(provider, sleeps, token=wrong) as client:
         with pytest.raises(UnauthorizedError) as caught:
@@ -217,9 +209,7 @@ async def test_the_provider_message_is_taken_from_common_fields(body: dict[str, 
         return JSONResponse(body, status_code=500)
 
     app = Starlette(routes=[Route("/api/v1/snapshots/", answer)])
-    async with SnapshotsClient(
-        base_url=BASE_URL, token=SecretStr(TOKEN), transport=asgi_transport(app)
-    ) as client:
+    async with SnapshotsClient(base_url=BASE_URL, token=SecretStr(TOKEN), transport=asgi_transport(app)) as client:
         with pytest.raises(UpstreamError) as caught:
             await client.list_snapshots()
     assert f"(provider: {expected!r})" in str(caught.value)
@@ -242,9 +232,7 @@ async def test_malformed_json_is_an_upstream_error(client: SnapshotsClient, prov
         await client.list_snapshots()
 
 
-async def test_a_list_of_the_wrong_shape_is_an_upstream_error(
-    client: SnapshotsClient, provider: ProviderState
-) -> None:
+async def test_a_list_of_the_wrong_shape_is_an_upstream_error(client: SnapshotsClient, provider: ProviderState) -> None:
     provider.inject(Fault.wrong_shape())
     with pytest.raises(UpstreamError, match="unexpected shape"):
         await client.list_snapshots()
@@ -281,9 +269,7 @@ async def test_get_gives_up_after_three_attempts_with_growing_backoff(
     assert sleeps.delays == [0.375, 0.75]
 
 
-async def test_500_is_not_retried(
-    client: SnapshotsClient, provider: ProviderState, sleeps: SleepRecorder
-) -> None:
+async def test_500_is_not_retried(client: SnapshotsClient, provider: ProviderState, sleeps: SleepRecorder) -> None:
     provider.inject(Fault.error(500))
     with pytest.raises(UpstreamError):
         await client.list_snapshots()
@@ -390,9 +376,7 @@ async def test_a_next_link_to_another_host_is_not_followed() -> None:
         return JSONResponse({"count": 9, "next": "https://elsewhere.test/steal?page=2", "results": []})
 
     app = Starlette(routes=[Route("/api/v1/snapshots/", page)])
-    async with SnapshotsClient(
-        base_url=BASE_URL, token=SecretStr(TOKEN), transport=asgi_transport(app)
-    ) as client:
+    async with SnapshotsClient(base_url=BASE_URL, token=SecretStr(TOKEN), transport=asgi_transport(app)) as client:
         with pytest.raises(UpstreamError, match="outside the API"):
             await client.list_snapshots()
     assert seen == [f"{BASE_URL}/snapshots/"]
@@ -403,9 +387,7 @@ async def test_a_pagination_loop_is_detected() -> None:
         return JSONResponse({"count": 9, "next": f"{BASE_URL}/snapshots/", "results": []})
 
     app = Starlette(routes=[Route("/api/v1/snapshots/", page)])
-    async with SnapshotsClient(
-        base_url=BASE_URL, token=SecretStr(TOKEN), transport=asgi_transport(app)
-    ) as client:
+    async with SnapshotsClient(base_url=BASE_URL, token=SecretStr(TOKEN), transport=asgi_transport(app)) as client:
         with pytest.raises(UpstreamError, match="loop"):
             await client.list_snapshots()
 
@@ -427,9 +409,7 @@ async def test_unknown_fields_statuses_and_null_sizes_are_tolerated() -> None:
         return JSONResponse(body)
 
     app = Starlette(routes=[Route("/api/v1/snapshots/", page)])
-    async with SnapshotsClient(
-        base_url=BASE_URL, token=SecretStr(TOKEN), transport=asgi_transport(app)
-    ) as client:
+    async with SnapshotsClient(base_url=BASE_URL, token=SecretStr(TOKEN), transport=asgi_transport(app)) as client:
         [snapshot] = await client.list_snapshots()
     assert snapshot == Snapshot(
         id=1, server={"id": 7, "name": "a"}, name="n", status="archived", created_at="2025-01-01T00:00:00Z"
@@ -459,9 +439,7 @@ def test_clean_text_folds_whitespace_and_truncates() -> None:
     assert clean_text("y" * 300).endswith("…") and len(clean_text("y" * 300)) == 200
 
 
-async def test_the_clock_moves_snapshots_to_completed(
-    client: SnapshotsClient, provider: ProviderState
-) -> None:
+async def test_the_clock_moves_snapshots_to_completed(client: SnapshotsClient, provider: ProviderState) -> None:
     from vps_snapshots_mcp.simulator import ManualClock
 
     assert isinstance(provider.clock, ManualClock)

@@ -32,9 +32,7 @@ async def test_a_full_cycle_over_a_real_socket(served_provider: str, provider: P
     assert all(r.authorized for r in provider.requests)
 
 
-async def test_an_answer_slower_than_the_timeout_is_a_timeout(
-    served_provider: str, provider: ProviderState
-) -> None:
+async def test_an_answer_slower_than_the_timeout_is_a_timeout(served_provider: str, provider: ProviderState) -> None:
     provider.inject(Fault.latency(5.0))
     async with SnapshotsClient(base_url=served_provider, token=SecretStr(TOKEN), timeout_s=0.3) as client:
         with pytest.raises(ProviderTimeoutError, match="Nothing was changed"):

@@ -168,9 +168,7 @@ async def test_a_non_integer_server_filter_is_400(http: httpx2.AsyncClient) -> N
     assert response.status_code == 400 and "server_id" in response.json()
 
 
-async def test_pagination_gives_next_and_previous_links(
-    http: httpx2.AsyncClient, provider: ProviderState
-) -> None:
+async def test_pagination_gives_next_and_previous_links(http: httpx2.AsyncClient, provider: ProviderState) -> None:
     provider.page_size = 4
     first = (await http.get("/snapshots/")).json()
     assert first["count"] == 9 and len(first["results"]) == 4 and first["previous"] is None
@@ -180,9 +178,7 @@ async def test_pagination_gives_next_and_previous_links(
     assert (await http.get("/snapshots/", params={"page": 4})).status_code == 404
 
 
-async def test_faults_answer_before_auth_and_are_recorded(
-    http: httpx2.AsyncClient, provider: ProviderState
-) -> None:
+async def test_faults_answer_before_auth_and_are_recorded(http: httpx2.AsyncClient, provider: ProviderState) -> None:
     provider.inject(Fault.html_page(502))
     provider.inject(Fault.rate_limit("7"))
     page = await http.get("/snapshots/")
@@ -193,9 +189,7 @@ async def test_faults_answer_before_auth_and_are_recorded(
     assert [r.fault for r in provider.requests] == ["html", "json", None]
 
 
-async def test_a_lost_answer_fault_still_does_the_work(
-    http: httpx2.AsyncClient, provider: ProviderState
-) -> None:
+async def test_a_lost_answer_fault_still_does_the_work(http: httpx2.AsyncClient, provider: ProviderState) -> None:
     provider.inject(Fault.lost_answer(502, method="DELETE"))
     assert (await http.delete("/snapshots/798/")).status_code == 502
     assert 798 not in provider.snapshots

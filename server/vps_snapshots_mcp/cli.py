@@ -79,9 +79,7 @@ def _serve_parser() -> argparse.ArgumentParser:
         default=None,
         help="provider API token [VPS_API_TOKEN]; prefer the environment variable, as flags show in ps",
     )
-    parser.add_argument(
-        "--timeout", type=float, default=None, help="request timeout in seconds [VPS_API_TIMEOUT]"
-    )
+    parser.add_argument("--timeout", type=float, default=None, help="request timeout in seconds [VPS_API_TIMEOUT]")
     parser.add_argument(
         "--connect-timeout",
         type=float,
@@ -138,9 +136,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(
         api_token=SecretStr(token) if token else None,
         api_url=api_url,
-        timeout_s=args.timeout
-        if args.timeout is not None
-        else _env_float("VPS_API_TIMEOUT", DEFAULT_TIMEOUT_S),
+        timeout_s=args.timeout if args.timeout is not None else _env_float("VPS_API_TIMEOUT", DEFAULT_TIMEOUT_S),
         connect_timeout_s=(
             args.connect_timeout
             if args.connect_timeout is not None
@@ -243,9 +239,7 @@ def demo(argv: Sequence[str]) -> int:
         prog=f"{PROG} demo",
         description="Play a snapshot runbook against the sandbox through a real MCP client.",
     )
-    parser.add_argument(
-        "--sandbox-seconds", type=float, default=4.0, help="how long a simulated snapshot takes"
-    )
+    parser.add_argument("--sandbox-seconds", type=float, default=4.0, help="how long a simulated snapshot takes")
     args = parser.parse_args(argv)
     configure_logging("WARNING")
     from .demo import run_demo

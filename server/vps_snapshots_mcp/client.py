@@ -254,9 +254,7 @@ class SnapshotsClient:
             status=None,
         )
 
-    async def create_snapshot(
-        self, server_id: int, name: str, description: str | None = None
-    ) -> CreatedSnapshot:
+    async def create_snapshot(self, server_id: int, name: str, description: str | None = None) -> CreatedSnapshot:
         """Start a snapshot of `server_id`. The provider answers 201 with status `in_progress`."""
         body: dict[str, Any] = {"server_id": server_id, "name": name}
         if description is not None:
@@ -270,9 +268,7 @@ class SnapshotsClient:
         )
         data = self._json(response)
         try:
-            return CreatedSnapshot(
-                snapshot=Snapshot.model_validate(data), message=_optional_str(data, "message")
-            )
+            return CreatedSnapshot(snapshot=Snapshot.model_validate(data), message=_optional_str(data, "message"))
         except ValidationError:
             raise UpstreamError(self._ambiguous("create", "an answer of an unexpected shape")) from None
 
@@ -334,9 +330,7 @@ class SnapshotsClient:
                 continue
 
             status = response.status_code
-            logger.debug(
-                "%s %s -> %d (%.0f ms)", method, _path(url), status, (time.perf_counter() - started) * 1000
-            )
+            logger.debug("%s %s -> %d (%.0f ms)", method, _path(url), status, (time.perf_counter() - started) * 1000)
             if 200 <= status < 300:
                 return response
             if status == 404 and method == "DELETE" and may_have_landed:
@@ -418,13 +412,9 @@ class SnapshotsClient:
             "Check with list_snapshots before trying again, so as not to do it twice."
         )
 
-    def _timeout_error(
-        self, exc: httpx2.TimeoutException, method: str, operation: Operation
-    ) -> ProviderError:
+    def _timeout_error(self, exc: httpx2.TimeoutException, method: str, operation: Operation) -> ProviderError:
         if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout) or method == "GET":
-            return ProviderTimeoutError(
-                "the provider did not answer in time; try again shortly. Nothing was changed."
-            )
+            return ProviderTimeoutError("the provider did not answer in time; try again shortly. Nothing was changed.")
         return ProviderTimeoutError(
             self._ambiguous(operation, f"no answer within {self._timeout_s:g} s").replace(
                 "the provider failed with ", "the provider sent "
@@ -506,9 +496,7 @@ def _not_found_message(operation: Operation, target: str) -> str:
     if operation == "create":
         return f"{target} does not exist; check the server id. Nothing was created."
     if operation in ("restore", "delete"):
-        return (
-            f"{target} does not exist (it may have been deleted); call list_snapshots. Nothing was changed."
-        )
+        return f"{target} does not exist (it may have been deleted); call list_snapshots. Nothing was changed."
     return "the provider answered 404 for the snapshot list; check VPS_API_URL. Nothing was changed."
 
 

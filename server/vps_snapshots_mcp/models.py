@@ -9,7 +9,9 @@ cannot be acted on.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
 class _ProviderModel(BaseModel):
@@ -75,3 +77,78 @@ class RestoreStarted(_ProviderModel):
     message: str | None = None
     snapshot: RestoredSnapshotRef | None = None
     server: RestoredServer | None = None
+
+
+# --- the tools' results ---------------------------------------------------------------------------
+# These are the MCP tools' output schemas: what `structuredContent` carries.
+
+
+class SnapshotList(BaseModel):
+    """list_snapshots: every snapshot found, newest first."""
+
+    count: int = Field(description="How many snapshots are listed.")
+    snapshots: list[Snapshot]
+
+
+class CreateResult(BaseModel):
+    """create_snapshot: the new snapshot (usually `in_progress`) and the provider's message."""
+
+    snapshot: Snapshot
+    message: str
+
+
+class ConfirmationRequired(BaseModel):
+    """A preview: nothing was done. Show `warning` to the user; execute only with their consent."""
+
+    status: Literal["confirmation_required"] = "confirmation_required"
+    action: Literal["restore", "delete"]
+    snapshot: Snapshot
+    warning: str = Field(description="What would be lost; show it to the user before asking.")
+    confirmation_token: str = Field(description="Pass back with confirm=true to execute; single use.")
+    expires_at: str = Field(description="When the token stops working (ISO 8601, UTC).")
+
+
+class Cancelled(BaseModel):
+    """The user declined or cancelled when asked; nothing was sent to the provider."""
+
+    status: Literal["cancelled"] = "cancelled"
+    action: Literal["restore", "delete"]
+    snapshot_id: int
+    message: str
+
+
+class ServerState(BaseModel):
+    id: int
+    name: str | None = None
+    status: str | None = Field(default=None, description="e.g. 'restoring'.")
+
+
+class RestoreStartedResult(BaseModel):
+    """restore_snapshot executed: the provider has started the restore (5-15 minutes)."""
+
+    status: Literal["restore_started"] = "restore_started"
+    message: str
+    snapshot: Snapshot
+    server: ServerState
+
+
+class DeletedResult(BaseModel):
+    """delete_snapshot executed: the snapshot is gone."""
+
+    status: Literal["deleted"] = "deleted"
+    snapshot_id: int
+    message: str
+
+
+class RestoreOutcome(RootModel[ConfirmationRequired | RestoreStartedResult | Cancelled]):
+    """A preview, a started restore, or a cancellation; `status` tells which."""
+
+    root: Annotated[ConfirmationRequired | RestoreStartedResult | Cancelled, Field(discriminator="status")]
+    model_config = ConfigDict(json_schema_extra={"type": "object"})
+
+
+class DeleteOutcome(RootModel[ConfirmationRequired | DeletedResult | Cancelled]):
+    """A preview, a deletion, or a cancellation; `status` tells which."""
+
+    root: Annotated[ConfirmationRequired | DeletedResult | Cancelled, Field(discriminator="status")]
+    model_config = ConfigDict(json_schema_extra={"type": "object"})

@@ -124,8 +124,6 @@ def parse_server_ids(text: str) -> frozenset[int]:
         if not part:
             continue
         if not part.isdigit() or int(part) < 1:
-            raise SettingsError(
-                f"--allowed-servers takes positive integer ids separated by commas, got {part!r}"
-            )
+            raise SettingsError(f"--allowed-servers takes positive integer ids separated by commas, got {part!r}")
         ids.add(int(part))
     return frozenset(ids)

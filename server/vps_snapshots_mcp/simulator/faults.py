@@ -58,9 +58,7 @@ class Fault:
 
     @classmethod
     def rate_limit(cls, retry_after: str | None = "1", *, times: int = 1, method: str | None = None) -> Fault:
-        return cls(
-            status=429, detail="Request was throttled.", retry_after=retry_after, times=times, method=method
-        )
+        return cls(status=429, detail="Request was throttled.", retry_after=retry_after, times=times, method=method)
 
     @classmethod
     def malformed_json(cls, status: int = 200, *, times: int = 1, method: str | None = None) -> Fault:

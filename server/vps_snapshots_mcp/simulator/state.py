@@ -151,15 +151,9 @@ class ProviderState:
                     snap.status = "failed"
                 else:
                     snap.status = "completed"
-                    snap.size_mb = (
-                        self.servers[snap.server_id].disk_mb if snap.server_id in self.servers else 1024
-                    )
+                    snap.size_mb = self.servers[snap.server_id].disk_mb if snap.server_id in self.servers else 1024
         for server in self.servers.values():
-            if (
-                server.status == "restoring"
-                and server.restoring_until is not None
-                and server.restoring_until <= now
-            ):
+            if server.status == "restoring" and server.restoring_until is not None and server.restoring_until <= now:
                 server.status = "running"
                 server.restoring_until = None
 
@@ -201,9 +195,7 @@ class ProviderState:
             errors["name"] = ["Invalid parameters: use only letters, digits, hyphens and underscores."]
         elif len(name) > NAME_MAX:
             errors["name"] = [f"Ensure this field has no more than {NAME_MAX} characters."]
-        if description is not None and (
-            not isinstance(description, str) or len(description) > DESCRIPTION_MAX
-        ):
+        if description is not None and (not isinstance(description, str) or len(description) > DESCRIPTION_MAX):
             errors["description"] = [f"Must be a string of at most {DESCRIPTION_MAX} characters."]
         if errors:
             raise ProviderError(400, errors)
@@ -214,9 +206,7 @@ class ProviderState:
         if server.status == "restoring":
             raise _detail(400, "Server is not in a valid state for a snapshot: a restore is in progress.")
         if sum(1 for s in self.snapshots.values() if s.server_id == server_id) >= SNAPSHOT_LIMIT:
-            raise _detail(
-                400, f"Snapshot limit reached: a server can have at most {SNAPSHOT_LIMIT} snapshots."
-            )
+            raise _detail(400, f"Snapshot limit reached: a server can have at most {SNAPSHOT_LIMIT} snapshots.")
         now = self.clock()
         while self.next_id in self.snapshots:
             self.next_id += 1
@@ -246,9 +236,7 @@ class ProviderState:
         if server is None:
             raise _detail(404, "Server not found.")
         if server.status == "restoring":
-            raise _detail(
-                400, "Server is not in a valid state for restoration: a restore is already in progress."
-            )
+            raise _detail(400, "Server is not in a valid state for restoration: a restore is already in progress.")
         if snap.status != "completed":
             raise _detail(400, f"Snapshot is not completed and cannot be restored (status: {snap.status}).")
         server.status = "restoring"
