@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from pydantic import SecretStr
+
 from vps_snapshots_mcp.client import RetryPolicy, SnapshotsClient, asgi_transport
 from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app, seeded_state
 from vps_snapshots_mcp.simulator.serve import serving_in_thread

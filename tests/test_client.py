@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
 from vps_snapshots_mcp.client import (
     RetryPolicy,
     SnapshotsClient,

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from pydantic import SecretStr
+
 from vps_snapshots_mcp.cli import _serve_parser, settings_from
 from vps_snapshots_mcp.settings import Settings, SettingsError, check_api_url, parse_server_ids
 
@@ -69,7 +70,7 @@ def test_server_ids_parse_and_reject_garbage() -> None:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+    return subprocess.run(
         [sys.executable, "-m", "vps_snapshots_mcp", *args],
         capture_output=True,
         text=True,

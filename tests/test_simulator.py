@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import httpx2
 import pytest
+
 from vps_snapshots_mcp.simulator import Fault, ManualClock, ProviderState, create_app
 
 from .conftest import TOKEN

@@ -9,12 +9,23 @@ cannot be acted on.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 
-class _ProviderModel(BaseModel):
+def _without_titles(schema: dict[str, Any]) -> None:
+    """Drop pydantic's generated titles ("Size Mb"): they repeat the names, and tools/list is sent often."""
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_without_titles)
+
+
+class _ProviderModel(_Schema):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
@@ -83,21 +94,21 @@ class RestoreStarted(_ProviderModel):
 # These are the MCP tools' output schemas: what `structuredContent` carries.
 
 
-class SnapshotList(BaseModel):
+class SnapshotList(_Schema):
     """list_snapshots: every snapshot found, newest first."""
 
     count: int = Field(description="How many snapshots are listed.")
     snapshots: list[Snapshot]
 
 
-class CreateResult(BaseModel):
+class CreateResult(_Schema):
     """create_snapshot: the new snapshot (usually `in_progress`) and the provider's message."""
 
     snapshot: Snapshot
     message: str
 
 
-class ConfirmationRequired(BaseModel):
+class ConfirmationRequired(_Schema):
     """A preview: nothing was done. Show `warning` to the user; execute only with their consent."""
 
     status: Literal["confirmation_required"] = "confirmation_required"
@@ -108,7 +119,7 @@ class ConfirmationRequired(BaseModel):
     expires_at: str = Field(description="When the token stops working (ISO 8601, UTC).")
 
 
-class Cancelled(BaseModel):
+class Cancelled(_Schema):
     """The user declined or cancelled when asked; nothing was sent to the provider."""
 
     status: Literal["cancelled"] = "cancelled"
@@ -117,13 +128,13 @@ class Cancelled(BaseModel):
     message: str
 
 
-class ServerState(BaseModel):
+class ServerState(_Schema):
     id: int
     name: str | None = None
     status: str | None = Field(default=None, description="e.g. 'restoring'.")
 
 
-class RestoreStartedResult(BaseModel):
+class RestoreStartedResult(_Schema):
     """restore_snapshot executed: the provider has started the restore (5-15 minutes)."""
 
     status: Literal["restore_started"] = "restore_started"
@@ -132,7 +143,7 @@ class RestoreStartedResult(BaseModel):
     server: ServerState
 
 
-class DeletedResult(BaseModel):
+class DeletedResult(_Schema):
     """delete_snapshot executed: the snapshot is gone."""
 
     status: Literal["deleted"] = "deleted"
@@ -140,15 +151,21 @@ class DeletedResult(BaseModel):
     message: str
 
 
+def _object_without_title(schema: dict[str, Any]) -> None:
+    # MCP requires an output schema of type object; a discriminated union is one, whichever member it is.
+    schema["type"] = "object"
+    schema.pop("title", None)
+
+
 class RestoreOutcome(RootModel[ConfirmationRequired | RestoreStartedResult | Cancelled]):
     """A preview, a started restore, or a cancellation; `status` tells which."""
 
     root: Annotated[ConfirmationRequired | RestoreStartedResult | Cancelled, Field(discriminator="status")]
-    model_config = ConfigDict(json_schema_extra={"type": "object"})
+    model_config = ConfigDict(json_schema_extra=_object_without_title)
 
 
 class DeleteOutcome(RootModel[ConfirmationRequired | DeletedResult | Cancelled]):
     """A preview, a deletion, or a cancellation; `status` tells which."""
 
     root: Annotated[ConfirmationRequired | DeletedResult | Cancelled, Field(discriminator="status")]
-    model_config = ConfigDict(json_schema_extra={"type": "object"})
+    model_config = ConfigDict(json_schema_extra=_object_without_title)

@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from mcp.server.mcpserver import (
     AcceptedElicitation,
     Context,
@@ -32,7 +33,7 @@ from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from . import __version__
-from .client import SnapshotsClient, Transport
+from .client import Sleep, SnapshotsClient, Transport
 from .confirm import (
     Action,
     ConfirmationTokens,
@@ -314,8 +315,12 @@ def build_server(
     transport: Transport | None = None,
     *,
     confirmation_clock: Callable[[], float] = time.time,
+    retry_sleep: Sleep = anyio.sleep,
 ) -> MCPServer[AppContext]:
-    """The MCP server for `settings`, talking to the provider through `transport` (default: the network)."""
+    """The MCP server for `settings`, talking to the provider through `transport` (default: the network).
+
+    `confirmation_clock` and `retry_sleep` exist for tests: token expiry without waiting, retries without sleeping.
+    """
     secret = settings.confirm_secret.get_secret_value().encode() if settings.confirm_secret else None
     tokens = ConfirmationTokens(secret, clock=confirmation_clock)
     assert settings.api_token is not None, "Settings guarantees a token"
@@ -329,6 +334,7 @@ def build_server(
             timeout_s=settings.timeout_s,
             connect_timeout_s=settings.connect_timeout_s,
             transport=transport,
+            sleep=retry_sleep,
         ) as client:
             yield AppContext(client=client, tokens=tokens, settings=settings)
 
