@@ -56,6 +56,7 @@ async def test_list_returns_every_snapshot_with_the_documented_fields(
         "description": "Before major migration",
     }
     [request] = provider.requests
+    assert request.content_type == "application/json"
     assert (request.method, request.path, request.query, request.authorized) == (
         "GET",
         "/api/v1/snapshots/",

@@ -63,6 +63,28 @@ def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.api_token is not None and settings.api_token.get_secret_value() == "from-env"
 
 
+def test_access_modes_and_the_confirm_secret_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VPS_API_TOKEN", "from-env")
+    monkeypatch.setenv("VPS_MCP_READ_ONLY", "1")
+    monkeypatch.setenv("VPS_MCP_NO_DESTRUCTIVE", "true")
+    monkeypatch.setenv("VPS_MCP_ALLOWED_SERVERS", "12345,777")
+    monkeypatch.setenv("VPS_MCP_CONFIRM_SECRET", "a-long-enough-shared-secret")
+    monkeypatch.setenv("VPS_MCP_LOG_LEVEL", "debug")
+    settings = settings_from(_serve_parser().parse_args([]))
+    assert (settings.read_only, settings.no_destructive) == (True, True)
+    assert settings.allowed_servers == frozenset({12345, 777})
+    assert settings.confirm_secret is not None and settings.log_level == "DEBUG"
+    assert "a-long-enough" not in repr(settings)
+
+
+def test_the_sandbox_needs_no_token_and_never_uses_a_real_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VPS_API_TOKEN", "the-real-token")
+    monkeypatch.setenv("VPS_API_URL", "https://admin.vps.org/api/v1")
+    settings = settings_from(_serve_parser().parse_args(["--sandbox"]))
+    assert settings.sandbox and settings.api_url.startswith("https://sandbox.invalid")
+    assert settings.api_token is not None and settings.api_token.get_secret_value() != "the-real-token"
+
+
 def test_server_ids_parse_and_reject_garbage() -> None:
     assert parse_server_ids("12345, 777,") == frozenset({12345, 777})
     with pytest.raises(SettingsError, match="web"):

@@ -17,6 +17,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
 
+from vps_snapshots_mcp import __version__
 from vps_snapshots_mcp.client import asgi_transport
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import Fault, ProviderState, create_app
@@ -190,6 +191,16 @@ async def test_unauthorized_never_echoes_a_token(make_server: Callable[..., MCPS
     async with connected(make_server(token="wrong-token-9f8e7d6c")) as client:
         text = await error(client, "list_snapshots")
     assert text.startswith("unauthorized: ") and "wrong-token" not in text and TOKEN not in text
+
+
+async def test_timeout(served_provider: str, provider: ProviderState, sleeps: SleepRecorder) -> None:
+    provider.inject(Fault.latency(5.0))
+    server = build_server(
+        Settings(api_token=SecretStr(TOKEN), api_url=served_provider, timeout_s=0.3), retry_sleep=sleeps
+    )
+    async with connected(server) as client:
+        text = await error(client, "list_snapshots")
+    assert text.startswith("timeout: ") and "Nothing was changed" in text
 
 
 async def test_connection_error(make_server: Callable[..., MCPServer[AppContext]]) -> None:
@@ -459,11 +470,31 @@ async def test_allowed_servers_filter_lists_and_refuse_other_servers(
     assert [r.body for r in provider.mutations] == [{"server_id": 12345, "name": "allowed"}]
 
 
+async def test_a_shared_confirm_secret_lets_a_second_server_execute_a_token(
+    make_server: Callable[..., MCPServer[AppContext]], provider: ProviderState
+) -> None:
+    secret = SecretStr("shared-secret-between-replicas")
+    async with connected(make_server(confirm_secret=secret)) as first:
+        preview = await ok(first, "delete_snapshot", snapshot_id=798)
+    async with connected(make_server(confirm_secret=secret)) as second:
+        token = preview["confirmation_token"]
+        result = await ok(second, "delete_snapshot", snapshot_id=798, confirm=True, confirmation_token=token)
+    assert result["status"] == "deleted"
+    async with connected(make_server()) as stranger:  # its own random secret
+        preview = await ok(stranger, "delete_snapshot", snapshot_id=801)
+    async with connected(make_server(confirm_secret=secret)) as second:
+        token = preview["confirmation_token"]
+        text = await error(second, "delete_snapshot", snapshot_id=801, confirm=True, confirmation_token=token)
+    assert text.startswith("confirmation_invalid: ")
+    assert [r.method for r in provider.mutations] == ["DELETE"]
+
+
 async def test_full_mode_is_named_in_the_instructions(client: Client) -> None:
     instructions = client.instructions or ""
     assert "full: list, get, create, restore and delete" in instructions
     assert "WITHOUT confirm" in instructions and "Never confirm on the user's behalf" in instructions
     assert client.server_info is not None and client.server_info.name == "vps-snapshots"
+    assert client.server_info.version == __version__
 
 
 # --- the token is a secret ----------------------------------------------------------------------------

@@ -45,6 +45,7 @@ def create_app(state: ProviderState, *, token: str) -> Starlette:
                 query=request.url.query,
                 body=body,
                 authorized=authorized,
+                content_type=request.headers.get("content-type"),
                 fault=None if fault is None or fault.passthrough else fault.body,
             )
         )

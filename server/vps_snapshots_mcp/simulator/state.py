@@ -76,6 +76,7 @@ class RecordedRequest:
     query: str
     body: Any
     authorized: bool
+    content_type: str | None = None
     fault: str | None = None
 
 

@@ -1,0 +1,65 @@
+"""The import direction ARCHITECTURE.md asks for, checked on the source so it cannot drift."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parent.parent / "server" / "vps_snapshots_mcp"
+
+
+def imports_of(path: Path) -> set[str]:
+    """Absolute module names a file imports (relative imports resolved against the package)."""
+    module_parts = ["vps_snapshots_mcp", *path.relative_to(PACKAGE).with_suffix("").parts]
+    if module_parts[-1] == "__init__":
+        module_parts.pop()
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module_parts[: len(module_parts) - node.level + (1 if path.name == "__init__.py" else 0)]
+                name = ".".join([*base, node.module] if node.module else base)
+                found.add(name)
+                found.update(f"{name}.{alias.name}" for alias in node.names)
+            elif node.module:
+                found.add(node.module)
+    return found
+
+
+def modules() -> dict[str, set[str]]:
+    return {str(p.relative_to(PACKAGE)): imports_of(p) for p in PACKAGE.rglob("*.py")}
+
+
+def test_only_the_client_imports_the_http_library() -> None:
+    users = {name for name, imported in modules().items() if any(i.split(".")[0] == "httpx2" for i in imported)}
+    assert users == {"client.py"}
+
+
+def test_the_simulator_shares_no_code_with_the_client() -> None:
+    for name, imported in modules().items():
+        if name.startswith("simulator/"):
+            ours = {i for i in imported if i.startswith("vps_snapshots_mcp")}
+            assert all(i.startswith("vps_snapshots_mcp.simulator") for i in ours), (name, ours)
+
+
+@pytest.mark.parametrize("leaf", ["models.py", "errors.py", "settings.py"])
+def test_leaf_modules_import_nothing_from_the_package(leaf: str) -> None:
+    ours = {i for i in modules()[leaf] if i.startswith("vps_snapshots_mcp")}
+    assert ours == set(), ours
+
+
+def test_only_tools_confirm_and_demo_import_the_sdk() -> None:
+    users = {
+        name for name, imported in modules().items() if any(i.split(".")[0] in ("mcp", "mcp_types") for i in imported)
+    }
+    assert users <= {"tools.py", "confirm.py", "demo.py"}
+
+
+def test_only_the_simulator_imports_the_web_framework() -> None:
+    for name, imported in modules().items():
+        if any(i.split(".")[0] in ("starlette", "uvicorn") for i in imported):
+            assert name.startswith("simulator/"), name
