@@ -22,6 +22,16 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+class EpochClock:
+    """A settable stand-in for time.time, for confirmation-token expiry."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(NOW)

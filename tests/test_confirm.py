@@ -17,6 +17,8 @@ from vps_snapshots_mcp.confirm import (
 from vps_snapshots_mcp.errors import ConfirmationInvalidError
 from vps_snapshots_mcp.models import ServerRef, Snapshot
 
+from .conftest import EpochClock
+
 SNAP = Snapshot(
     id=801,
     server=ServerRef(id=12345, name="web-server-01"),
@@ -27,21 +29,13 @@ SNAP = Snapshot(
 )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> EpochClock:
+    return EpochClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def tokens(clock: Clock) -> ConfirmationTokens:
+def tokens(clock: EpochClock) -> ConfirmationTokens:
     return ConfirmationTokens(b"0123456789abcdef-secret", clock=clock)
 
 
@@ -93,7 +87,7 @@ def test_a_minted_token_is_redeemed_once(tokens: ConfirmationTokens) -> None:
         tokens.redeem(issued.token, "restore", SNAP)
 
 
-def test_the_token_expires_after_ten_minutes(tokens: ConfirmationTokens, clock: Clock) -> None:
+def test_the_token_expires_after_ten_minutes(tokens: ConfirmationTokens, clock: EpochClock) -> None:
     issued = tokens.mint("delete", SNAP)
     assert issued.expires_at.timestamp() == clock.now + 600
     clock.now += 601
@@ -121,14 +115,14 @@ def test_a_changed_snapshot_refuses_the_token(tokens: ConfirmationTokens, change
         tokens.redeem(issued.token, "restore", SNAP.model_copy(update=change))
 
 
-def test_a_token_from_another_secret_is_forged(clock: Clock) -> None:
+def test_a_token_from_another_secret_is_forged(clock: EpochClock) -> None:
     theirs = ConfirmationTokens(b"another-secret-0123456789", clock=clock).mint("delete", SNAP)
     ours = ConfirmationTokens(b"0123456789abcdef-secret", clock=clock)
     with pytest.raises(ConfirmationInvalidError, match="not valid"):
         ours.redeem(theirs.token, "delete", SNAP)
 
 
-def test_replicas_sharing_a_secret_accept_each_others_tokens(clock: Clock) -> None:
+def test_replicas_sharing_a_secret_accept_each_others_tokens(clock: EpochClock) -> None:
     issued = ConfirmationTokens(b"shared-secret-0123456789", clock=clock).mint("delete", SNAP)
     ConfirmationTokens(b"shared-secret-0123456789", clock=clock).redeem(issued.token, "delete", SNAP)
 

@@ -23,27 +23,19 @@ from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import Fault, ProviderState, create_app
 from vps_snapshots_mcp.tools import AppContext, build_server
 
-from .conftest import BASE_URL, TOKEN, SleepRecorder
+from .conftest import BASE_URL, TOKEN, EpochClock, SleepRecorder
 
 pytestmark = pytest.mark.anyio
 
 
-class ConfirmClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def confirm_clock() -> ConfirmClock:
-    return ConfirmClock()
+def confirm_clock() -> EpochClock:
+    return EpochClock()
 
 
 @pytest.fixture
 def make_server(
-    provider: ProviderState, sleeps: SleepRecorder, confirm_clock: ConfirmClock
+    provider: ProviderState, sleeps: SleepRecorder, confirm_clock: EpochClock
 ) -> Callable[..., MCPServer[AppContext]]:
     def make(*, token: str = TOKEN, api_url: str = BASE_URL, **settings: Any) -> MCPServer[AppContext]:
         transport = asgi_transport(create_app(provider, token=TOKEN)) if api_url == BASE_URL else None
@@ -288,7 +280,7 @@ async def test_restore_with_a_forged_token_sends_nothing(client: Client, provide
 
 
 async def test_delete_with_an_expired_token_sends_nothing(
-    client: Client, provider: ProviderState, confirm_clock: ConfirmClock
+    client: Client, provider: ProviderState, confirm_clock: EpochClock
 ) -> None:
     preview = await ok(client, "delete_snapshot", snapshot_id=798)
     confirm_clock.now += 601
