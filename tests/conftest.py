@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
+import anyio
+import anyio.lowlevel
 import pytest
 from pydantic import SecretStr
 
 from vps_snapshots_mcp.client import RetryPolicy, SnapshotsClient, asgi_transport
 from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app, seeded_state
 from vps_snapshots_mcp.simulator.serve import serving_in_thread
+from vps_snapshots_mcp.waiting import Timing
 
 TOKEN = "test-token-Zq8rV2pLx7"
 BASE_URL = "https://provider.test/api/v1"
@@ -55,6 +58,35 @@ class SleepRecorder:
 @pytest.fixture
 def sleeps() -> SleepRecorder:
     return SleepRecorder()
+
+
+class SimTime:
+    """Time for the server under test: each sleep advances the simulator's clock instead of waiting.
+
+    So a wait for a snapshot sees it complete exactly when the simulator says, with no real time passing.
+    """
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.elapsed = 0.0
+        self.delays: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        self.elapsed += seconds
+        self.clock.advance(seconds)
+        await anyio.lowlevel.checkpoint()  # still a point where cancellation can land
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def timing(self) -> Timing:
+        return Timing(sleep=self.sleep, monotonic=self.monotonic, now=self.clock)
+
+
+@pytest.fixture
+def sim_time(clock: ManualClock) -> SimTime:
+    return SimTime(clock)
 
 
 def make_client(

@@ -52,11 +52,11 @@ def test_leaf_modules_import_nothing_from_the_package(leaf: str) -> None:
     assert ours == set(), ours
 
 
-def test_only_tools_confirm_and_demo_import_the_sdk() -> None:
+def test_only_tools_confirm_prompts_and_demo_import_the_sdk() -> None:
     users = {
         name for name, imported in modules().items() if any(i.split(".")[0] in ("mcp", "mcp_types") for i in imported)
     }
-    assert users <= {"tools.py", "confirm.py", "demo.py"}
+    assert users <= {"tools.py", "confirm.py", "prompts.py", "demo.py"}
 
 
 def test_only_the_simulator_imports_the_web_framework() -> None:

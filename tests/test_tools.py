@@ -23,7 +23,7 @@ from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import Fault, ProviderState, create_app
 from vps_snapshots_mcp.tools import AppContext, build_server
 
-from .conftest import BASE_URL, TOKEN, EpochClock, SleepRecorder
+from .conftest import BASE_URL, TOKEN, EpochClock, SimTime
 
 pytestmark = pytest.mark.anyio
 
@@ -35,7 +35,7 @@ def confirm_clock() -> EpochClock:
 
 @pytest.fixture
 def make_server(
-    provider: ProviderState, sleeps: SleepRecorder, confirm_clock: EpochClock
+    provider: ProviderState, sim_time: SimTime, confirm_clock: EpochClock
 ) -> Callable[..., MCPServer[AppContext]]:
     def make(*, token: str = TOKEN, api_url: str = BASE_URL, **settings: Any) -> MCPServer[AppContext]:
         transport = asgi_transport(create_app(provider, token=TOKEN)) if api_url == BASE_URL else None
@@ -43,7 +43,7 @@ def make_server(
             Settings(api_token=SecretStr(token), api_url=api_url, **settings),
             transport=transport,
             confirmation_clock=confirm_clock,
-            retry_sleep=sleeps,
+            timing=sim_time.timing(),
         )
 
     return make
@@ -136,9 +136,20 @@ async def test_not_found(client: Client, provider: ProviderState) -> None:
     assert [r.method for r in provider.mutations] == ["POST"]  # only the create reached it; it answered 404
 
 
-async def test_quota_exceeded(client: Client) -> None:
+async def test_quota_exceeded_is_refused_before_posting_naming_the_oldest(
+    client: Client, provider: ProviderState
+) -> None:
     text = await error(client, "create_snapshot", server_id=34567, name="sixth")
-    assert text.startswith("quota_exceeded: ") and "delete an old snapshot" in text
+    assert text.startswith("quota_exceeded: server staging-01 (34567) already has 5 snapshots")
+    assert '790 "staging-build-1" (2025-01-01T08:00:00Z, 1900 MB)' in text
+    assert '791 "staging-build-2"' in text and '792 "staging-build-3"' in text and "793" not in text
+    assert provider.mutations == []
+
+
+async def test_the_provider_quota_answer_is_still_understood(client: Client, provider: ProviderState) -> None:
+    provider.inject(Fault.error(400, "Snapshot limit reached.", method="POST"))
+    text = await error(client, "create_snapshot", server_id=12345, name="racing")
+    assert text.startswith("quota_exceeded: ")
 
 
 async def test_invalid_state_from_the_provider(client: Client, provider: ProviderState) -> None:
@@ -171,12 +182,12 @@ async def test_rate_limited(client: Client, provider: ProviderState) -> None:
 
 
 async def test_upstream_error_after_retries_without_sleeping(
-    client: Client, provider: ProviderState, sleeps: SleepRecorder
+    client: Client, provider: ProviderState, sim_time: SimTime
 ) -> None:
     provider.inject(Fault.html_page(502, times=3))
     text = await error(client, "list_snapshots")
     assert text.startswith("upstream_error: ") and "<" not in text
-    assert len(provider.requests) == 3 and len(sleeps.delays) == 2
+    assert len(provider.requests) == 3 and len(sim_time.delays) == 2
 
 
 async def test_unauthorized_never_echoes_a_token(make_server: Callable[..., MCPServer[AppContext]]) -> None:
@@ -185,10 +196,10 @@ async def test_unauthorized_never_echoes_a_token(make_server: Callable[..., MCPS
     assert text.startswith("unauthorized: ") and "wrong-token" not in text and TOKEN not in text
 
 
-async def test_timeout(served_provider: str, provider: ProviderState, sleeps: SleepRecorder) -> None:
+async def test_timeout(served_provider: str, provider: ProviderState, sim_time: SimTime) -> None:
     provider.inject(Fault.latency(5.0))
     server = build_server(
-        Settings(api_token=SecretStr(TOKEN), api_url=served_provider, timeout_s=0.3), retry_sleep=sleeps
+        Settings(api_token=SecretStr(TOKEN), api_url=served_provider, timeout_s=0.3), timing=sim_time.timing()
     )
     async with connected(server) as client:
         text = await error(client, "list_snapshots")

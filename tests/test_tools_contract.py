@@ -22,6 +22,7 @@ from vps_snapshots_mcp.client import asgi_transport
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ProviderState, create_app
 from vps_snapshots_mcp.tools import build_server
+from vps_snapshots_mcp.waiting import Timing
 
 from .conftest import BASE_URL, TOKEN, SleepRecorder
 
@@ -35,7 +36,7 @@ async def client(provider: ProviderState, sleeps: SleepRecorder) -> AsyncIterato
     server = build_server(
         Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL),
         transport=asgi_transport(create_app(provider, token=TOKEN)),
-        retry_sleep=sleeps,
+        timing=Timing(sleep=sleeps),
     )
     async with Client(server) as c:
         yield c
@@ -113,10 +114,17 @@ async def test_create_adds_without_destroying_and_is_not_idempotent(client: Clie
     hints = (await hints_of(client))["create_snapshot"]
     assert (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint) == (False, False, False)
     before = {s.id for s in provider.snapshots.values()}
-    for _ in range(2):
-        assert not (await client.call_tool("create_snapshot", {"server_id": 12345, "name": "same"})).is_error
-    after = {s.id for s in provider.snapshots.values()}
-    assert before < after and len(after - before) == 2  # the same call twice made two snapshots
+    arguments = {"server_id": 12345, "name": "same"}
+    first = await client.call_tool("create_snapshot", arguments)
+    repeat = await client.call_tool("create_snapshot", arguments)
+    assert repeat.structured_content is not None and repeat.structured_content["already_exists"] is True
+    assert len({s.id for s in provider.snapshots.values()} - before) == 1  # a retry makes no duplicate...
+    assert first.structured_content is not None
+    del provider.snapshots[first.structured_content["snapshot"]["id"]]
+    await client.call_tool("create_snapshot", arguments)
+    # ...but the same call is not guaranteed to change nothing: once its namesake is gone it makes another.
+    assert len({s.id for s in provider.snapshots.values()} - before) == 1
+    assert len(provider.requests_to("POST")) == 2
 
 
 async def confirmed(client: Client, tool: str, snapshot_id: int) -> dict[str, Any]:

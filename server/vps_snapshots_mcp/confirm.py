@@ -12,9 +12,10 @@ Restore and delete run only with explicit consent bound to one target:
     refuse    anything else; nothing is sent.
 
 A token is `v1.<payload>.<signature>`: the payload (base64url JSON) names the
-action, snapshot id, server id and the snapshot's `created_at`, an expiry and a
-random nonce; the signature is HMAC-SHA256 under a server secret. It is
-single-use: the nonce is remembered, in this process, until the token expires.
+action, snapshot id, server id, the snapshot's `created_at` and the options the
+user saw (a safety snapshot first, or not), an expiry and a random nonce; the
+signature is HMAC-SHA256 under a server secret. It is single-use: the nonce is
+remembered, in this process, until the token expires.
 """
 
 from __future__ import annotations
@@ -71,10 +72,18 @@ def _quoted(text: str | None) -> str:
     return json.dumps(text or "", ensure_ascii=False)
 
 
-def consequences(action: Action, snapshot: Snapshot) -> str:
+def consequences(action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> str:
     """Exactly what is lost, in words for a person."""
     taken = snapshot.created_at or "an unknown date"
     if action == "restore":
+        if safety_snapshot:
+            return (
+                f"Restoring snapshot {_quoted(snapshot.name)} (id {snapshot.id}) overwrites ALL current data on "
+                f"server {snapshot.server_label} with the state of {taken}. First, a safety snapshot of the "
+                "current state is taken, and the restore starts only once it has completed; it uses one of the "
+                "server's 5 snapshot slots. The server is stopped before the restore. The restore itself "
+                "cannot be undone, except by restoring the safety snapshot."
+            )
         return (
             f"Restoring snapshot {_quoted(snapshot.name)} (id {snapshot.id}) overwrites ALL current data on "
             f"server {snapshot.server_label} with the state of {taken}. The server is stopped first. "
@@ -88,18 +97,19 @@ def consequences(action: Action, snapshot: Snapshot) -> str:
     )
 
 
-def preview_warning(action: Action, snapshot: Snapshot) -> str:
+def preview_warning(action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> str:
     """The preview's warning: the consequences, then what the model must do with them."""
+    what = consequences(action, snapshot, safety_snapshot=safety_snapshot)
     return (
-        f"{action.upper()} WARNING: {consequences(action, snapshot)} Show this warning to the user and ask "
+        f"{action.upper()} WARNING: {what} Show this warning to the user and ask "
         f"for explicit consent. Only if the user agrees, call {action}_snapshot again with "
         f"snapshot_id={snapshot.id}, confirm=true and this confirmation_token (valid for 10 minutes, once)."
     )
 
 
-def elicitation_message(action: Action, snapshot: Snapshot) -> str:
+def elicitation_message(action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> str:
     """The question put to the user directly when the client can ask."""
-    return f"{consequences(action, snapshot)} Do you want to {action} it now?"
+    return f"{consequences(action, snapshot, safety_snapshot=safety_snapshot)} Do you want to {action} it now?"
 
 
 @dataclass(frozen=True)
@@ -127,10 +137,11 @@ class ConfirmationTokens:
         self._ttl_s = ttl_s
         self._used: dict[str, float] = {}  # nonce -> expiry, pruned as they lapse
 
-    def mint(self, action: Action, snapshot: Snapshot) -> IssuedToken:
+    def mint(self, action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> IssuedToken:
         expires = int(self._clock()) + self._ttl_s
         payload = {
             "a": action,
+            "f": safety_snapshot,
             "s": snapshot.id,
             "v": snapshot.server_id,
             "c": snapshot.created_at,
@@ -141,7 +152,7 @@ class ConfirmationTokens:
         token = f"{_VERSION}.{body}.{self._sign(body)}"
         return IssuedToken(token=token, expires_at=datetime.fromtimestamp(expires, UTC))
 
-    def redeem(self, token: str, action: Action, snapshot: Snapshot) -> None:
+    def redeem(self, token: str, action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> None:
         """Check the token against the snapshot as it is now, and use it up; raise if it does not fit."""
         payload = self._verified_payload(token, action, snapshot.id)
         if payload.get("a") != action:
@@ -153,6 +164,12 @@ class ConfirmationTokens:
             raise ConfirmationInvalidError(
                 f"this confirmation token was issued for snapshot {payload.get('s')}, not {snapshot.id}. "
                 + nothing_changed(action, snapshot.id)
+            )
+        if bool(payload.get("f")) != safety_snapshot:
+            said = "with" if payload.get("f") else "without"
+            raise ConfirmationInvalidError(
+                f"this confirmation token was issued for a {action} {said} a safety snapshot, and this call asks "
+                "otherwise; the user agreed to what the preview said. " + nothing_changed(action, snapshot.id)
             )
         if payload.get("v") != snapshot.server_id or payload.get("c") != snapshot.created_at:
             raise ConfirmationInvalidError(

@@ -15,6 +15,7 @@ stable string that clients, runbooks and tests may depend on. `str(error)` is
     │   ├── UpstreamError              upstream_error     5xx, HTML, garbage, wrong shape
     │   ├── ProviderTimeoutError       timeout
     │   └── ProviderConnectionError    connection_error
+    ├── SnapshotFailedError            snapshot_failed    a snapshot ended `failed`
     ├── InvalidArgumentError           invalid_argument   the caller's arguments are wrong
     ├── ForbiddenError                 forbidden          outside this server's access mode
     └── ConfirmationInvalidError       confirmation_invalid
@@ -86,6 +87,10 @@ class ProviderConnectionError(ProviderError):
     code = "connection_error"
 
 
+class SnapshotFailedError(SnapshotsError):
+    code = "snapshot_failed"
+
+
 class InvalidArgumentError(SnapshotsError):
     code = "invalid_argument"
 
@@ -110,6 +115,7 @@ ERROR_CODES: tuple[str, ...] = tuple(
         UpstreamError,
         ProviderTimeoutError,
         ProviderConnectionError,
+        SnapshotFailedError,
         InvalidArgumentError,
         ForbiddenError,
         ConfirmationInvalidError,

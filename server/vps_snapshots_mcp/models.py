@@ -102,10 +102,16 @@ class SnapshotList(_Schema):
 
 
 class CreateResult(_Schema):
-    """create_snapshot: the new snapshot (usually `in_progress`) and the provider's message."""
+    """create_snapshot: the snapshot (new, or the one that already had this name) and what to do next."""
 
     snapshot: Snapshot
     message: str
+    already_exists: bool = Field(
+        default=False, description="True when a snapshot with this name existed; nothing new was created."
+    )
+    timed_out: bool = Field(
+        default=False, description="True when wait=true ran out of time; the snapshot goes on at the provider."
+    )
 
 
 class ConfirmationRequired(_Schema):
@@ -141,6 +147,9 @@ class RestoreStartedResult(_Schema):
     message: str
     snapshot: Snapshot
     server: ServerState
+    safety_snapshot: Snapshot | None = Field(
+        default=None, description="The snapshot of the pre-restore state, when safety_snapshot was asked for."
+    )
 
 
 class DeletedResult(_Schema):

@@ -12,6 +12,7 @@ failures, into that form.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +20,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-import anyio
 from mcp.server.mcpserver import (
     AcceptedElicitation,
     Context,
@@ -33,7 +33,7 @@ from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from . import __version__
-from .client import Sleep, SnapshotsClient, Transport
+from .client import SnapshotsClient, Transport
 from .confirm import (
     Action,
     ConfirmationTokens,
@@ -48,6 +48,9 @@ from .errors import (
     ForbiddenError,
     InvalidArgumentError,
     InvalidStateError,
+    ProviderTimeoutError,
+    QuotaExceededError,
+    SnapshotFailedError,
     SnapshotsError,
 )
 from .models import (
@@ -62,7 +65,9 @@ from .models import (
     Snapshot,
     SnapshotList,
 )
+from .prompts import register_prompts
 from .settings import Settings
+from .waiting import Timing, WaitOutcome, format_duration, is_running, wait_for_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,8 @@ SERVER_NAME = "vps-snapshots"
 MAX_ID = 2**53 - 1  # the largest integer every JSON client represents exactly
 NAME_MAX = 64
 DESCRIPTION_MAX = 500
+SNAPSHOTS_PER_SERVER = 5  # the provider's documented limit
+DEFAULT_WAIT_S = 900
 
 SnapshotIdArg = Annotated[int, Field(ge=1, le=MAX_ID, description="The snapshot's id (from list_snapshots).")]
 ServerIdArg = Annotated[int, Field(ge=1, le=MAX_ID, description="The server's id, e.g. 12345.")]
@@ -88,6 +95,20 @@ DescriptionArg = Annotated[
 ConfirmArg = Annotated[
     bool,
     Field(description="false (default): preview only, nothing is changed. true: execute, with the user's consent."),
+]
+WaitArg = Annotated[
+    bool,
+    Field(description="true: keep the call open until the snapshot is completed (progress is reported), or timed out."),
+]
+WaitTimeoutArg = Annotated[
+    int, Field(ge=10, le=3600, description="With wait=true, the most seconds to wait (default 900).")
+]
+SafetySnapshotArg = Annotated[
+    bool,
+    Field(
+        description="true: first snapshot the server's current state (pre-restore-<id>-<time>), wait until it is "
+        "completed, and only then restore. Needs a free slot of the server's 5."
+    ),
 ]
 TokenArg = Annotated[
     str | None,
@@ -108,6 +129,7 @@ class AppContext:
     client: SnapshotsClient
     tokens: ConfirmationTokens
     settings: Settings
+    timing: Timing
 
     def check_server_allowed(self, server_id: int | None, *, what: str) -> None:
         allowed = self.settings.allowed_servers
@@ -215,14 +237,35 @@ async def target_snapshot(snapshot_id: int, ctx: Context[AppContext, Any]) -> Sn
 
 async def restorable_snapshot(
     snapshot: Annotated[Snapshot, Resolve(target_snapshot)],
+    safety_snapshot: bool,
+    ctx: Context[AppContext, Any],
 ) -> Snapshot:
-    """The target of a restore, refused before anyone is asked if the provider could not restore it."""
-    if snapshot.status in ("in_progress", "failed"):
+    """The target of a restore, refused before anyone is asked if it could not be done as asked."""
+    if is_running(snapshot) or snapshot.status == "failed":
         raise InvalidStateError(
             f"snapshot {snapshot.id} is {snapshot.status}; only a completed snapshot can be restored. "
             "Nothing was changed."
         )
+    if safety_snapshot and snapshot.server_id is not None:
+        siblings = await _app(ctx).client.list_snapshots(snapshot.server_id)
+        if len(siblings) >= SNAPSHOTS_PER_SERVER:
+            raise _quota_full(snapshot.server_label, siblings, why="the safety snapshot needs a free slot")
     return snapshot
+
+
+def _quota_full(server_label: str, snapshots: list[Snapshot], *, why: str) -> QuotaExceededError:
+    """Refuse before posting, naming the oldest snapshots as candidates to delete."""
+    oldest = sorted(snapshots, key=lambda s: (s.created_at or "", s.id))[:3]
+    candidates = "; ".join(
+        f"{s.id} {json.dumps(s.name, ensure_ascii=False)} ({s.created_at or 'date unknown'}, "
+        f"{f'{s.size_mb} MB' if s.size_mb is not None else 'size unknown'})"
+        for s in oldest
+    )
+    return QuotaExceededError(
+        f"server {server_label} already has {len(snapshots)} snapshots, the most the provider allows "
+        f"({SNAPSHOTS_PER_SERVER}), and {why}. Oldest, candidates to delete: {candidates}. Ask the user which "
+        "to delete (delete_snapshot asks for confirmation), then try again. Nothing was created."
+    )
 
 
 def _client_can_elicit(ctx: Context[AppContext, Any]) -> bool:
@@ -233,11 +276,17 @@ def _client_can_elicit(ctx: Context[AppContext, Any]) -> bool:
 
 
 def _consent(
-    action: Action, snapshot: Snapshot, confirm: bool, token: str | None, ctx: Context[AppContext, Any]
+    action: Action,
+    snapshot: Snapshot,
+    confirm: bool,
+    token: str | None,
+    ctx: Context[AppContext, Any],
+    *,
+    safety_snapshot: bool = False,
 ) -> Elicit[ConsentForm] | NoQuestion:
     step = decide(confirm=confirm, token=token, client_can_elicit=_client_can_elicit(ctx))
     if step is Step.ELICIT:
-        return Elicit(elicitation_message(action, snapshot), ConsentForm)
+        return Elicit(elicitation_message(action, snapshot, safety_snapshot=safety_snapshot), ConsentForm)
     return NoQuestion(step=step)
 
 
@@ -245,10 +294,11 @@ async def restore_consent(
     snapshot: Annotated[Snapshot, Resolve(restorable_snapshot)],
     confirm: bool,
     confirmation_token: str | None,
+    safety_snapshot: bool,
     ctx: Context[AppContext, Any],
 ) -> Elicit[ConsentForm] | NoQuestion:
     """Ask the user about a restore when, and only when, the call needs it."""
-    return _consent("restore", snapshot, confirm, confirmation_token, ctx)
+    return _consent("restore", snapshot, confirm, confirmation_token, ctx, safety_snapshot=safety_snapshot)
 
 
 async def delete_consent(
@@ -271,6 +321,8 @@ async def _guarded(
     consent: ElicitationResult[ConsentForm],
     confirmation_token: str | None,
     execute: Callable[[], Awaitable[Executed]],
+    *,
+    safety_snapshot: bool = False,
 ) -> ConfirmationRequired | Cancelled | Executed:
     """Preview, refuse, or execute, by the consent the call carries."""
     # The resolver hands back either the user's form (it asked) or a NoQuestion (it did not need to).
@@ -278,11 +330,11 @@ async def _guarded(
     if isinstance(answer, NoQuestion):
         step = answer.step
         if step is Step.PREVIEW:
-            issued = app.tokens.mint(action, snapshot)
+            issued = app.tokens.mint(action, snapshot, safety_snapshot=safety_snapshot)
             return ConfirmationRequired(
                 action=action,
                 snapshot=snapshot,
-                warning=preview_warning(action, snapshot),
+                warning=preview_warning(action, snapshot, safety_snapshot=safety_snapshot),
                 confirmation_token=issued.token,
                 expires_at=issued.expires_at.isoformat().replace("+00:00", "Z"),
             )
@@ -292,7 +344,7 @@ async def _guarded(
                 "directly. " + nothing_changed(action, snapshot.id)
             )
         assert step is Step.EXECUTE_WITH_TOKEN and confirmation_token
-        app.tokens.redeem(confirmation_token, action, snapshot)
+        app.tokens.redeem(confirmation_token, action, snapshot, safety_snapshot=safety_snapshot)
         logger.info("%s of snapshot %s confirmed by token", action, snapshot.id)
         return await execute()
     if isinstance(answer, ConsentForm) and answer.confirm:
@@ -315,16 +367,19 @@ def build_server(
     transport: Transport | None = None,
     *,
     confirmation_clock: Callable[[], float] = time.time,
-    retry_sleep: Sleep = anyio.sleep,
+    timing: Timing | None = None,
 ) -> MCPServer[AppContext]:
     """The MCP server for `settings`, talking to the provider through `transport` (default: the network).
 
-    `confirmation_clock` and `retry_sleep` exist for tests: token expiry without waiting, retries without sleeping.
+    `confirmation_clock` and `timing` exist for tests: token expiry, retries and waits without real time.
     """
+    timing = timing or Timing()
     secret = settings.confirm_secret.get_secret_value().encode() if settings.confirm_secret else None
     tokens = ConfirmationTokens(secret, clock=confirmation_clock)
     assert settings.api_token is not None, "Settings guarantees a token"
     token = settings.api_token
+
+    live: list[AppContext] = []  # the running lifespan's context, for handlers that get no request context
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
@@ -334,9 +389,31 @@ def build_server(
             timeout_s=settings.timeout_s,
             connect_timeout_s=settings.connect_timeout_s,
             transport=transport,
-            sleep=retry_sleep,
+            sleep=timing.sleep,
         ) as client:
-            yield AppContext(client=client, tokens=tokens, settings=settings)
+            app = AppContext(client=client, tokens=tokens, settings=settings, timing=timing)
+            live.append(app)
+            try:
+                yield app
+            finally:
+                live.remove(app)
+
+    async def list_servers() -> list[tuple[int, str | None]]:
+        """Servers seen in the snapshot list (the API has no server list), for argument completion."""
+        if not live:
+            return []
+        try:
+            snapshots = await live[-1].client.list_snapshots()
+        except SnapshotsError:
+            return []  # completion is a convenience; a provider failure just means no suggestions
+        allowed = settings.allowed_servers
+        return sorted(
+            {
+                (s.server.id, s.server.name)
+                for s in snapshots
+                if s.server is not None and (allowed is None or s.server.id in allowed)
+            }
+        )
 
     server = SnapshotsServer(
         SERVER_NAME,
@@ -351,6 +428,7 @@ def build_server(
         _register_create_tool(server)
     if settings.destructive_tools_enabled:
         _register_destructive_tools(server)
+    register_prompts(server, settings, list_servers)
     return server
 
 
@@ -406,6 +484,31 @@ def _register_read_tools(server: SnapshotsServer) -> None:
         return snapshot
 
 
+def _progress_reporter(
+    ctx: Context[AppContext, Any], what: str
+) -> Callable[[float, float | None, str], Awaitable[None]]:
+    async def report(progress: float, total: float | None, message: str) -> None:
+        # A no-op unless the caller sent a progress token.
+        await ctx.report_progress(progress, total, f"{what}: {message}")
+
+    return report
+
+
+async def _wait(
+    app: AppContext, ctx: Context[AppContext, Any], snapshot: Snapshot, timeout_s: float, what: str
+) -> WaitOutcome:
+    outcome = await wait_for_snapshot(
+        app.client, snapshot, timeout_s=timeout_s, timing=app.timing, report=_progress_reporter(ctx, what)
+    )
+    if outcome.snapshot.status == "failed":
+        raise SnapshotFailedError(
+            f"snapshot {snapshot.id} {json.dumps(snapshot.name, ensure_ascii=False)} ended in status failed after "
+            f"{format_duration(outcome.waited_s)}. Delete it (it takes a slot) and try again, perhaps with the "
+            "server stopped."
+        )
+    return outcome
+
+
 def _register_create_tool(server: SnapshotsServer) -> None:
     title = "Create a snapshot"
 
@@ -415,22 +518,80 @@ def _register_create_tool(server: SnapshotsServer) -> None:
         name: NameArg,
         ctx: Context[AppContext, Any],
         description: DescriptionArg = None,
+        wait: WaitArg = False,
+        wait_timeout_s: WaitTimeoutArg = DEFAULT_WAIT_S,
     ) -> CreateResult:
         """Start a point-in-time snapshot of a server's whole disk, e.g. before an update.
 
-        Returns at once with the new snapshot in status in_progress; it completes in 3-10 minutes (poll
-        get_snapshot). Destroys nothing. Each call makes a new snapshot, and a server holds at most 5:
-        when full this fails with quota_exceeded, so delete an old one first. For a consistent filesystem,
-        advise stopping the server first.
+        Safe to retry: if the server already has a snapshot with this name, that one is returned with
+        already_exists=true and nothing new is created, so a call repeated after a timeout never makes a
+        duplicate. A server holds at most 5 snapshots; when it is full this fails with quota_exceeded, naming
+        the oldest as candidates to delete, before anything is sent. Destroys nothing.
+        Without wait, returns at once with status in_progress (it completes in 3-10 minutes; poll
+        get_snapshot). With wait=true, the call stays open and reports progress until the snapshot is
+        completed or wait_timeout_s passes (then timed_out=true, and the snapshot goes on; poll get_snapshot).
+        A snapshot that ends failed is an error (snapshot_failed). For a consistent filesystem, advise
+        stopping the server first.
         """
         app = _app(ctx)
         app.check_server_allowed(server_id, what="this snapshot")
-        created = await app.client.create_snapshot(server_id, name, description)
-        message = created.message or "Snapshot is being created."
+        existing = await app.client.list_snapshots(server_id)
+        same_name = [s for s in existing if s.name == name]
+        if same_name:
+            snapshot = same_name[0]
+            created_message = (
+                f"A snapshot named {json.dumps(name)} already exists on server {snapshot.server_label} "
+                f"(id {snapshot.id}, {snapshot.status}); nothing new was created."
+            )
+        else:
+            if len(existing) >= SNAPSHOTS_PER_SERVER:
+                label = existing[0].server_label if existing else f"server {server_id}"
+                raise _quota_full(label, existing, why="a new snapshot needs a free slot")
+            created = await app.client.create_snapshot(server_id, name, description)
+            snapshot = created.snapshot
+            created_message = created.message or "Snapshot is being created."
+        if not wait or not is_running(snapshot):
+            hint = (
+                f" Poll get_snapshot with id {snapshot.id} until its status is completed."
+                if is_running(snapshot)
+                else ""
+            )
+            return CreateResult(snapshot=snapshot, message=created_message + hint, already_exists=bool(same_name))
+
+        outcome = await _wait(app, ctx, snapshot, wait_timeout_s, f"snapshot {snapshot.id}")
+        waited = format_duration(outcome.waited_s)
+        if outcome.timed_out:
+            message = (
+                f"{created_message} Still {outcome.snapshot.status} after {waited}; it goes on at the provider. "
+                f"Poll get_snapshot with id {snapshot.id}; do not create it again."
+            )
+        else:
+            size = f", {outcome.snapshot.size_mb} MB" if outcome.snapshot.size_mb is not None else ""
+            message = f"{created_message} Snapshot {snapshot.id} is {outcome.snapshot.status}{size} after {waited}."
         return CreateResult(
-            snapshot=created.snapshot,
-            message=f"{message} Poll get_snapshot with id {created.snapshot.id} until its status is completed.",
+            snapshot=outcome.snapshot, message=message, already_exists=bool(same_name), timed_out=outcome.timed_out
         )
+
+
+async def _take_safety_snapshot(app: AppContext, ctx: Context[AppContext, Any], target: Snapshot) -> Snapshot:
+    """Snapshot the server's current state and wait for it; raise (nothing restored) unless it completes."""
+    assert target.server_id is not None
+    name = f"pre-restore-{target.id}-{app.timing.now():%Y%m%dT%H%M%SZ}"
+    try:
+        created = await app.client.create_snapshot(
+            target.server_id, name, f"Safety snapshot taken before restoring snapshot {target.id}"
+        )
+    except SnapshotsError as exc:
+        exc.message = f"the safety snapshot could not be started: {exc.message} Nothing was restored."
+        raise
+    outcome = await _wait(app, ctx, created.snapshot, DEFAULT_WAIT_S, f"safety snapshot {created.snapshot.id}")
+    if outcome.timed_out:
+        raise ProviderTimeoutError(
+            f"the safety snapshot {created.snapshot.id} is still {outcome.snapshot.status} after "
+            f"{format_duration(outcome.waited_s)}. Nothing was restored. When get_snapshot shows it completed, "
+            "preview the restore again."
+        )
+    return outcome.snapshot
 
 
 def _register_destructive_tools(server: SnapshotsServer) -> None:
@@ -444,6 +605,7 @@ def _register_destructive_tools(server: SnapshotsServer) -> None:
         consent: Annotated[ElicitationResult[ConsentForm], Resolve(restore_consent)],
         confirm: ConfirmArg = False,
         confirmation_token: TokenArg = None,
+        safety_snapshot: SafetySnapshotArg = False,
     ) -> RestoreOutcome:
         """Restore a server to a snapshot. DESTRUCTIVE: overwrites ALL current data on the server; irreversible.
 
@@ -453,11 +615,14 @@ def _register_destructive_tools(server: SnapshotsServer) -> None:
         ({status: restore_started}; takes 5-15 minutes). The token is bound to this snapshot, works once and
         expires in 10 minutes. Clients that can ask the user directly may send confirm=true without a token:
         the user is then asked, and {status: cancelled} means they said no. Only completed snapshots can be
-        restored.
+        restored. With safety_snapshot=true (on both calls), the server's current state is snapshotted first
+        and the restore starts only once that snapshot is completed (progress is reported); if it fails,
+        nothing is restored.
         """
         app = _app(ctx)
 
         async def execute() -> RestoreStartedResult:
+            safety = await _take_safety_snapshot(app, ctx, snapshot) if safety_snapshot else None
             started = await app.client.restore_snapshot(snapshot.id)
             server_ref = started.server
             return RestoreStartedResult(
@@ -468,9 +633,14 @@ def _register_destructive_tools(server: SnapshotsServer) -> None:
                     name=server_ref.name if server_ref else (snapshot.server.name if snapshot.server else None),
                     status=(server_ref.status if server_ref else None) or "restoring",
                 ),
+                safety_snapshot=safety,
             )
 
-        return RestoreOutcome(await _guarded(app, "restore", snapshot, consent, confirmation_token, execute))
+        return RestoreOutcome(
+            await _guarded(
+                app, "restore", snapshot, consent, confirmation_token, execute, safety_snapshot=safety_snapshot
+            )
+        )
 
     title = "Delete a snapshot"
 
