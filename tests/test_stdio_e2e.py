@@ -120,7 +120,9 @@ def test_the_demo_runs_clean() -> None:
     for expected in (
         "list_snapshots(server_id=12345)",
         "create_snapshot(server_id=12345, name='before-update'",
-        "completed",
+        "… snapshot 802: in_progress, 0s elapsed",
+        "… snapshot 802: completed",
+        "already_exists=True",
         "RESTORE WARNING",
         "restore_started",
         "DELETE WARNING",

@@ -1,8 +1,8 @@
 """A scripted runbook through a real MCP client, against the server over stdio in sandbox mode.
 
-    list → create `before-update` → wait until completed → restore preview (the
-    warning) → confirmed restore → delete an old snapshot with confirmation →
-    final list
+    list → create `before-update`, waiting with progress → the same create again
+    (no duplicate) → restore preview (the warning) → confirmed restore → delete
+    an old snapshot with confirmation → final list
 
 It is what an assistant does when an operator says "snapshot web-server-01
 before the update, then roll back", shown step by step in the terminal.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import textwrap
-import time
 from typing import Any
 
 import anyio
@@ -41,9 +40,13 @@ def _show_call(tool: str, arguments: dict[str, Any]) -> None:
     _say(f"   → {tool}({', '.join(f'{k}={v!r}' for k, v in shown.items())})")
 
 
+async def _show_progress(progress: float, total: float | None, message: str | None) -> None:
+    _say(f"     … {message}")
+
+
 async def _call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
     _show_call(tool, arguments)
-    result: CallToolResult = await client.call_tool(tool, arguments)
+    result: CallToolResult = await client.call_tool(tool, arguments, progress_callback=_show_progress)
     if result.is_error:
         text = " ".join(getattr(block, "text", "") for block in result.content)
         raise DemoFailed(f"{tool} failed: {text}")
@@ -62,29 +65,22 @@ def _wrapped(text: str) -> None:
         _say(f"   │ {line}")
 
 
-async def _runbook(client: Client, poll_s: float) -> None:
+async def _runbook(client: Client) -> None:
     _step(1, f"What snapshots does server {SERVER_ID} have?")
     listing = await _call(client, "list_snapshots", {"server_id": SERVER_ID})
     _table(listing["snapshots"])
 
-    _step(2, "Snapshot it before the update")
-    created = await _call(
-        client,
-        "create_snapshot",
-        {"server_id": SERVER_ID, "name": "before-update", "description": "Before the system update"},
-    )
+    _step(2, "Snapshot it before the update, waiting until it is completed")
+    arguments = {"server_id": SERVER_ID, "name": "before-update", "description": "Before the system update"}
+    created = await _call(client, "create_snapshot", {**arguments, "wait": True})
     snapshot = created["snapshot"]
-    _say(f"   snapshot {snapshot['id']} is {snapshot['status']}: {created['message']}")
-
-    _step(3, "Wait until it is completed")
-    started = time.monotonic()
-    while snapshot["status"] == "in_progress":
-        await anyio.sleep(poll_s)
-        snapshot = await _call(client, "get_snapshot", {"snapshot_id": snapshot["id"]})
-        _say(f"     {snapshot['status']}, {time.monotonic() - started:.1f} s elapsed")
     if snapshot["status"] != "completed":
-        raise DemoFailed(f"snapshot {snapshot['id']} ended {snapshot['status']}")
-    _say(f"   completed: {snapshot['size_mb']} MB")
+        raise DemoFailed(f"snapshot {snapshot['id']} is {snapshot['status']}")
+    _say(f"   {created['message']}")
+
+    _step(3, "Asked again (say, after a dropped connection), it makes no duplicate")
+    again = await _call(client, "create_snapshot", arguments)
+    _say(f"   already_exists={again['already_exists']}: {again['message']}")
 
     _say()
     _say("   (the update is applied... and breaks the server; time to roll back)")
@@ -143,7 +139,7 @@ async def _main(sandbox_seconds: float) -> None:
     async with Client(params) as client:
         tools = await client.list_tools()
         _say(f"Connected ({client.protocol_version}); tools: {', '.join(t.name for t in tools.tools)}")
-        await _runbook(client, poll_s=min(1.0, max(0.05, sandbox_seconds / 4)))
+        await _runbook(client)
     _say()
     _say("Done: every destructive step needed a preview and a confirmation token bound to its snapshot.")
 
