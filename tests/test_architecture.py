@@ -56,10 +56,10 @@ def test_only_tools_confirm_prompts_and_demo_import_the_sdk() -> None:
     users = {
         name for name, imported in modules().items() if any(i.split(".")[0] in ("mcp", "mcp_types") for i in imported)
     }
-    assert users <= {"tools.py", "confirm.py", "prompts.py", "demo.py"}
+    assert users <= {"tools.py", "confirm.py", "prompts.py", "demo.py", "http_app.py", "auth.py"}
 
 
-def test_only_the_simulator_imports_the_web_framework() -> None:
+def test_only_the_simulator_and_the_http_transport_import_the_web_framework() -> None:
     for name, imported in modules().items():
         if any(i.split(".")[0] in ("starlette", "uvicorn") for i in imported):
-            assert name.startswith("simulator/"), name
+            assert name.startswith("simulator/") or name in ("http_app.py", "auth.py"), name

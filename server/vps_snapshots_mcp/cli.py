@@ -24,6 +24,9 @@ from . import __version__
 from .settings import (
     DEFAULT_API_URL,
     DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_OAUTH_SCOPE,
     DEFAULT_TIMEOUT_S,
     LogLevel,
     Settings,
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
     from .client import Transport
 
 PROG = "vps-snapshots-mcp"
+SECRET_ENV_VARS = ("VPS_API_TOKEN", "VPS_MCP_AUTH_TOKEN", "VPS_MCP_CONFIRM_SECRET")
+"""The secrets the server reads from its environment (deployment manifests may reference no others)."""
 SANDBOX_URL = "https://sandbox.invalid/api/v1"
 """The sandbox never touches the network: requests go to an in-process ASGI app."""
 EXIT_USAGE = 2
@@ -79,6 +84,12 @@ def _serve_parser() -> argparse.ArgumentParser:
         default=None,
         help="provider API token [VPS_API_TOKEN]; prefer the environment variable, as flags show in ps",
     )
+    parser.add_argument(
+        "--api-token-file",
+        default=None,
+        metavar="PATH",
+        help="read the provider API token from this file [VPS_API_TOKEN_FILE], so configs reference it",
+    )
     parser.add_argument("--timeout", type=float, default=None, help="request timeout in seconds [VPS_API_TIMEOUT]")
     parser.add_argument(
         "--connect-timeout",
@@ -113,6 +124,23 @@ def _serve_parser() -> argparse.ArgumentParser:
         metavar="IDS",
         help="comma-separated server ids; calls touching other servers are refused [VPS_MCP_ALLOWED_SERVERS]",
     )
+    http = parser.add_argument_group("HTTP transport")
+    http.add_argument(
+        "--transport", choices=["stdio", "http"], default=None, help="stdio (default) or http [VPS_MCP_TRANSPORT]"
+    )
+    http.add_argument("--host", default=None, help="address to bind (default 127.0.0.1) [VPS_MCP_HOST]")
+    http.add_argument("--port", type=int, default=None, help="port (default 8000) [VPS_MCP_PORT]")
+    http.add_argument(
+        "--stateless", action="store_true", help="no server-side sessions, for replicas [VPS_MCP_STATELESS]"
+    )
+    http.add_argument("--public-url", default=None, help="this server's MCP URL as clients see it [VPS_MCP_PUBLIC_URL]")
+    http.add_argument(
+        "--allowed-hosts", default=None, help="extra Host values, comma-separated; '*' = any [VPS_MCP_ALLOWED_HOSTS]"
+    )
+    http.add_argument(
+        "--allowed-origins", default=None, help="extra Origin values, comma-separated [VPS_MCP_ALLOWED_ORIGINS]"
+    )
+    http.add_argument("--max-body-bytes", type=int, default=None, help="request body limit [VPS_MCP_MAX_BODY_BYTES]")
     parser.add_argument(
         "--log-level",
         default=None,
@@ -126,7 +154,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Flags win over environment variables, which win over defaults."""
     env = os.environ
     sandbox = bool(args.sandbox) or _env_flag("VPS_MCP_SANDBOX")
-    token = args.api_token or env.get("VPS_API_TOKEN")
+    token = args.api_token or env.get("VPS_API_TOKEN") or _read_token_file(args.api_token_file)
     api_url = args.api_url or env.get("VPS_API_URL") or DEFAULT_API_URL
     if sandbox:
         # The sandbox's token is made up per process; the real token is not needed, nor sent anywhere.
@@ -148,7 +176,47 @@ def settings_from(args: argparse.Namespace) -> Settings:
         allowed_servers=parse_server_ids(allowed_raw) if allowed_raw else None,
         confirm_secret=SecretStr(confirm_secret) if confirm_secret else None,
         log_level=_log_level(args.log_level or env.get("VPS_MCP_LOG_LEVEL", "INFO")),
+        transport="http" if (args.transport or env.get("VPS_MCP_TRANSPORT", "stdio")) == "http" else "stdio",
+        host=args.host or env.get("VPS_MCP_HOST") or "127.0.0.1",
+        port=args.port if args.port is not None else _env_int("VPS_MCP_PORT", DEFAULT_HTTP_PORT),
+        stateless=bool(args.stateless) or _env_flag("VPS_MCP_STATELESS"),
+        public_url=args.public_url or env.get("VPS_MCP_PUBLIC_URL") or None,
+        auth_token=SecretStr(auth_token) if (auth_token := env.get("VPS_MCP_AUTH_TOKEN")) else None,
+        oauth_jwks_url=env.get("VPS_MCP_OAUTH_JWKS_URL") or None,
+        oauth_issuer=env.get("VPS_MCP_OAUTH_ISSUER") or None,
+        oauth_scope=env.get("VPS_MCP_OAUTH_SCOPE") or DEFAULT_OAUTH_SCOPE,
+        allowed_hosts=_csv(args.allowed_hosts or env.get("VPS_MCP_ALLOWED_HOSTS")),
+        allowed_origins=_csv(args.allowed_origins or env.get("VPS_MCP_ALLOWED_ORIGINS")),
+        max_body_bytes=(
+            args.max_body_bytes
+            if args.max_body_bytes is not None
+            else _env_int("VPS_MCP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+        ),
     )
+
+
+def _csv(raw: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    if not raw.strip().isdigit():
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}")
+    return int(raw)
+
+
+def _read_token_file(path: str | None) -> str | None:
+    path = path or os.environ.get("VPS_API_TOKEN_FILE")
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().strip() or None
+    except OSError as exc:
+        raise SettingsError(f"cannot read the API token file {path}: {exc.strerror}") from None
 
 
 def configure_logging(level: str) -> None:
@@ -181,8 +249,19 @@ def serve(argv: Sequence[str]) -> int:
     transport: Transport | None = None
     if settings.sandbox:
         transport = sandbox_transport(settings, seconds=args.sandbox_seconds)
-    logger.info("vps-snapshots-mcp %s on stdio; mode: %s", __version__, settings.mode_summary())
     server = build_server(settings, transport=transport)
+    if settings.transport == "http":
+        from .http_app import MCP_PATH, serve_http
+
+        auth = "static token" if settings.auth_token else "OAuth" if settings.oauth_enabled else "none (loopback)"
+        logger.info(
+            "vps-snapshots-mcp %s on http://%s:%d%s (client auth: %s%s); mode: %s",
+            __version__, settings.host, settings.port, MCP_PATH, auth,
+            ", stateless" if settings.stateless else "", settings.mode_summary(),
+        )  # fmt: skip
+        serve_http(server, settings)
+        return 0
+    logger.info("vps-snapshots-mcp %s on stdio; mode: %s", __version__, settings.mode_summary())
     server.run("stdio")
     return 0
 

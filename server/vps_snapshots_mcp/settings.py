@@ -19,6 +19,10 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+TransportName = Literal["stdio", "http"]
+DEFAULT_HTTP_PORT = 8000
+DEFAULT_MAX_BODY_BYTES = 256 * 1024  # tool arguments are small; a bigger body is a mistake or an attack
+DEFAULT_OAUTH_SCOPE = "vps-snapshots"
 
 
 class SettingsError(ValueError):
@@ -78,6 +82,25 @@ class Settings:
     """HMAC key for confirmation tokens; random per process when unset."""
     log_level: LogLevel = "INFO"
 
+    # --- HTTP transport (ignored on stdio) ---
+    transport: TransportName = "stdio"
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_HTTP_PORT
+    stateless: bool = False
+    """Any replica can answer any request: no server-side MCP sessions."""
+    public_url: str | None = None
+    """This server's MCP URL as clients reach it (https://mcp.example.com/mcp): the OAuth audience."""
+    auth_token: SecretStr | None = field(default=None, repr=False)
+    """Static bearer token clients must present (VPS_MCP_AUTH_TOKEN)."""
+    oauth_jwks_url: str | None = None
+    oauth_issuer: str | None = None
+    oauth_scope: str = DEFAULT_OAUTH_SCOPE
+    allowed_hosts: tuple[str, ...] = ()
+    """Extra Host header values accepted (loopback and the public URL's host always are); "*" turns the check off."""
+    allowed_origins: tuple[str, ...] = ()
+    """Extra Origin values accepted from browsers (loopback and the public URL's origin always are)."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "api_url", check_api_url(self.api_url))
         if not self.timeout_s > 0 or not self.connect_timeout_s > 0:
@@ -91,6 +114,43 @@ class Settings:
             raise SettingsError("--allowed-servers needs at least one server id")
         if self.confirm_secret is not None and len(self.confirm_secret.get_secret_value()) < 16:
             raise SettingsError("VPS_MCP_CONFIRM_SECRET must be at least 16 characters")
+        if self.transport == "http":
+            self._check_http()
+
+    def _check_http(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"--port must be 0-65535, got {self.port}")
+        if self.auth_token is not None and len(self.auth_token.get_secret_value()) < 16:
+            raise SettingsError("VPS_MCP_AUTH_TOKEN must be at least 16 characters")
+        oauth_parts = {"VPS_MCP_OAUTH_JWKS_URL": self.oauth_jwks_url, "VPS_MCP_OAUTH_ISSUER": self.oauth_issuer}
+        if any(oauth_parts.values()):
+            missing = [name for name, value in oauth_parts.items() if not value]
+            if self.public_url is None:
+                missing.append("VPS_MCP_PUBLIC_URL (the audience: this server's MCP URL)")
+            if missing:
+                raise SettingsError(f"OAuth needs {', '.join(missing)} as well")
+            if self.auth_token is not None:
+                raise SettingsError("choose one client authentication: VPS_MCP_AUTH_TOKEN or OAuth, not both")
+        if self.public_url is not None:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise SettingsError(f"VPS_MCP_PUBLIC_URL must be an http(s) URL, got {self.public_url!r}")
+        if not is_loopback_host(self.host) and not self.client_auth_enabled:
+            raise SettingsError(
+                f"refusing to serve HTTP on {self.host} without client authentication: anyone who can reach it "
+                "could act on your servers. Set VPS_MCP_AUTH_TOKEN (a long random string), or OAuth "
+                "(VPS_MCP_OAUTH_JWKS_URL, VPS_MCP_OAUTH_ISSUER, VPS_MCP_PUBLIC_URL), or bind to 127.0.0.1."
+            )
+        if self.max_body_bytes < 1024:
+            raise SettingsError("--max-body-bytes must be at least 1024")
+
+    @property
+    def oauth_enabled(self) -> bool:
+        return bool(self.oauth_jwks_url and self.oauth_issuer and self.public_url)
+
+    @property
+    def client_auth_enabled(self) -> bool:
+        return self.auth_token is not None or self.oauth_enabled
 
     @property
     def destructive_tools_enabled(self) -> bool:

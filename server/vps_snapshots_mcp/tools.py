@@ -12,6 +12,8 @@ failures, into that form.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import time
@@ -26,6 +28,7 @@ from mcp.server.mcpserver import (
     Elicit,
     ElicitationResult,
     MCPServer,
+    RequestStateSecurity,
     Resolve,
 )
 from mcp.server.mcpserver.exceptions import ToolError
@@ -415,6 +418,11 @@ def build_server(
             }
         )
 
+    auth: dict[str, Any] = {}
+    if settings.transport == "http" and settings.oauth_enabled:
+        from .auth import oauth_for  # PyJWT is needed only for OAuth
+
+        auth["auth"], auth["token_verifier"] = oauth_for(settings)
     server = SnapshotsServer(
         SERVER_NAME,
         title="VPS Snapshots",
@@ -422,6 +430,8 @@ def build_server(
         instructions=instructions_for(settings),
         lifespan=lifespan,
         log_level=settings.log_level,
+        request_state_security=_request_state_security(secret),
+        **auth,
     )
     _register_read_tools(server)
     if settings.write_tools_enabled:
@@ -430,6 +440,14 @@ def build_server(
         _register_destructive_tools(server)
     register_prompts(server, settings, list_servers)
     return server
+
+
+def _request_state_security(secret: bytes | None) -> RequestStateSecurity | None:
+    """With a shared secret, elicitation rounds (2026-07-28 request_state) also survive a change of replica."""
+    if secret is None:
+        return None  # the SDK's default: a random key per process
+    key = hmac.new(secret, b"vps-snapshots-mcp/request-state/v1", hashlib.sha256).digest()
+    return RequestStateSecurity(keys=[key])
 
 
 def _annotations(

@@ -45,6 +45,7 @@ def create_app(state: ProviderState, *, token: str) -> Starlette:
                 query=request.url.query,
                 body=body,
                 authorized=authorized,
+                bearer=_bearer(request),
                 content_type=request.headers.get("content-type"),
                 fault=None if fault is None or fault.passthrough else fault.body,
             )
@@ -85,6 +86,11 @@ def create_app(state: ProviderState, *, token: str) -> Starlette:
     app.router.redirect_slashes = False
     app.state.provider = state
     return app
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return presented if scheme.lower() == "bearer" else None
 
 
 def _authorized(request: Request, token: str) -> bool:

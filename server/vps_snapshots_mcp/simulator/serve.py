@@ -6,9 +6,11 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -21,8 +23,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(app: Starlette) -> uvicorn.Server:
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+def _server(app: ASGIApp, lifespan: Literal["on", "off"] = "off") -> uvicorn.Server:
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan)
     return uvicorn.Server(config)
 
 
@@ -32,11 +34,20 @@ def serve_forever(app: Starlette, sock: socket.socket) -> None:
 
 
 @contextmanager
-def serving_in_thread(app: Starlette, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve `app` on a free loopback port in a background thread; yield its base URL."""
-    sock = bind_socket(host, 0)
+def serving_in_thread(
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    *,
+    sock: socket.socket | None = None,
+    lifespan: Literal["on", "off"] = "off",
+) -> Iterator[str]:
+    """Serve `app` in a background thread on `sock` (default: a free loopback port); yield its base URL.
+
+    Connections made before uvicorn is ready wait in the listen backlog, so there is nothing to poll.
+    """
+    sock = sock or bind_socket(host, 0)
     port = sock.getsockname()[1]
-    server = _server(app)
+    server = _server(app, lifespan)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -76,6 +76,8 @@ class RecordedRequest:
     query: str
     body: Any
     authorized: bool
+    bearer: str | None = None
+    """The bearer token presented (a test double may keep it; the real provider's logs are not ours)."""
     content_type: str | None = None
     fault: str | None = None
 

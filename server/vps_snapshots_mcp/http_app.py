@@ -1,0 +1,84 @@
+"""The streamable HTTP transport: MCP at `/mcp`, `GET /healthz`, Host/Origin checks, a body limit.
+
+The SDK serves both protocol revisions (2025-11-25 and 2026-07-28) on the same
+endpoint. `--stateless` keeps no MCP session on the server, so a load balancer
+may send each request to any replica.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
+
+from . import __version__
+from .auth import StaticTokenMiddleware
+from .settings import Settings
+
+MCP_PATH = "/mcp"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS-rebinding protection: which Host and Origin headers are accepted.
+
+    Loopback and the public URL are always accepted; `--allowed-hosts` and
+    `--allowed-origins` add more. `--allowed-hosts '*'` turns the checks off,
+    for deployments whose proxy already pins the Host.
+    """
+    if "*" in settings.allowed_hosts:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    hosts: list[str] = []
+    origins: list[str] = []
+    for host in LOOPBACK_HOSTS:
+        hosts += [host, f"{host}:*"]
+        origins += [f"http://{host}:*", f"http://{host}", f"https://{host}:*", f"https://{host}"]
+    if settings.host not in ("0.0.0.0", "::", "") and settings.host not in LOOPBACK_HOSTS:  # noqa: S104 - a comparison
+        hosts += [settings.host, f"{settings.host}:*"]
+    if settings.public_url:
+        public = urlsplit(settings.public_url)
+        hosts.append(public.netloc)
+        origins.append(f"{public.scheme}://{public.netloc}")
+    hosts += settings.allowed_hosts
+    origins += settings.allowed_origins
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+def create_http_app(server: MCPServer[Any], settings: Settings) -> ASGIApp:
+    """The ASGI app serving `server` over streamable HTTP, with the client authentication configured."""
+
+    @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]  # untyped in the SDK
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    app: ASGIApp = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=settings.stateless,
+        max_request_body_size=settings.max_body_bytes,
+        transport_security=transport_security(settings),
+        host=settings.host,
+    )
+    if settings.auth_token is not None:
+        app = StaticTokenMiddleware(app, settings.auth_token)
+    return app
+
+
+def serve_http(server: MCPServer[Any], settings: Settings) -> None:
+    """Serve until interrupted."""
+    app = create_http_app(server, settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,  # access lines would carry paths and client addresses into stdout
+        server_header=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()

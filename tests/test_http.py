@@ -1,0 +1,345 @@
+"""The streamable HTTP transport on a real loopback port: both revisions, auth, Origin, replicas.
+
+The MCP server runs under uvicorn in a background thread (or as subprocesses, for
+replicas) and is driven by the SDK's own HTTP client, against the simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from typing import Any
+
+import httpx2
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from vps_snapshots_mcp import __version__
+from vps_snapshots_mcp.client import asgi_transport
+from vps_snapshots_mcp.http_app import create_http_app
+from vps_snapshots_mcp.settings import Settings, SettingsError
+from vps_snapshots_mcp.simulator import ProviderState, create_app
+from vps_snapshots_mcp.simulator.serve import bind_socket, serving_in_thread
+from vps_snapshots_mcp.tools import build_server
+
+from .conftest import BASE_URL, TOKEN
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+AUTH_TOKEN = "client-auth-token-0123456789abcdef"
+ServeFn = Callable[..., AbstractContextManager[str]]
+
+
+@pytest.fixture
+def serve(provider: ProviderState) -> ServeFn:
+    """Start the MCP server over HTTP with these settings; yields its base URL (no /mcp)."""
+
+    @contextmanager
+    def start(**overrides: Any) -> Iterator[str]:
+        sock = bind_socket("127.0.0.1", 0)
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        public_url = overrides.pop("public_url", None)
+        settings = Settings(
+            api_token=SecretStr(TOKEN),
+            api_url=BASE_URL,
+            transport="http",
+            public_url=public_url(base) if callable(public_url) else public_url,
+            **overrides,
+        )
+        server = build_server(settings, transport=asgi_transport(create_app(provider, token=TOKEN)))
+        with serving_in_thread(create_http_app(server, settings), sock=sock, lifespan="on") as url:
+            yield url
+
+    return start
+
+
+def http_client(token: str | None = None) -> httpx2.AsyncClient:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx2.AsyncClient(headers=headers, timeout=30)
+
+
+@asynccontextmanager
+async def connect(url: str, token: str | None = None, mode: str = "auto") -> AsyncIterator[Client]:
+    """The SDK's client over streamable HTTP, presenting `token` when given."""
+    async with (
+        http_client(token) as http,
+        Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode) as c,
+    ):
+        yield c
+
+
+async def confirmed_delete(client: Client, snapshot_id: int) -> dict[str, Any]:
+    preview = await client.call_tool("delete_snapshot", {"snapshot_id": snapshot_id})
+    assert preview.structured_content is not None, preview.content
+    token = preview.structured_content["confirmation_token"]
+    done = await client.call_tool(
+        "delete_snapshot", {"snapshot_id": snapshot_id, "confirm": True, "confirmation_token": token}
+    )
+    assert done.structured_content is not None, done.content
+    return dict(done.structured_content)
+
+
+# --- the transport -----------------------------------------------------------------------------------
+
+
+async def test_healthz_answers_with_the_version(serve: ServeFn) -> None:
+    with serve() as url:
+        async with http_client() as http:
+            response = await http.get(f"{url}/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "version": __version__}
+
+
+@pytest.mark.parametrize(("mode", "revision"), [("legacy", "2025-11-25"), ("auto", "2026-07-28")])
+@pytest.mark.parametrize("stateless", [False, True])
+async def test_list_and_a_confirmed_delete_over_http(
+    serve: ServeFn, provider: ProviderState, mode: str, revision: str, stateless: bool
+) -> None:
+    with serve(stateless=stateless) as url:
+        async with (
+            http_client() as http,
+            Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode) as client,
+        ):
+            assert client.protocol_version == revision
+            listing = await client.call_tool("list_snapshots", {"server_id": 12345})
+            assert listing.structured_content is not None and listing.structured_content["count"] == 2
+            assert (await confirmed_delete(client, 798))["status"] == "deleted"
+    assert [(r.method, r.path) for r in provider.mutations] == [("DELETE", "/api/v1/snapshots/798/")]
+    assert all(r.authorized for r in provider.requests)
+
+
+# --- static bearer token --------------------------------------------------------------------------------
+
+
+async def test_a_static_token_is_required(serve: ServeFn, provider: ProviderState) -> None:
+    with serve(auth_token=SecretStr(AUTH_TOKEN)) as url:
+        async with http_client() as anonymous, http_client("wrong-token-0123456789") as wrong:
+            body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+            for http in (anonymous, wrong):
+                response = await http.post(f"{url}/mcp", json=body)
+                assert response.status_code == 401
+                assert response.headers["www-authenticate"].startswith("Bearer")
+            assert (await anonymous.get(f"{url}/healthz")).status_code == 200
+        async with connect(url, AUTH_TOKEN) as c:
+            assert (await confirmed_delete(c, 798))["status"] == "deleted"
+    # The client's token authenticates it to us; only the provider token goes to the provider.
+    assert all(r.bearer == TOKEN for r in provider.requests)
+    assert len(provider.requests) > 0
+
+
+# --- OAuth 2.1 resource server ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def issuer(signing_key: rsa.RSAPrivateKey) -> Iterator[str]:
+    """A local authorization server that publishes only its JWKS."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
+
+    async def jwks(request: Request) -> JSONResponse:
+        return JSONResponse({"keys": [jwk | {"kid": "k1", "use": "sig", "alg": "RS256"}]})
+
+    with serving_in_thread(Starlette(routes=[Route("/jwks.json", jwks)])) as url:
+        yield url
+
+
+def mint(key: rsa.RSAPrivateKey, **claims: Any) -> str:
+    now = int(time.time())
+    body = {"sub": "operator-7", "client_id": "assistant", "iat": now, "exp": now + 300, **claims}
+    return jwt.encode(body, key, algorithm="RS256", headers={"kid": "k1"})
+
+
+@pytest.fixture
+def oauth_server(serve: ServeFn, issuer: str) -> Iterator[str]:
+    with serve(oauth_jwks_url=f"{issuer}/jwks.json", oauth_issuer=issuer, public_url=lambda base: f"{base}/mcp") as url:
+        yield url
+
+
+async def tools_list_status(url: str, token: str) -> int:
+    async with http_client(token) as http:
+        response = await http.post(
+            f"{url}/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"},
+        )
+    return response.status_code
+
+
+async def test_a_valid_access_token_is_accepted(oauth_server: str, issuer: str, signing_key: rsa.RSAPrivateKey) -> None:
+    token = mint(signing_key, iss=issuer, aud=f"{oauth_server}/mcp", scope="openid vps-snapshots")
+    async with connect(oauth_server, token) as c:
+        listing = await c.call_tool("list_snapshots", {})
+    assert listing.structured_content is not None and listing.structured_content["count"] == 9
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [("expired", 401), ("wrong_audience", 401), ("wrong_issuer", 401), ("missing_scope", 403), ("bad_signature", 401)],
+)
+async def test_bad_access_tokens_are_refused(
+    oauth_server: str, issuer: str, signing_key: rsa.RSAPrivateKey, case: str, status: int
+) -> None:
+    claims: dict[str, Any] = {"iss": issuer, "aud": f"{oauth_server}/mcp", "scope": "vps-snapshots"}
+    key = signing_key
+    if case == "expired":
+        claims["exp"] = int(time.time()) - 3600
+    elif case == "wrong_audience":
+        claims["aud"] = "https://another-server.example/mcp"
+    elif case == "wrong_issuer":
+        claims["iss"] = "https://impostor.example"
+    elif case == "missing_scope":
+        claims["scope"] = "openid profile"
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert await tools_list_status(oauth_server, mint(key, **claims)) == status
+
+
+async def test_protected_resource_metadata_is_published(oauth_server: str, issuer: str) -> None:
+    async with http_client() as http:
+        refused = await http.post(f"{oauth_server}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        metadata = await http.get(f"{oauth_server}/.well-known/oauth-protected-resource/mcp")
+    assert refused.status_code == 401
+    assert "resource_metadata=" in refused.headers["www-authenticate"]
+    assert metadata.status_code == 200
+    body = metadata.json()
+    assert body["resource"] == f"{oauth_server}/mcp"
+    assert [s.rstrip("/") for s in body["authorization_servers"]] == [issuer]
+    assert body["scopes_supported"] == ["vps-snapshots"]
+
+
+# --- transport security -----------------------------------------------------------------------------------
+
+
+async def test_a_foreign_origin_is_forbidden_and_a_local_one_is_not(serve: ServeFn, provider: ProviderState) -> None:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+    }
+    headers = {"Accept": "application/json, text/event-stream"}
+    with serve() as url:
+        async with http_client() as http:
+            evil = await http.post(f"{url}/mcp", json=body, headers=headers | {"Origin": "https://evil.example"})
+            rebound = await http.post(f"{url}/mcp", json=body, headers=headers | {"Host": "evil.example"})
+            local = await http.post(f"{url}/mcp", json=body, headers=headers | {"Origin": url})
+    assert evil.status_code == 403
+    assert rebound.status_code == 421
+    assert local.status_code == 200
+    assert provider.requests == []
+
+
+async def test_a_configured_origin_is_allowed(serve: ServeFn) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    with serve(allowed_origins=("https://console.example",)) as url:
+        async with http_client() as http:
+            response = await http.post(f"{url}/mcp", json=body, headers={"Origin": "https://console.example"})
+    assert response.status_code != 403
+
+
+async def test_the_request_body_is_bounded(serve: ServeFn, provider: ProviderState) -> None:
+    with serve(max_body_bytes=4096) as url:
+        async with http_client() as http:
+            response = await http.post(
+                f"{url}/mcp",
+                content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "pad": "x" * 10_000}),
+                headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream"},
+            )
+    assert response.status_code == 413
+    assert provider.requests == []
+
+
+def test_serving_off_loopback_without_client_auth_is_refused() -> None:
+    with pytest.raises(SettingsError, match="without client authentication"):
+        Settings(api_token=SecretStr(TOKEN), transport="http", host="0.0.0.0")  # noqa: S104
+    Settings(api_token=SecretStr(TOKEN), transport="http", host="0.0.0.0", auth_token=SecretStr(AUTH_TOKEN))  # noqa: S104
+
+
+def test_the_cli_refuses_a_public_bind_without_auth() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "vps_snapshots_mcp", "--transport", "http", "--host", "0.0.0.0", "--sandbox"],  # noqa: S104
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "VPS_MCP_AUTH_TOKEN" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+# --- replicas ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def replica(api_url: str, secret: str) -> Iterator[str]:
+    """The server as its own process, stateless, on its own port; yields its base URL once healthy."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "VPS_API_URL": api_url,
+        "VPS_API_TOKEN": TOKEN,
+        "VPS_MCP_CONFIRM_SECRET": secret,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vps_snapshots_mcp", "--transport", "http", "--port", str(port), "--stateless"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # a process start has no event to wait on; poll its health, briefly, with a deadline
+            try:
+                if httpx2.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "replica did not become healthy"
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_a_token_minted_by_one_replica_executes_on_another(served_provider: str, provider: ProviderState) -> None:
+    secret = "replicas-share-this-secret-0123"
+    with replica(served_provider, secret) as first, replica(served_provider, secret) as second:
+        async with connect(first) as a:
+            preview = await a.call_tool("delete_snapshot", {"snapshot_id": 798})
+        assert preview.structured_content is not None
+        token = preview.structured_content["confirmation_token"]
+        async with http_client() as http, Client(streamable_http_client(f"{second}/mcp", http_client=http)) as b:
+            done = await b.call_tool(
+                "delete_snapshot", {"snapshot_id": 798, "confirm": True, "confirmation_token": token}
+            )
+    assert done.structured_content is not None and done.structured_content["status"] == "deleted"
+    assert [(r.method, r.path) for r in provider.mutations] == [("DELETE", "/api/v1/snapshots/798/")]
