@@ -1,0 +1,196 @@
+"""The manifests that put the server in MCP hosts: valid, consistent with the code, and never holding a secret."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from mcp import Client
+from pydantic import SecretStr
+
+from vps_snapshots_mcp import __version__
+from vps_snapshots_mcp.cli import SECRET_ENV_VARS, _serve_parser, settings_from
+from vps_snapshots_mcp.settings import Settings
+from vps_snapshots_mcp.tools import build_server
+
+ROOT = Path(__file__).parent.parent
+MANIFESTS = ROOT / "manifests"
+SCHEMAS = ROOT.parent / "shared" / "schemas"
+CLI_SOURCE = (ROOT / "server" / "vps_snapshots_mcp" / "cli.py").read_text()
+TOKEN_REFERENCE = re.compile(r"^\$\{(input|env|user_config)[:.][A-Za-z0-9_.-]+\}$")
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def validate(schema_name: str, document: Any) -> list[str]:
+    path = SCHEMAS / schema_name
+    if not path.exists():
+        pytest.skip(f"{path} is not beside this checkout")
+    schema = load_json(path)
+    validator = jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    jsonschema.Draft7Validator.check_schema(schema)
+    return [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def server_json() -> dict[str, Any]:
+    return dict(load_json(MANIFESTS / "server.json"))
+
+
+def mcpb() -> dict[str, Any]:
+    return dict(load_json(MANIFESTS / "mcpb" / "manifest.json"))
+
+
+def kubernetes(name: str) -> dict[str, Any]:
+    return dict(yaml.safe_load((MANIFESTS / "kubernetes" / name).read_text()))
+
+
+# --- the registry and the bundle ---------------------------------------------------------------------------
+
+
+def test_server_json_is_valid_against_the_registry_schema() -> None:
+    assert validate("server.schema.json", server_json()) == []
+
+
+def test_server_json_describes_the_pypi_package_over_stdio_with_a_secret_token() -> None:
+    [package] = server_json()["packages"]
+    assert (package["registryType"], package["identifier"], package["runtimeHint"]) == (
+        "pypi",
+        "vps-snapshots-mcp",
+        "uvx",
+    )
+    assert package["transport"] == {"type": "stdio"}
+    variables = {v["name"]: v for v in package["environmentVariables"]}
+    assert variables["VPS_API_TOKEN"]["isSecret"] is True and variables["VPS_API_TOKEN"]["isRequired"] is True
+    for name in variables:
+        assert f'"{name}"' in CLI_SOURCE, f"{name} is not read by the server"
+
+
+def test_the_readme_carries_the_registry_ownership_marker() -> None:
+    assert f"mcp-name: {server_json()['name']}" in (ROOT / "README.md").read_text()
+
+
+def test_the_mcpb_manifest_is_valid_against_its_schema() -> None:
+    assert validate("mcpb-manifest.schema.json", mcpb()) == []
+
+
+def test_the_mcpb_token_is_a_sensitive_user_config_and_every_reference_resolves() -> None:
+    manifest = mcpb()
+    token = manifest["user_config"]["api_token"]
+    assert token["sensitive"] is True and token["required"] is True
+    env = manifest["server"]["mcp_config"]["env"]
+    assert env["VPS_API_TOKEN"] == "${user_config.api_token}"
+    for name, value in env.items():
+        assert f'"{name}"' in CLI_SOURCE, f"{name} is not read by the server"
+        key = re.fullmatch(r"\$\{user_config\.([a-z_]+)\}", value)
+        assert key and key.group(1) in manifest["user_config"], value
+
+
+def test_the_mcpb_defaults_make_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = mcpb()
+    defaults = {k: v.get("default") for k, v in manifest["user_config"].items()}
+    for name, value in manifest["server"]["mcp_config"]["env"].items():
+        key = value.removeprefix("${user_config.").removesuffix("}")
+        filled = defaults[key]
+        shown = "token-from-the-keychain-123" if key == "api_token" else filled
+        monkeypatch.setenv(name, str(shown).lower() if isinstance(shown, bool) else str(shown))
+    settings = settings_from(_serve_parser().parse_args([]))
+    assert (settings.read_only, settings.no_destructive, settings.allowed_servers) == (False, False, None)
+
+
+@pytest.mark.anyio
+async def test_the_mcpb_tools_are_the_servers_tools() -> None:
+    server = build_server(Settings(api_token=SecretStr("x" * 20)))
+    async with Client(server) as client:
+        listed = [t.name for t in (await client.list_tools()).tools]
+    assert [t["name"] for t in mcpb()["tools"]] == listed
+
+
+def test_every_manifest_names_the_package_version() -> None:
+    registry = server_json()
+    assert registry["version"] == __version__
+    assert {p["version"] for p in registry["packages"]} == {__version__}
+    assert mcpb()["version"] == __version__
+    [container] = kubernetes("deployment.yaml")["spec"]["template"]["spec"]["containers"]
+    assert container["image"].endswith(f":{__version__}")
+    assert f'"vps-snapshots-mcp=={__version__}"' in (MANIFESTS / "kubernetes" / "Containerfile").read_text()
+
+
+# --- host configurations ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["claude_desktop_config.json", "vscode_mcp.json", "cursor_mcp.json", "windsurf_mcp_config.json"]
+)
+def test_host_configs_reference_the_token_and_never_hold_it(name: str) -> None:
+    config = load_json(MANIFESTS / "clients" / name)
+    servers = config.get("mcpServers") or config.get("servers")
+    [server] = servers.values()
+    assert server["command"] == "uvx" and server["args"][0] == "vps-snapshots-mcp"
+    env = server["env"]
+    assert "VPS_API_TOKEN" in env or "VPS_API_TOKEN_FILE" in env
+    if "VPS_API_TOKEN" in env:
+        assert TOKEN_REFERENCE.match(env["VPS_API_TOKEN"]), env["VPS_API_TOKEN"]
+
+
+def test_vscode_asks_for_the_token_as_a_password() -> None:
+    config = load_json(MANIFESTS / "clients" / "vscode_mcp.json")
+    [prompt] = config["inputs"]
+    assert prompt["password"] is True
+    assert config["servers"]["vps-snapshots"]["env"]["VPS_API_TOKEN"] == f"${{input:{prompt['id']}}}"
+
+
+def test_the_claude_code_line_references_the_token() -> None:
+    script = (MANIFESTS / "clients" / "claude_code.sh").read_text()
+    [command] = [line for line in script.splitlines() if line.startswith("claude mcp add")]
+    assert "VPS_API_TOKEN_FILE=" in command and "uvx vps-snapshots-mcp" in command
+    assert "Bearer $VPS_MCP_AUTH_TOKEN" in script
+
+
+# --- Kubernetes --------------------------------------------------------------------------------------------
+
+
+def test_the_deployment_runs_two_stateless_non_root_replicas_with_health_probes() -> None:
+    deployment = kubernetes("deployment.yaml")
+    assert deployment["kind"] == "Deployment" and deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert {"--transport=http", "--stateless", "--host=0.0.0.0"} <= set(container["args"])
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    # The settings these args and variables make are ones the server accepts (client auth is set).
+    args = _serve_parser().parse_args(container["args"])
+    assert args.stateless and args.transport == "http"
+
+
+def test_the_deployment_references_only_the_secret_keys_the_server_reads() -> None:
+    [container] = kubernetes("deployment.yaml")["spec"]["template"]["spec"]["containers"]
+    references = {
+        entry["name"]: entry["valueFrom"]["secretKeyRef"]
+        for entry in container["env"]
+        if "secretKeyRef" in entry.get("valueFrom", {})
+    }
+    assert set(references) == set(SECRET_ENV_VARS)
+    for name, ref in references.items():
+        assert ref["key"] == name and ref["name"] == "vps-snapshots-mcp"
+    secret = kubernetes("secret.example.yaml")
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "vps-snapshots-mcp"
+    assert set(secret["stringData"]) == set(SECRET_ENV_VARS)
+    assert all(value.startswith("<") for value in secret["stringData"].values())  # a template, not secrets
+
+
+def test_the_service_targets_the_http_port() -> None:
+    service = kubernetes("service.yaml")
+    assert service["kind"] == "Service"
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    deployment = kubernetes("deployment.yaml")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
