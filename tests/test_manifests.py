@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -20,7 +21,8 @@ from vps_snapshots_mcp.tools import build_server
 
 ROOT = Path(__file__).parent.parent
 MANIFESTS = ROOT / "manifests"
-SCHEMAS = ROOT.parent / "shared" / "schemas"
+SCHEMAS = Path(__file__).parent / "schemas"  # byte-exact copies of ../shared/schemas, so no layout is assumed
+SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
 CLI_SOURCE = (ROOT / "server" / "vps_snapshots_mcp" / "cli.py").read_text()
 TOKEN_REFERENCE = re.compile(r"^\$\{(input|env|user_config)[:.][A-Za-z0-9_.-]+\}$")
 
@@ -30,10 +32,7 @@ def load_json(path: Path) -> Any:
 
 
 def validate(schema_name: str, document: Any) -> list[str]:
-    path = SCHEMAS / schema_name
-    if not path.exists():
-        pytest.skip(f"{path} is not beside this checkout")
-    schema = load_json(path)
+    schema = load_json(SCHEMAS / schema_name)
     validator = jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
     jsonschema.Draft7Validator.check_schema(schema)
     return [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(document)]
@@ -52,6 +51,17 @@ def kubernetes(name: str) -> dict[str, Any]:
 
 
 # --- the registry and the bundle ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["server.schema.json", "mcpb-manifest.schema.json"])
+def test_the_vendored_schemas_are_the_official_bytes(name: str) -> None:
+    digests = {
+        "server.schema.json": "3fba09590c99f61735d234822279f4223fab9e300c0a81e81c91ab62a4114de0",
+        "mcpb-manifest.schema.json": "068557824c651d6d49b86ad132adeafe62ca788d918b3e1e2b224bf0f91320fd",
+    }
+    assert hashlib.sha256((SCHEMAS / name).read_bytes()).hexdigest() == digests[name]
+    if (SHARED_SCHEMAS / name).exists():
+        assert (SHARED_SCHEMAS / name).read_bytes() == (SCHEMAS / name).read_bytes()
 
 
 def test_server_json_is_valid_against_the_registry_schema() -> None:
