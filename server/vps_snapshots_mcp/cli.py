@@ -124,6 +124,15 @@ def _serve_parser() -> argparse.ArgumentParser:
         metavar="IDS",
         help="comma-separated server ids; calls touching other servers are refused [VPS_MCP_ALLOWED_SERVERS]",
     )
+    parser.add_argument(
+        "--audit-log", default=None, metavar="PATH", help="append a JSON line per change attempt [VPS_MCP_AUDIT_LOG]"
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=None,
+        help="provider requests in flight at once (default 10) [VPS_MCP_MAX_CONCURRENCY]",
+    )
     http = parser.add_argument_group("HTTP transport")
     http.add_argument(
         "--transport", choices=["stdio", "http"], default=None, help="stdio (default) or http [VPS_MCP_TRANSPORT]"
@@ -176,6 +185,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         allowed_servers=parse_server_ids(allowed_raw) if allowed_raw else None,
         confirm_secret=SecretStr(confirm_secret) if confirm_secret else None,
         log_level=_log_level(args.log_level or env.get("VPS_MCP_LOG_LEVEL", "INFO")),
+        audit_log=args.audit_log or env.get("VPS_MCP_AUDIT_LOG") or None,
+        max_concurrency=(
+            args.max_concurrency if args.max_concurrency is not None else _env_int("VPS_MCP_MAX_CONCURRENCY", 10)
+        ),
         transport="http" if (args.transport or env.get("VPS_MCP_TRANSPORT", "stdio")) == "http" else "stdio",
         host=args.host or env.get("VPS_MCP_HOST") or "127.0.0.1",
         port=args.port if args.port is not None else _env_int("VPS_MCP_PORT", DEFAULT_HTTP_PORT),
@@ -249,7 +262,10 @@ def serve(argv: Sequence[str]) -> int:
     transport: Transport | None = None
     if settings.sandbox:
         transport = sandbox_transport(settings, seconds=args.sandbox_seconds)
-    server = build_server(settings, transport=transport)
+    try:
+        server = build_server(settings, transport=transport)
+    except OSError as exc:
+        return _fail(f"cannot open the audit log {settings.audit_log}: {exc.strerror}")
     if settings.transport == "http":
         from .http_app import MCP_PATH, serve_http
 

@@ -19,6 +19,8 @@ Retry policy
     - Retried on: connection failures (refused, reset, closed mid-answer) and
       HTTP 429, 502, 503 and 504. Timeouts are not retried, so a call takes at
       most about one timeout; 500 is not retried (it is rarely transient).
+    - The MCP server narrows this to GET (`SERVER_RETRY_POLICY`): a delete the
+      user consented to is sent at most once, whatever fails.
     - At most `RetryPolicy.max_attempts` (3) attempts in all.
     - Between attempts: exponential backoff (0.5 s, 1 s, 2 s, ... capped at
       `max_backoff_s`) with "equal jitter" (a random point in the upper half of
@@ -109,6 +111,10 @@ class RetryPolicy:
         return ceiling / 2 + rand() * ceiling / 2
 
 
+SERVER_RETRY_POLICY = RetryPolicy(retry_methods=frozenset({"GET"}))
+"""What the MCP server uses: reads are retried; every change is sent at most once."""
+
+
 def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP date), or None."""
     if value is None:
@@ -187,20 +193,23 @@ class SnapshotsClient:
         sleep: Sleep = anyio.sleep,
         rand: Callable[[], float] = random.random,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        max_connections: int = 20,
+        max_concurrency: int = 10,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         base = urlsplit(self._base_url)
         self._origin = (base.scheme, base.netloc)
         self._timeout_s = timeout_s
         self._retry = retry or RetryPolicy()
+        # At most this many requests in flight; the rest queue here (not in the pool), so a burst of
+        # calls neither floods the provider nor fails with pool timeouts.
+        self._in_flight = anyio.Semaphore(max_concurrency)
         self._sleep = sleep
         self._rand = rand
         self._now = now
         self._http = httpx2.AsyncClient(
             transport=transport,
             timeout=httpx2.Timeout(timeout_s, connect=connect_timeout_s),
-            limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            limits=httpx2.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
             follow_redirects=False,
             headers={
                 "Authorization": f"Bearer {token.get_secret_value()}",
@@ -266,11 +275,17 @@ class SnapshotsClient:
             operation="create",
             target=f"server {server_id}",
         )
-        data = self._json(response)
         try:
+            data = response.json()
             return CreatedSnapshot(snapshot=Snapshot.model_validate(data), message=_optional_str(data, "message"))
-        except ValidationError:
-            raise UpstreamError(self._ambiguous("create", "an answer of an unexpected shape")) from None
+        except (ValueError, UnicodeDecodeError):  # ValidationError is a ValueError too
+            # A 2xx means the provider took it; only its answer is unreadable.
+            raise UpstreamError(
+                f"the provider accepted the snapshot (HTTP {response.status_code}) but its answer could not be "
+                f"read, so the new snapshot's id is unknown. Call list_snapshots for server {server_id} to find "
+                "it; creating it again with the same name returns it instead of making a duplicate.",
+                status=response.status_code,
+            ) from None
 
     async def restore_snapshot(self, snapshot_id: int) -> RestoreStarted:
         """Start restoring the snapshot's server to it. Overwrites the server; cannot be undone."""
@@ -280,11 +295,11 @@ class SnapshotsClient:
             operation="restore",
             target=f"snapshot {snapshot_id}",
         )
-        data = self._json(response) if response.content.strip() else {}
         try:
-            return RestoreStarted.model_validate(data)
-        except ValidationError:
+            return RestoreStarted.model_validate(response.json())
+        except (ValueError, UnicodeDecodeError):
             # The provider said 2xx: the restore has started, whatever the body looks like.
+            logger.warning("restore of snapshot %s started, but the provider's answer was unreadable", snapshot_id)
             return RestoreStarted(status="success")
 
     async def delete_snapshot(self, snapshot_id: int) -> None:
@@ -313,7 +328,8 @@ class SnapshotsClient:
             last_attempt = not retryable or attempt >= policy.max_attempts
             started = time.perf_counter()
             try:
-                response = await self._http.request(method, url, params=params, json=json)
+                async with self._in_flight:
+                    response = await self._http.request(method, url, params=params, json=json)
             except httpx2.TimeoutException as exc:
                 raise self._timeout_error(exc, method, operation) from None
             except httpx2.TransportError as exc:

@@ -81,6 +81,10 @@ class Settings:
     confirm_secret: SecretStr | None = field(default=None, repr=False)
     """HMAC key for confirmation tokens; random per process when unset."""
     log_level: LogLevel = "INFO"
+    max_concurrency: int = 10
+    """Provider requests in flight at once; more wait their turn."""
+    audit_log: str | None = None
+    """Append one JSON line per create/restore/delete attempt to this file."""
 
     # --- HTTP transport (ignored on stdio) ---
     transport: TransportName = "stdio"
@@ -114,6 +118,8 @@ class Settings:
             raise SettingsError("--allowed-servers needs at least one server id")
         if self.confirm_secret is not None and len(self.confirm_secret.get_secret_value()) < 16:
             raise SettingsError("VPS_MCP_CONFIRM_SECRET must be at least 16 characters")
+        if not 1 <= self.max_concurrency <= 1000:
+            raise SettingsError("--max-concurrency must be between 1 and 1000")
         if self.transport == "http":
             self._check_http()
 

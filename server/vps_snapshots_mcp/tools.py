@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from mcp.server.mcpserver import (
     AcceptedElicitation,
     Context,
@@ -35,8 +36,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
-from . import __version__
-from .client import SnapshotsClient, Transport
+from . import __version__, audit
+from .audit import AUDITED_TOOLS, AuditLog
+from .client import SERVER_RETRY_POLICY, SnapshotsClient, Transport
 from .confirm import (
     Action,
     ConfirmationTokens,
@@ -47,6 +49,7 @@ from .confirm import (
     preview_warning,
 )
 from .errors import (
+    ERROR_CODES,
     ConfirmationInvalidError,
     ForbiddenError,
     InvalidArgumentError,
@@ -151,12 +154,47 @@ def _app(ctx: Context[AppContext, Any]) -> AppContext:
 
 
 class SnapshotsServer(MCPServer[AppContext]):
-    """An MCPServer whose tool errors always start with a stable code."""
+    """An MCPServer whose tool errors always start with a stable code, and whose changes are audited."""
 
     _argument_names: dict[str, frozenset[str]] | None = None
+    audit_log: AuditLog | None = None
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        if self.audit_log is None or name not in AUDITED_TOOLS:
+            return await self._call_with_coded_errors(name, arguments, context)
+        attempt = audit.Attempt(
+            tool=name,
+            server_id=_plain_id(arguments.get("server_id")),
+            snapshot_id=_plain_id(arguments.get("snapshot_id")),
+        )
+        scope = audit.begin(attempt)
+        outcome: audit.Outcome | None = "failed"
+        code: str | None = None
+        try:
+            result = await self._call_with_coded_errors(name, arguments, context)
+        except ToolError as exc:
+            code = _code_of(str(exc))
+            outcome = audit.outcome_for_error(code) if code else "refused"
+            raise
+        except anyio.get_cancelled_exc_class():
+            outcome = "cancelled"
+            attempt.details["cancelled_by"] = "client"
+            raise
+        else:
+            outcome = _outcome_of(result)  # None while an elicitation round is still open
+            if isinstance(result, CallToolResult) and result.is_error:
+                code = _code_of(" ".join(getattr(block, "text", "") for block in result.content))
+            return result
+        finally:
+            audit.end(scope)
+            if outcome is not None:
+                with anyio.CancelScope(shield=True):  # a cancelled call is still recorded
+                    await self.audit_log.write(attempt, outcome, error_code=code)
+
+    async def _call_with_coded_errors(
+        self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None
     ) -> CallToolResult | InputRequiredResult:
         try:
             await self._refuse_unknown_arguments(name, arguments)
@@ -186,6 +224,27 @@ class SnapshotsServer(MCPServer[AppContext]):
                 f"{name} has no argument {listed}; it takes {', '.join(sorted(known or ())) or 'none'}. "
                 "Fix the arguments and call again; nothing was changed."
             )
+
+
+def _plain_id(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID else None
+
+
+def _code_of(text: str) -> str | None:
+    code = text.partition(":")[0]
+    return code if code in ERROR_CODES else None
+
+
+def _outcome_of(result: CallToolResult | InputRequiredResult) -> audit.Outcome | None:
+    if isinstance(result, InputRequiredResult):
+        return None
+    if result.is_error:
+        code = _code_of(" ".join(getattr(block, "text", "") for block in result.content))
+        return audit.outcome_for_error(code) if code else "failed"
+    status = (result.structured_content or {}).get("status")
+    if status == "confirmation_required":
+        return "previewed"
+    return "cancelled" if status == "cancelled" else "executed"
 
 
 def _invalid_arguments(error: ValidationError) -> InvalidArgumentError:
@@ -234,6 +293,7 @@ async def target_snapshot(snapshot_id: int, ctx: Context[AppContext, Any]) -> Sn
     """Look the snapshot up afresh (every call) and check its server is allowed."""
     app = _app(ctx)
     snapshot = await app.client.get_snapshot(snapshot_id)
+    audit.note(server_id=snapshot.server_id, snapshot_id=snapshot.id, snapshot_name=snapshot.name)
     app.check_server_allowed(snapshot.server_id, what=f"snapshot {snapshot_id}")
     return snapshot
 
@@ -349,9 +409,11 @@ async def _guarded(
         assert step is Step.EXECUTE_WITH_TOKEN and confirmation_token
         app.tokens.redeem(confirmation_token, action, snapshot, safety_snapshot=safety_snapshot)
         logger.info("%s of snapshot %s confirmed by token", action, snapshot.id)
+        audit.note(consent="token")
         return await execute()
     if isinstance(answer, ConsentForm) and answer.confirm:
         logger.info("%s of snapshot %s confirmed by the user through elicitation", action, snapshot.id)
+        audit.note(consent="elicitation")
         return await execute()
     said = "cancelled" if consent.action == "cancel" else "declined"
     return Cancelled(
@@ -393,6 +455,8 @@ def build_server(
             connect_timeout_s=settings.connect_timeout_s,
             transport=transport,
             sleep=timing.sleep,
+            retry=SERVER_RETRY_POLICY,
+            max_concurrency=settings.max_concurrency,
         ) as client:
             app = AppContext(client=client, tokens=tokens, settings=settings, timing=timing)
             live.append(app)
@@ -439,6 +503,7 @@ def build_server(
     if settings.destructive_tools_enabled:
         _register_destructive_tools(server)
     register_prompts(server, settings, list_servers)
+    server.audit_log = AuditLog(settings.audit_log) if settings.audit_log else None
     return server
 
 
@@ -568,6 +633,7 @@ def _register_create_tool(server: SnapshotsServer) -> None:
             created = await app.client.create_snapshot(server_id, name, description)
             snapshot = created.snapshot
             created_message = created.message or "Snapshot is being created."
+        audit.note(snapshot_id=snapshot.id, snapshot_name=snapshot.name, already_exists=bool(same_name))
         if not wait or not is_running(snapshot):
             hint = (
                 f" Poll get_snapshot with id {snapshot.id} until its status is completed."
@@ -602,6 +668,7 @@ async def _take_safety_snapshot(app: AppContext, ctx: Context[AppContext, Any], 
     except SnapshotsError as exc:
         exc.message = f"the safety snapshot could not be started: {exc.message} Nothing was restored."
         raise
+    audit.note(safety_snapshot_id=created.snapshot.id)
     outcome = await _wait(app, ctx, created.snapshot, DEFAULT_WAIT_S, f"safety snapshot {created.snapshot.id}")
     if outcome.timed_out:
         raise ProviderTimeoutError(
