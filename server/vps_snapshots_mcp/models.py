@@ -129,15 +129,16 @@ class Cancelled(_Schema):
     """The user declined or cancelled when asked; nothing was sent to the provider."""
 
     status: Literal["cancelled"] = "cancelled"
-    action: Literal["restore", "delete"]
     snapshot_id: int
     message: str
 
 
 class ServerState(_Schema):
+    """The restored server and its status (e.g. 'restoring')."""
+
     id: int
     name: str | None = None
-    status: str | None = Field(default=None, description="e.g. 'restoring'.")
+    status: str | None = None
 
 
 class RestoreStartedResult(_Schema):
