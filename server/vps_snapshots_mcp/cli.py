@@ -26,6 +26,7 @@ from .settings import (
     DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_HTTP_PORT,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONCURRENCY,
     DEFAULT_OAUTH_SCOPE,
     DEFAULT_TIMEOUT_S,
     LogLevel,
@@ -131,7 +132,7 @@ def _serve_parser() -> argparse.ArgumentParser:
         "--max-concurrency",
         type=int,
         default=None,
-        help="provider requests in flight at once (default 10) [VPS_MCP_MAX_CONCURRENCY]",
+        help="provider requests in flight at once (default 100) [VPS_MCP_MAX_CONCURRENCY]",
     )
     http = parser.add_argument_group("HTTP transport")
     http.add_argument(
@@ -187,7 +188,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         log_level=_log_level(args.log_level or env.get("VPS_MCP_LOG_LEVEL", "INFO")),
         audit_log=args.audit_log or env.get("VPS_MCP_AUDIT_LOG") or None,
         max_concurrency=(
-            args.max_concurrency if args.max_concurrency is not None else _env_int("VPS_MCP_MAX_CONCURRENCY", 10)
+            args.max_concurrency
+            if args.max_concurrency is not None
+            else _env_int("VPS_MCP_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY)
         ),
         transport="http" if (args.transport or env.get("VPS_MCP_TRANSPORT", "stdio")) == "http" else "stdio",
         host=args.host or env.get("VPS_MCP_HOST") or "127.0.0.1",
@@ -301,6 +304,7 @@ def sandbox(argv: Sequence[str]) -> int:
     parser.add_argument("--token", default=None, help="token the simulator accepts (default: a random one)")
     parser.add_argument("--snapshot-seconds", type=float, default=30.0, help="how long a snapshot takes")
     parser.add_argument("--restore-seconds", type=float, default=60.0, help="how long a restore takes")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="add this delay to every answer")
     args = parser.parse_args(argv)
     from .settings import is_loopback_host
 
@@ -313,6 +317,7 @@ def sandbox(argv: Sequence[str]) -> int:
 
     token = args.token or secrets.token_urlsafe(24)
     state = seeded_state(snapshot_seconds=args.snapshot_seconds, restore_seconds=args.restore_seconds)
+    state.latency_s = args.latency_ms / 1000
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:

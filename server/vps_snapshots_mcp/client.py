@@ -193,7 +193,7 @@ class SnapshotsClient:
         sleep: Sleep = anyio.sleep,
         rand: Callable[[], float] = random.random,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        max_concurrency: int = 10,
+        max_concurrency: int = 100,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         base = urlsplit(self._base_url)

@@ -23,6 +23,8 @@ TransportName = Literal["stdio", "http"]
 DEFAULT_HTTP_PORT = 8000
 DEFAULT_MAX_BODY_BYTES = 256 * 1024  # tool arguments are small; a bigger body is a mistake or an attack
 DEFAULT_OAUTH_SCOPE = "vps-snapshots"
+DEFAULT_MAX_CONCURRENCY = 100
+"""Enough for a burst of parallel tool calls to run at once; lower it if the provider rate limits."""
 
 
 class SettingsError(ValueError):
@@ -81,7 +83,7 @@ class Settings:
     confirm_secret: SecretStr | None = field(default=None, repr=False)
     """HMAC key for confirmation tokens; random per process when unset."""
     log_level: LogLevel = "INFO"
-    max_concurrency: int = 10
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     """Provider requests in flight at once; more wait their turn."""
     audit_log: str | None = None
     """Append one JSON line per create/restore/delete attempt to this file."""

@@ -50,6 +50,8 @@ def create_app(state: ProviderState, *, token: str) -> Starlette:
                 fault=None if fault is None or fault.passthrough else fault.body,
             )
         )
+        if state.latency_s:
+            await anyio.sleep(state.latency_s)
         if fault is not None:
             if fault.delay_s:
                 await anyio.sleep(fault.delay_s)

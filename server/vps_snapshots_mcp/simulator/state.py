@@ -116,6 +116,8 @@ class ProviderState:
     requests: list[RecordedRequest] = field(default_factory=list)
     page_size: int | None = None
     """When set, the list endpoint paginates with `next`/`previous` links."""
+    latency_s: float = 0.0
+    """Real time every request takes before it is answered (benchmarks, concurrency tests)."""
     fail_next_snapshots: int = 0
     """The next N snapshots created end `failed` instead of `completed`."""
     next_id: int = 802
