@@ -70,7 +70,10 @@ def test_access_modes_and_the_confirm_secret_come_from_the_environment(monkeypat
     monkeypatch.setenv("VPS_MCP_ALLOWED_SERVERS", "12345,777")
     monkeypatch.setenv("VPS_MCP_CONFIRM_SECRET", "a-long-enough-shared-secret")
     monkeypatch.setenv("VPS_MCP_LOG_LEVEL", "debug")
+    monkeypatch.setenv("VPS_MCP_AUDIT_LOG", "/var/log/vps-snapshots-mcp/audit.jsonl")
+    monkeypatch.setenv("VPS_MCP_MAX_CONCURRENCY", "7")
     settings = settings_from(_serve_parser().parse_args([]))
+    assert settings.audit_log == "/var/log/vps-snapshots-mcp/audit.jsonl" and settings.max_concurrency == 7
     assert (settings.read_only, settings.no_destructive) == (True, True)
     assert settings.allowed_servers == frozenset({12345, 777})
     assert settings.confirm_secret is not None and settings.log_level == "DEBUG"
