@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
+from mcp import Client
 from pydantic import SecretStr
 
 from vps_snapshots_mcp.client import RetryPolicy, SnapshotsClient, asgi_transport
@@ -87,6 +89,20 @@ class SimTime:
 @pytest.fixture
 def sim_time(clock: ManualClock) -> SimTime:
     return SimTime(clock)
+
+
+async def cancel_once_started(client: Client, started: anyio.Event, tool: str, arguments: dict[str, Any]) -> None:
+    """Call `tool`, and cancel the call from the client's side as soon as `started` is set."""
+    scope = anyio.CancelScope()
+
+    async def call() -> None:
+        with scope:
+            await client.call_tool(tool, arguments)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(call)
+        await started.wait()
+        scope.cancel()
 
 
 def make_client(

@@ -24,7 +24,7 @@ from vps_snapshots_mcp.simulator.state import SimSnapshot
 from vps_snapshots_mcp.tools import AppContext, build_server
 from vps_snapshots_mcp.waiting import Timing
 
-from .conftest import BASE_URL, TOKEN, SimTime
+from .conftest import BASE_URL, TOKEN, SimTime, cancel_once_started
 
 pytestmark = pytest.mark.anyio
 
@@ -135,16 +135,7 @@ async def test_a_client_cancellation_is_recorded(
         await anyio.sleep_forever()
 
     async with Client(make_server(timing=Timing(sleep=stall))) as client:
-        scope = anyio.CancelScope()
-
-        async def call() -> None:
-            with scope:
-                await client.call_tool("create_snapshot", {"server_id": 12345, "name": "x", "wait": True})
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(call)
-            await waiting.wait()
-            scope.cancel()
+        await cancel_once_started(client, waiting, "create_snapshot", {"server_id": 12345, "name": "x", "wait": True})
     with anyio.fail_after(5):
         # The record is written as the server's task unwinds, after the client has moved on.
         while not audit_path.exists() or not audit_path.read_text():  # noqa: ASYNC110 - a file has no event

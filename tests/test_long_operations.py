@@ -25,7 +25,7 @@ from vps_snapshots_mcp.simulator import ProviderState, create_app
 from vps_snapshots_mcp.tools import AppContext, build_server
 from vps_snapshots_mcp.waiting import Timing
 
-from .conftest import BASE_URL, TOKEN, SimTime
+from .conftest import BASE_URL, TOKEN, SimTime, cancel_once_started
 
 pytestmark = pytest.mark.anyio
 
@@ -144,16 +144,7 @@ async def test_cancelling_a_wait_stops_polling_at_once(
             raise
 
     async with connected(make_server(timing=Timing(sleep=sleep_until_cancelled)), mode) as client:
-        scope = anyio.CancelScope()
-
-        async def call() -> None:
-            with scope:
-                await client.call_tool("create_snapshot", {"server_id": 12345, "name": "x", "wait": True})
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(call)
-            await polling.wait()
-            scope.cancel()
+        await cancel_once_started(client, polling, "create_snapshot", {"server_id": 12345, "name": "x", "wait": True})
         with anyio.fail_after(5):
             await stopped.wait()  # the server's wait was cancelled, not left running
         requests = len(provider.requests)
@@ -229,18 +220,15 @@ async def test_a_safety_snapshot_is_taken_and_completed_before_the_restore(
     assert progress.events and progress.events[-1][2] == f"safety snapshot {safety['id']}: completed, 4m11s elapsed"
 
 
+async def confirm_restore_with_safety(client: Client, token: str) -> CallToolResult:
+    arguments = {"snapshot_id": 801, "confirm": True, "confirmation_token": token, "safety_snapshot": True}
+    return await client.call_tool("restore_snapshot", arguments)
+
+
 async def test_no_restore_when_the_safety_snapshot_fails(client: Client, provider: ProviderState) -> None:
     provider.fail_next_snapshots = 1
     preview = await ok(client, "restore_snapshot", snapshot_id=801, safety_snapshot=True)
-    result = await client.call_tool(
-        "restore_snapshot",
-        {
-            "snapshot_id": 801,
-            "confirm": True,
-            "confirmation_token": preview["confirmation_token"],
-            "safety_snapshot": True,
-        },
-    )
+    result = await confirm_restore_with_safety(client, preview["confirmation_token"])
     assert result.is_error and text_of(result).startswith("snapshot_failed: ")
     assert [r.path for r in provider.mutations] == ["/api/v1/snapshots/"]  # the safety create, no restore
     assert provider.servers[12345].status == "running"
@@ -251,15 +239,7 @@ async def test_no_restore_when_the_safety_snapshot_cannot_start(client: Client, 
 
     preview = await ok(client, "restore_snapshot", snapshot_id=801, safety_snapshot=True)
     provider.inject(Fault.error(503, method="POST"))
-    result = await client.call_tool(
-        "restore_snapshot",
-        {
-            "snapshot_id": 801,
-            "confirm": True,
-            "confirmation_token": preview["confirmation_token"],
-            "safety_snapshot": True,
-        },
-    )
+    result = await confirm_restore_with_safety(client, preview["confirmation_token"])
     assert result.is_error and "safety snapshot could not be started" in text_of(result)
     assert "Nothing was restored" in text_of(result)
     assert len(provider.mutations) == 1 and provider.servers[12345].status == "running"
