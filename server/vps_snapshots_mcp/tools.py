@@ -73,6 +73,7 @@ from .models import (
     SnapshotList,
 )
 from .prompts import register_prompts
+from .schemas import compact_schema, inline_single_use_defs
 from .settings import Settings
 from .waiting import Timing, WaitOutcome, format_duration, is_running, wait_for_snapshot
 
@@ -222,74 +223,6 @@ class SnapshotsServer(MCPServer[AppContext]):
                 f"{name} has no argument {listed}; it takes {', '.join(sorted(known or ())) or 'none'}. "
                 "Fix the arguments and call again; nothing was changed."
             )
-
-
-_SIMPLE_TYPES = frozenset({"string", "integer", "number", "boolean", "null"})
-
-
-def compact_schema(schema: Any, *, keep_descriptions: bool) -> Any:
-    """The same constraints in fewer bytes: no generated titles, nullable unions as type lists.
-
-    Output schemas also lose descriptions, defaults and the OpenAPI `discriminator` (the `oneOf`
-    beneath it says the same); the model reads the tool description, and the SDK validates results
-    against the real models, not against this text.
-    """
-    if isinstance(schema, list):
-        return [compact_schema(item, keep_descriptions=keep_descriptions) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    dropped = {"title"} if keep_descriptions else {"title", "description", "default", "discriminator"}
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key in dropped:
-            continue
-        if key in ("properties", "$defs"):
-            # Keys here are names, not keywords: a property may well be called "title" or "description".
-            out[key] = {name: compact_schema(sub, keep_descriptions=keep_descriptions) for name, sub in value.items()}
-        else:
-            out[key] = compact_schema(value, keep_descriptions=keep_descriptions)
-    options = out.get("anyOf")
-    if isinstance(options, list) and all(set(o) == {"type"} and o["type"] in _SIMPLE_TYPES for o in options):
-        del out["anyOf"]
-        out["type"] = [o["type"] for o in options]
-    elif isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
-        # [{"type": "string", "maxLength": 9}, {"type": "null"}] -> {"type": ["string", "null"], "maxLength": 9}:
-        # string keywords constrain strings only, so null stays allowed exactly as before.
-        (other,) = [o for o in options if o != {"type": "null"}]
-        if isinstance(other.get("type"), str) and other["type"] in _SIMPLE_TYPES and "type" not in out:
-            del out["anyOf"]
-            out.update(other)
-            out["type"] = [other["type"], "null"]
-    if out.get("default", ...) is None:
-        del out["default"]  # absent already means null
-    if isinstance(out.get("type"), list) and {"integer", "number"} <= set(out["type"]):
-        out["type"].remove("integer")  # every integer is a number
-    if "const" in out and out.get("type") == "string" and isinstance(out["const"], str):
-        del out["type"]  # a string const says its type
-    return out
-
-
-def inline_single_use_defs(schema: dict[str, Any]) -> dict[str, Any]:
-    """Put each definition referenced once in place of its reference; keep shared ones in $defs."""
-    defs = schema.get("$defs")
-    if not isinstance(defs, dict):
-        return schema
-    text = json.dumps(schema)
-    once = {name for name in defs if text.count(f'"#/$defs/{name}"') == 1}
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, list):
-            return [walk(item) for item in node]
-        if not isinstance(node, dict):
-            return node
-        ref = node.get("$ref", "")
-        if isinstance(ref, str) and ref.removeprefix("#/$defs/") in once and len(node) == 1:
-            return walk(defs[ref.removeprefix("#/$defs/")])
-        return {key: walk(value) for key, value in node.items() if key != "$defs"}
-
-    inlined = walk(schema)
-    kept = {name: walk(body) for name, body in defs.items() if name not in once}
-    return {"$defs": kept, **inlined} if kept else inlined
 
 
 def _plain_id(value: object) -> int | None:
