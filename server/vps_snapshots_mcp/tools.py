@@ -553,10 +553,7 @@ def _register_read_tools(server: SnapshotsServer) -> None:
         """Get one snapshot by id. Use it to follow one being created (completed after 3-10 min) or to check
         one before acting. Read-only.
         """
-        app = _app(ctx)
-        snapshot = await app.client.get_snapshot(snapshot_id)
-        app.check_server_allowed(snapshot.server_id, what=f"snapshot {snapshot_id}")
-        return snapshot
+        return await target_snapshot(snapshot_id, ctx)
 
 
 def _progress_reporter(
