@@ -163,9 +163,7 @@ class SnapshotsServer(MCPServer[AppContext]):
             attempt.details["cancelled_by"] = "client"
             raise
         else:
-            outcome = _outcome_of(result)  # None while an elicitation round is still open
-            if isinstance(result, CallToolResult) and result.is_error:
-                code = _code_of(" ".join(getattr(block, "text", "") for block in result.content))
+            outcome, code = _outcome_of(result)  # no outcome while an elicitation round is still open
             return result
         finally:
             audit.end(scope)
@@ -234,16 +232,17 @@ def _code_of(text: str) -> str | None:
     return code if code in ERROR_CODES else None
 
 
-def _outcome_of(result: CallToolResult | InputRequiredResult) -> audit.Outcome | None:
+def _outcome_of(result: CallToolResult | InputRequiredResult) -> tuple[audit.Outcome | None, str | None]:
+    """The audit outcome of a finished call, and its error code if it failed."""
     if isinstance(result, InputRequiredResult):
-        return None
+        return None, None
     if result.is_error:
         code = _code_of(" ".join(getattr(block, "text", "") for block in result.content))
-        return audit.outcome_for_error(code) if code else "failed"
+        return (audit.outcome_for_error(code) if code else "failed"), code
     status = (result.structured_content or {}).get("status")
     if status == "confirmation_required":
-        return "previewed"
-    return "cancelled" if status == "cancelled" else "executed"
+        return "previewed", None
+    return ("cancelled" if status == "cancelled" else "executed"), None
 
 
 def _invalid_arguments(error: ValidationError) -> InvalidArgumentError:
