@@ -1,21 +1,31 @@
-"""Shared fixtures: a seeded simulator on a manual clock, and a client wired to it in process."""
+"""Shared fixtures and helpers: a seeded simulator on a manual clock, clients and servers wired to it in process.
+
+Every test file takes its servers (`make_server`), MCP clients (`connected`) and
+result text (`text_of`) from here, so there is one way to build each.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
 import pytest
 from mcp import Client
+from mcp.client.session import ElicitationFnT
+from mcp_types import CallToolResult
 from pydantic import SecretStr
 
 from vps_snapshots_mcp.client import RetryPolicy, SnapshotsClient, asgi_transport
+from vps_snapshots_mcp.server import SnapshotsServer, build_server
+from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app, seeded_state
 from vps_snapshots_mcp.simulator.serve import serving_in_thread
-from vps_snapshots_mcp.waiting import Timing
+from vps_snapshots_mcp.state import ConsentLedger
+from vps_snapshots_mcp.timing import Timing
 
 TOKEN = "test-token-Zq8rV2pLx7"
 BASE_URL = "https://provider.test/api/v1"
@@ -25,16 +35,6 @@ NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class EpochClock:
-    """A settable stand-in for time.time, for confirmation-token expiry."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -114,9 +114,8 @@ def make_client(
         token=SecretStr(token),
         transport=asgi_transport(create_app(provider, token=TOKEN)),
         retry=retry,
-        sleep=sleeps,
+        timing=Timing(sleep=sleeps, now=lambda: NOW),
         rand=lambda: 0.5,
-        now=lambda: NOW,
     )
 
 
@@ -131,3 +130,51 @@ def served_provider(provider: ProviderState) -> Iterator[str]:
     """The simulator on a real loopback socket; yields its API base URL."""
     with serving_in_thread(create_app(provider, token=TOKEN)) as url:
         yield f"{url}/api/v1"
+
+
+def text_of(result: CallToolResult) -> str:
+    return " ".join(getattr(block, "text", "") for block in result.content)
+
+
+@asynccontextmanager
+async def connected(
+    server: SnapshotsServer, *, mode: str = "auto", elicit: ElicitationFnT | None = None
+) -> AsyncIterator[Client]:
+    """A real MCP client on `server`, in memory; `mode` picks the protocol revision ("legacy" = 2025-11-25)."""
+    async with Client(server, mode=mode, elicitation_callback=elicit) as client:
+        yield client
+
+
+class ServerFactory(Protocol):
+    def __call__(
+        self,
+        *,
+        token: str = ...,
+        api_url: str = ...,
+        timing: Timing | None = ...,
+        ledger: ConsentLedger | None = ...,
+        **settings: Any,
+    ) -> SnapshotsServer: ...
+
+
+@pytest.fixture
+def make_server(provider: ProviderState, sim_time: SimTime) -> ServerFactory:
+    """Servers on the in-process simulator, whose sleeps advance the simulator's clock."""
+
+    def make(
+        *,
+        token: str = TOKEN,
+        api_url: str = BASE_URL,
+        timing: Timing | None = None,
+        ledger: ConsentLedger | None = None,
+        **settings: Any,
+    ) -> SnapshotsServer:
+        transport = asgi_transport(create_app(provider, token=TOKEN)) if api_url == BASE_URL else None
+        return build_server(
+            Settings(api_token=SecretStr(token), api_url=api_url, **settings),
+            transport=transport,
+            timing=timing or sim_time.timing(),
+            ledger=ledger,
+        )
+
+    return make

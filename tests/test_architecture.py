@@ -1,4 +1,4 @@
-"""The import direction ARCHITECTURE.md asks for, checked on the source so it cannot drift."""
+"""The import direction CONTRIBUTING.md describes, checked on the source so it cannot drift."""
 
 from __future__ import annotations
 
@@ -46,17 +46,36 @@ def test_the_simulator_shares_no_code_with_the_client() -> None:
             assert all(i.startswith("vps_snapshots_mcp.simulator") for i in ours), (name, ours)
 
 
-@pytest.mark.parametrize("leaf", ["models.py", "errors.py", "settings.py"])
+@pytest.mark.parametrize("leaf", ["models.py", "errors.py", "settings.py", "timing.py", "provider_text.py"])
 def test_leaf_modules_import_nothing_from_the_package(leaf: str) -> None:
     ours = {i for i in modules()[leaf] if i.startswith("vps_snapshots_mcp")}
     assert ours == set(), ours
 
 
-def test_only_tools_confirm_prompts_and_demo_import_the_sdk() -> None:
+def test_only_the_protocol_rooms_import_the_sdk() -> None:
     users = {
         name for name, imported in modules().items() if any(i.split(".")[0] in ("mcp", "mcp_types") for i in imported)
     }
-    assert users <= {"tools.py", "confirm.py", "prompts.py", "demo.py", "http_app.py", "auth.py"}
+    assert users <= {
+        "server.py", "tools.py", "consent.py", "app_context.py", "prompts.py", "demo.py", "http_app.py", "auth.py"
+    }  # fmt: skip
+    assert "confirm.py" not in users and "client.py" not in users  # tokens and HTTP know nothing of MCP
+
+
+def test_only_the_state_package_imports_redis() -> None:
+    users = {name for name, imported in modules().items() if any(i.split(".")[0] == "redis" for i in imported)}
+    assert users == {"state/redis.py"}
+
+
+def test_nothing_below_the_composition_root_imports_it() -> None:
+    users = {name for name, imported in modules().items() if "vps_snapshots_mcp.server" in imported}
+    assert users <= {"cli.py", "http_app.py"}
+
+
+def test_docstrings_point_only_inside_the_repository() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        assert "ARCHITECTURE.md" not in text and "upstream-api.md" not in text and "../shared" not in text, path
 
 
 def test_only_the_simulator_and_the_http_transport_import_the_web_framework() -> None:

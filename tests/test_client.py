@@ -31,6 +31,7 @@ from vps_snapshots_mcp.errors import (
 )
 from vps_snapshots_mcp.models import Snapshot
 from vps_snapshots_mcp.simulator import Fault, ProviderState
+from vps_snapshots_mcp.timing import Timing
 
 from .conftest import BASE_URL, NOW, TOKEN, SleepRecorder, make_client
 
@@ -359,7 +360,10 @@ async def test_connection_refused_is_retried_then_reported(sleeps: SleepRecorder
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     async with SnapshotsClient(
-        base_url=f"http://127.0.0.1:{port}/api/v1", token=SecretStr(TOKEN), sleep=sleeps, rand=lambda: 0.5
+        base_url=f"http://127.0.0.1:{port}/api/v1",
+        token=SecretStr(TOKEN),
+        timing=Timing(sleep=sleeps),
+        rand=lambda: 0.5,
     ) as client:
         with pytest.raises(ProviderConnectionError, match="could not reach the provider") as caught:
             await client.list_snapshots()

@@ -28,10 +28,10 @@ from pydantic import SecretStr
 
 from vps_snapshots_mcp.client import asgi_transport
 from vps_snapshots_mcp.errors import ERROR_CODES
+from vps_snapshots_mcp.server import build_server
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app, seeded_state
-from vps_snapshots_mcp.tools import build_server
-from vps_snapshots_mcp.waiting import Timing
+from vps_snapshots_mcp.timing import Timing
 
 from .conftest import BASE_URL, NOW, TOKEN
 

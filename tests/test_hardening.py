@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +12,18 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.context import ClientRequestContext
-from mcp.server.mcpserver import MCPServer
 from mcp_types import ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
 
 from vps_snapshots_mcp.client import SnapshotsClient, asgi_transport
 from vps_snapshots_mcp.errors import SnapshotsError
+from vps_snapshots_mcp.server import SnapshotsServer, build_server
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import Fault, ProviderState, create_app
 from vps_snapshots_mcp.simulator.state import SimSnapshot
-from vps_snapshots_mcp.tools import AppContext, build_server
-from vps_snapshots_mcp.waiting import Timing
+from vps_snapshots_mcp.timing import Timing
 
-from .conftest import BASE_URL, TOKEN, SimTime, cancel_once_started
+from .conftest import BASE_URL, TOKEN, ServerFactory, cancel_once_started
 
 pytestmark = pytest.mark.anyio
 
@@ -35,20 +34,18 @@ def audit_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_server(provider: ProviderState, sim_time: SimTime, audit_path: Path) -> Callable[..., MCPServer[AppContext]]:
-    def make(*, timing: Timing | None = None, **settings: Any) -> MCPServer[AppContext]:
-        return build_server(
-            Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL, audit_log=str(audit_path), **settings),
-            transport=asgi_transport(create_app(provider, token=TOKEN)),
-            timing=timing or sim_time.timing(),
-        )
+def audited(make_server: ServerFactory, audit_path: Path) -> ServerFactory:
+    """Servers that keep an audit log at `audit_path`."""
+
+    def make(**settings: Any) -> SnapshotsServer:
+        return make_server(audit_log=str(audit_path), **settings)
 
     return make
 
 
 @pytest.fixture
-async def client(make_server: Callable[..., MCPServer[AppContext]]) -> AsyncIterator[Client]:
-    async with Client(make_server()) as c:
+async def client(audited: ServerFactory) -> AsyncIterator[Client]:
+    async with Client(audited()) as c:
         yield c
 
 
@@ -109,7 +106,7 @@ async def test_every_outcome_is_recorded_with_its_target(
 
 @pytest.mark.parametrize(("answer", "outcome"), [("accept", "executed"), ("decline", "cancelled")])
 async def test_consent_by_elicitation_is_recorded(
-    make_server: Callable[..., MCPServer[AppContext]], audit_path: Path, answer: str, outcome: str
+    audited: ServerFactory, audit_path: Path, answer: str, outcome: str
 ) -> None:
     async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
         return (
@@ -118,15 +115,15 @@ async def test_consent_by_elicitation_is_recorded(
             else ElicitResult(action="decline")
         )
 
-    async with Client(make_server(), elicitation_callback=user) as client:
+    async with Client(audited(), elicitation_callback=user) as client:
         await client.call_tool("delete_snapshot", {"snapshot_id": 798, "confirm": True})
     [line] = records(audit_path)  # the 2026-07-28 retry round is one attempt, recorded once
     assert line["outcome"] == outcome
     assert line["consent"] == ("elicitation" if outcome == "executed" else None)
 
 
-async def test_a_client_cancellation_is_recorded(
-    make_server: Callable[..., MCPServer[AppContext]], audit_path: Path
+async def test_a_cancellation_after_the_create_was_answered_is_recorded_as_executed(
+    audited: ServerFactory, audit_path: Path
 ) -> None:
     waiting = anyio.Event()
 
@@ -134,14 +131,16 @@ async def test_a_client_cancellation_is_recorded(
         waiting.set()
         await anyio.sleep_forever()
 
-    async with Client(make_server(timing=Timing(sleep=stall))) as client:
+    async with Client(audited(timing=Timing(sleep=stall))) as client:
         await cancel_once_started(client, waiting, "create_snapshot", {"server_id": 12345, "name": "x", "wait": True})
     with anyio.fail_after(5):
         # The record is written as the server's task unwinds, after the client has moved on.
         while not audit_path.exists() or not audit_path.read_text():  # noqa: ASYNC110 - a file has no event
             await anyio.sleep(0.01)
     [line] = records(audit_path)
-    assert (line["outcome"], line["details"]["cancelled_by"], line["snapshot_id"]) == ("cancelled", "client", 802)
+    # The POST was answered before the client gave up waiting: the snapshot exists, so it was executed.
+    assert (line["outcome"], line["details"]["cancelled_by"], line["snapshot_id"]) == ("executed", "client", 802)
+    assert line["details"]["request_sent"] is True
 
 
 def test_an_unwritable_audit_log_stops_the_server_at_start(tmp_path: Path) -> None:
@@ -185,7 +184,7 @@ async def test_a_slow_provider_call_does_not_hold_up_others(client: Client, prov
 
 
 async def test_a_hundred_concurrent_calls_share_one_pool_within_the_limit(
-    make_server: Callable[..., MCPServer[AppContext]], provider: ProviderState
+    audited: ServerFactory, provider: ProviderState
 ) -> None:
     in_flight = 0
     peak = 0
@@ -250,7 +249,7 @@ async def test_hostile_provider_text_round_trips_as_plain_data(client: Client, p
 
 
 async def test_the_token_is_in_no_result_log_audit_record_or_exception(
-    make_server: Callable[..., MCPServer[AppContext]],
+    audited: ServerFactory,
     provider: ProviderState,
     audit_path: Path,
     caplog: pytest.LogCaptureFixture,
@@ -271,7 +270,7 @@ async def test_the_token_is_in_no_result_log_audit_record_or_exception(
         ("restore_snapshot", {"snapshot_id": 801}),
         ("delete_snapshot", {"snapshot_id": 798, "confirm": True, "confirmation_token": "v1.a.b"}),
     ]
-    async with Client(make_server()) as client:
+    async with Client(audited()) as client:
         for fault in faults:
             for tool, arguments in calls:
                 provider.faults.clear()
@@ -283,7 +282,7 @@ async def test_the_token_is_in_no_result_log_audit_record_or_exception(
         base_url=BASE_URL,
         token=SecretStr(TOKEN),
         transport=asgi_transport(create_app(provider, token=TOKEN)),
-        sleep=sleeps,
+        timing=Timing(sleep=sleeps),
     ) as direct:
         for fault in faults:
             provider.faults.clear()

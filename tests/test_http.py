@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -31,10 +32,10 @@ from starlette.routing import Route
 from vps_snapshots_mcp import __version__
 from vps_snapshots_mcp.client import asgi_transport
 from vps_snapshots_mcp.http_app import create_http_app
+from vps_snapshots_mcp.server import build_server
 from vps_snapshots_mcp.settings import Settings, SettingsError
 from vps_snapshots_mcp.simulator import ProviderState, create_app
 from vps_snapshots_mcp.simulator.serve import bind_socket, serving_in_thread
-from vps_snapshots_mcp.tools import build_server
 
 from .conftest import BASE_URL, TOKEN
 
@@ -296,7 +297,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def replica(api_url: str, secret: str) -> Iterator[str]:
+def replica(api_url: str, secret: str, state_url: str) -> Iterator[str]:
     """The server as its own process, stateless, on its own port; yields its base URL once healthy."""
     port = free_port()
     env = {
@@ -304,6 +305,7 @@ def replica(api_url: str, secret: str) -> Iterator[str]:
         "VPS_API_URL": api_url,
         "VPS_API_TOKEN": TOKEN,
         "VPS_MCP_CONFIRM_SECRET": secret,
+        "VPS_MCP_STATE_URL": state_url,
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "vps_snapshots_mcp", "--transport", "http", "--port", str(port), "--stateless"],
@@ -330,9 +332,11 @@ def replica(api_url: str, secret: str) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-async def test_a_token_minted_by_one_replica_executes_on_another(served_provider: str, provider: ProviderState) -> None:
-    secret = "replicas-share-this-secret-0123"
-    with replica(served_provider, secret) as first, replica(served_provider, secret) as second:
+async def test_a_token_minted_by_one_replica_executes_on_another(
+    served_provider: str, provider: ProviderState, tmp_path: Path
+) -> None:
+    secret, state = "replicas-share-this-secret-0123", f"sqlite:///{tmp_path}/consent.db"
+    with replica(served_provider, secret, state) as first, replica(served_provider, secret, state) as second:
         async with connect(first) as a:
             preview = await a.call_tool("delete_snapshot", {"snapshot_id": 798})
         assert preview.structured_content is not None

@@ -8,24 +8,18 @@ to 240 seconds.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
 from mcp import Client
-from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, PromptReference
-from pydantic import SecretStr
 
-from vps_snapshots_mcp.client import asgi_transport
-from vps_snapshots_mcp.settings import Settings
-from vps_snapshots_mcp.simulator import ProviderState, create_app
-from vps_snapshots_mcp.tools import AppContext, build_server
-from vps_snapshots_mcp.waiting import Timing
+from vps_snapshots_mcp.simulator import ProviderState
+from vps_snapshots_mcp.timing import Timing
 
-from .conftest import BASE_URL, TOKEN, SimTime, cancel_once_started
+from .conftest import ServerFactory, SimTime, cancel_once_started, connected, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -33,25 +27,7 @@ MODES = ["auto", "legacy"]
 
 
 @pytest.fixture
-def make_server(provider: ProviderState, sim_time: SimTime) -> Callable[..., MCPServer[AppContext]]:
-    def make(*, timing: Timing | None = None, **settings: Any) -> MCPServer[AppContext]:
-        return build_server(
-            Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL, **settings),
-            transport=asgi_transport(create_app(provider, token=TOKEN)),
-            timing=timing or sim_time.timing(),
-        )
-
-    return make
-
-
-@asynccontextmanager
-async def connected(server: MCPServer[AppContext], mode: str = "auto") -> AsyncIterator[Client]:
-    async with Client(server, mode=mode) as client:
-        yield client
-
-
-@pytest.fixture
-async def client(make_server: Callable[..., MCPServer[AppContext]]) -> AsyncIterator[Client]:
+async def client(make_server: ServerFactory) -> AsyncIterator[Client]:
     async with connected(make_server()) as c:
         yield c
 
@@ -62,10 +38,6 @@ class ProgressLog:
 
     async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
         self.events.append((progress, total, message))
-
-
-def text_of(result: CallToolResult) -> str:
-    return " ".join(getattr(block, "text", "") for block in result.content)
 
 
 async def ok(client: Client, tool: str, progress: ProgressLog | None = None, **arguments: Any) -> dict[str, Any]:
@@ -80,10 +52,10 @@ async def ok(client: Client, tool: str, progress: ProgressLog | None = None, **a
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_wait_reports_increasing_progress_until_completed(
-    make_server: Callable[..., MCPServer[AppContext]], provider: ProviderState, sim_time: SimTime, mode: str
+    make_server: ServerFactory, provider: ProviderState, sim_time: SimTime, mode: str
 ) -> None:
     progress = ProgressLog()
-    async with connected(make_server(), mode) as client:
+    async with connected(make_server(), mode=mode) as client:
         result = await ok(client, "create_snapshot", progress, server_id=12345, name="before-update", wait=True)
     assert result["snapshot"]["status"] == "completed" and result["snapshot"]["size_mb"] == 5120
     assert result["timed_out"] is False and "is completed, 5120 MB after 4m" in result["message"]
@@ -130,7 +102,7 @@ async def test_wait_timeout_is_bounded(client: Client, provider: ProviderState) 
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_cancelling_a_wait_stops_polling_at_once(
-    make_server: Callable[..., MCPServer[AppContext]], provider: ProviderState, mode: str
+    make_server: ServerFactory, provider: ProviderState, mode: str
 ) -> None:
     polling = anyio.Event()
     stopped = anyio.Event()
@@ -143,7 +115,7 @@ async def test_cancelling_a_wait_stops_polling_at_once(
             stopped.set()
             raise
 
-    async with connected(make_server(timing=Timing(sleep=sleep_until_cancelled)), mode) as client:
+    async with connected(make_server(timing=Timing(sleep=sleep_until_cancelled)), mode=mode) as client:
         await cancel_once_started(client, polling, "create_snapshot", {"server_id": 12345, "name": "x", "wait": True})
         with anyio.fail_after(5):
             await stopped.wait()  # the server's wait was cancelled, not left running
@@ -266,10 +238,8 @@ async def test_the_token_binds_the_safety_snapshot_choice(client: Client, provid
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_prompts_are_listed_with_typed_arguments(
-    make_server: Callable[..., MCPServer[AppContext]], mode: str
-) -> None:
-    async with connected(make_server(), mode) as client:
+async def test_prompts_are_listed_with_typed_arguments(make_server: ServerFactory, mode: str) -> None:
+    async with connected(make_server(), mode=mode) as client:
         prompts = {p.name: p for p in (await client.list_prompts()).prompts}
     assert set(prompts) == {"safe_update", "rollback", "cleanup_snapshots"}
     arguments = {name: [(a.name, a.required) for a in p.arguments or []] for name, p in prompts.items()}
@@ -303,14 +273,14 @@ async def test_rollback_and_cleanup_render_their_arguments(client: Client) -> No
     assert "keeping the newest 2" in default
 
 
-async def test_prompts_follow_the_access_mode(make_server: Callable[..., MCPServer[AppContext]]) -> None:
+async def test_prompts_follow_the_access_mode(make_server: ServerFactory) -> None:
     async with connected(make_server(read_only=True)) as client:
         assert (await client.list_prompts()).prompts == []
     async with connected(make_server(no_destructive=True)) as client:
         assert [p.name for p in (await client.list_prompts()).prompts] == ["safe_update"]
 
 
-async def test_server_id_completes_from_the_snapshot_list(make_server: Callable[..., MCPServer[AppContext]]) -> None:
+async def test_server_id_completes_from_the_snapshot_list(make_server: ServerFactory) -> None:
     async with connected(make_server()) as client:
         ref = PromptReference(type="ref/prompt", name="rollback")
         assert (await client.complete(ref, {"name": "server_id", "value": ""})).completion.values == [

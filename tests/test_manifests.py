@@ -15,15 +15,15 @@ from mcp import Client
 from pydantic import SecretStr
 
 from vps_snapshots_mcp import __version__
-from vps_snapshots_mcp.cli import SECRET_ENV_VARS, _serve_parser, settings_from
-from vps_snapshots_mcp.settings import Settings
-from vps_snapshots_mcp.tools import build_server
+from vps_snapshots_mcp.cli import SECRET_ENV_VARS, serve_parser, settings_from
+from vps_snapshots_mcp.server import build_server
+from vps_snapshots_mcp.settings import Settings, environment_variables
 
 ROOT = Path(__file__).parent.parent
 MANIFESTS = ROOT / "manifests"
 SCHEMAS = Path(__file__).parent / "schemas"  # byte-exact copies of ../shared/schemas, so no layout is assumed
 SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
-CLI_SOURCE = (ROOT / "server" / "vps_snapshots_mcp" / "cli.py").read_text()
+READ_BY_THE_SERVER = environment_variables()
 TOKEN_REFERENCE = re.compile(r"^\$\{(input|env|user_config)[:.][A-Za-z0-9_.-]+\}$")
 
 
@@ -79,7 +79,7 @@ def test_server_json_describes_the_pypi_package_over_stdio_with_a_secret_token()
     variables = {v["name"]: v for v in package["environmentVariables"]}
     assert variables["VPS_API_TOKEN"]["isSecret"] is True and variables["VPS_API_TOKEN"]["isRequired"] is True
     for name in variables:
-        assert f'"{name}"' in CLI_SOURCE, f"{name} is not read by the server"
+        assert name in READ_BY_THE_SERVER, f"{name} is not read by the server"
 
 
 def test_the_readme_carries_the_registry_ownership_marker() -> None:
@@ -97,7 +97,7 @@ def test_the_mcpb_token_is_a_sensitive_user_config_and_every_reference_resolves(
     env = manifest["server"]["mcp_config"]["env"]
     assert env["VPS_API_TOKEN"] == "${user_config.api_token}"
     for name, value in env.items():
-        assert f'"{name}"' in CLI_SOURCE, f"{name} is not read by the server"
+        assert name in READ_BY_THE_SERVER, f"{name} is not read by the server"
         key = re.fullmatch(r"\$\{user_config\.([a-z_]+)\}", value)
         assert key and key.group(1) in manifest["user_config"], value
 
@@ -110,7 +110,7 @@ def test_the_mcpb_defaults_make_valid_settings(monkeypatch: pytest.MonkeyPatch) 
         filled = defaults[key]
         shown = "token-from-the-keychain-123" if key == "api_token" else filled
         monkeypatch.setenv(name, str(shown).lower() if isinstance(shown, bool) else str(shown))
-    settings = settings_from(_serve_parser().parse_args([]))
+    settings = settings_from(serve_parser().parse_args([]))
     assert (settings.read_only, settings.no_destructive, settings.allowed_servers) == (False, False, None)
 
 
@@ -178,7 +178,7 @@ def test_the_deployment_runs_two_stateless_non_root_replicas_with_health_probes(
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     # The settings these args and variables make are ones the server accepts (client auth is set).
-    args = _serve_parser().parse_args(container["args"])
+    args = serve_parser().parse_args(container["args"])
     assert args.stateless and args.transport == "http"
 
 

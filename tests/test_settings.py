@@ -8,7 +8,7 @@ import sys
 import pytest
 from pydantic import SecretStr
 
-from vps_snapshots_mcp.cli import _serve_parser, settings_from
+from vps_snapshots_mcp.cli import serve_parser, settings_from
 from vps_snapshots_mcp.settings import Settings, SettingsError, check_api_url, parse_server_ids
 
 TOKEN = SecretStr("s3cret-token-value")
@@ -56,7 +56,7 @@ def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VPS_API_TOKEN", "from-env")
     monkeypatch.setenv("VPS_API_URL", "https://env.example/api/v1")
     monkeypatch.setenv("VPS_API_TIMEOUT", "12")
-    args = _serve_parser().parse_args(["--api-url", "https://flag.example/api/v1", "--connect-timeout", "2"])
+    args = serve_parser().parse_args(["--api-url", "https://flag.example/api/v1", "--connect-timeout", "2"])
     settings = settings_from(args)
     assert settings.api_url == "https://flag.example/api/v1"
     assert (settings.timeout_s, settings.connect_timeout_s) == (12.0, 2.0)
@@ -72,7 +72,7 @@ def test_access_modes_and_the_confirm_secret_come_from_the_environment(monkeypat
     monkeypatch.setenv("VPS_MCP_LOG_LEVEL", "debug")
     monkeypatch.setenv("VPS_MCP_AUDIT_LOG", "/var/log/vps-snapshots-mcp/audit.jsonl")
     monkeypatch.setenv("VPS_MCP_MAX_CONCURRENCY", "7")
-    settings = settings_from(_serve_parser().parse_args([]))
+    settings = settings_from(serve_parser().parse_args([]))
     assert settings.audit_log == "/var/log/vps-snapshots-mcp/audit.jsonl" and settings.max_concurrency == 7
     assert (settings.read_only, settings.no_destructive) == (True, True)
     assert settings.allowed_servers == frozenset({12345, 777})
@@ -83,7 +83,7 @@ def test_access_modes_and_the_confirm_secret_come_from_the_environment(monkeypat
 def test_the_sandbox_needs_no_token_and_never_uses_a_real_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VPS_API_TOKEN", "the-real-token")
     monkeypatch.setenv("VPS_API_URL", "https://admin.vps.org/api/v1")
-    settings = settings_from(_serve_parser().parse_args(["--sandbox"]))
+    settings = settings_from(serve_parser().parse_args(["--sandbox"]))
     assert settings.sandbox and settings.api_url.startswith("https://sandbox.invalid")
     assert settings.api_token is not None and settings.api_token.get_secret_value() != "the-real-token"
 

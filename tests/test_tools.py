@@ -5,66 +5,29 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import pytest
 from mcp import Client
 from mcp.client.context import ClientRequestContext
-from mcp.client.session import ElicitationFnT
-from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
 
 from vps_snapshots_mcp import __version__
-from vps_snapshots_mcp.client import asgi_transport
+from vps_snapshots_mcp.server import build_server
 from vps_snapshots_mcp.settings import Settings
-from vps_snapshots_mcp.simulator import Fault, ProviderState, create_app
-from vps_snapshots_mcp.tools import AppContext, build_server
+from vps_snapshots_mcp.simulator import Fault, ManualClock, ProviderState
 
-from .conftest import BASE_URL, TOKEN, EpochClock, SimTime
+from .conftest import TOKEN, ServerFactory, SimTime, connected, text_of
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def confirm_clock() -> EpochClock:
-    return EpochClock()
-
-
-@pytest.fixture
-def make_server(
-    provider: ProviderState, sim_time: SimTime, confirm_clock: EpochClock
-) -> Callable[..., MCPServer[AppContext]]:
-    def make(*, token: str = TOKEN, api_url: str = BASE_URL, **settings: Any) -> MCPServer[AppContext]:
-        transport = asgi_transport(create_app(provider, token=TOKEN)) if api_url == BASE_URL else None
-        return build_server(
-            Settings(api_token=SecretStr(token), api_url=api_url, **settings),
-            transport=transport,
-            confirmation_clock=confirm_clock,
-            timing=sim_time.timing(),
-        )
-
-    return make
-
-
-@asynccontextmanager
-async def connected(
-    server: MCPServer[AppContext], *, mode: str = "auto", elicit: ElicitationFnT | None = None
-) -> AsyncIterator[Client]:
-    async with Client(server, mode=mode, elicitation_callback=elicit) as client:
-        yield client
-
-
-@pytest.fixture
-async def client(make_server: Callable[..., MCPServer[AppContext]]) -> AsyncIterator[Client]:
+async def client(make_server: ServerFactory) -> AsyncIterator[Client]:
     async with connected(make_server()) as c:
         yield c
-
-
-def text_of(result: CallToolResult) -> str:
-    return " ".join(getattr(block, "text", "") for block in result.content)
 
 
 async def call(client: Client, tool: str, **arguments: Any) -> CallToolResult:
@@ -190,7 +153,7 @@ async def test_upstream_error_after_retries_without_sleeping(
     assert len(provider.requests) == 3 and len(sim_time.delays) == 2
 
 
-async def test_unauthorized_never_echoes_a_token(make_server: Callable[..., MCPServer[AppContext]]) -> None:
+async def test_unauthorized_never_echoes_a_token(make_server: ServerFactory) -> None:
     async with connected(make_server(token="wrong-token-9f8e7d6c")) as client:
         text = await error(client, "list_snapshots")
     assert text.startswith("unauthorized: ") and "wrong-token" not in text and TOKEN not in text
@@ -206,7 +169,7 @@ async def test_timeout(served_provider: str, provider: ProviderState, sim_time: 
     assert text.startswith("timeout: ") and "Nothing was changed" in text
 
 
-async def test_connection_error(make_server: Callable[..., MCPServer[AppContext]]) -> None:
+async def test_connection_error(make_server: ServerFactory) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -252,7 +215,7 @@ async def test_a_preview_changes_nothing_and_carries_a_warning_and_token(
     assert preview["status"] == "confirmation_required" and preview["action"] == action
     assert preview["snapshot"]["id"] == 801
     assert preview["confirmation_token"].startswith("v1.")
-    assert preview["expires_at"] == "2027-01-15T08:10:00Z"
+    assert preview["expires_at"] == "2026-11-27T12:10:00Z"  # NOW + 10 minutes, on the one clock
     assert "cannot be undone" in preview["warning"] and "Show this warning to the user" in preview["warning"]
     assert provider.mutations == []
     assert [r.method for r in provider.requests] == ["GET"]
@@ -291,10 +254,10 @@ async def test_restore_with_a_forged_token_sends_nothing(client: Client, provide
 
 
 async def test_delete_with_an_expired_token_sends_nothing(
-    client: Client, provider: ProviderState, confirm_clock: EpochClock
+    client: Client, provider: ProviderState, clock: ManualClock
 ) -> None:
     preview = await ok(client, "delete_snapshot", snapshot_id=798)
-    confirm_clock.now += 601
+    clock.advance(601)
     text = await error(
         client, "delete_snapshot", snapshot_id=798, confirm=True, confirmation_token=preview["confirmation_token"]
     )
@@ -369,9 +332,7 @@ MODES = ["auto", "legacy"]  # 2026-07-28 (input_required rounds) and 2025-11-25 
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_an_accepted_elicitation_executes(
-    make_server: Callable[..., MCPServer[AppContext]], provider: ProviderState, mode: str
-) -> None:
+async def test_an_accepted_elicitation_executes(make_server: ServerFactory, provider: ProviderState, mode: str) -> None:
     user = Elicitor("accept", {"confirm": True})
     async with connected(make_server(), mode=mode, elicit=user) as client:
         result = await ok(client, "restore_snapshot", snapshot_id=801, confirm=True)
@@ -388,7 +349,7 @@ async def test_an_accepted_elicitation_executes(
     [("decline", None, "declined"), ("cancel", None, "cancelled"), ("accept", {"confirm": False}, "declined")],
 )
 async def test_a_declined_or_cancelled_elicitation_sends_nothing(
-    make_server: Callable[..., MCPServer[AppContext]],
+    make_server: ServerFactory,
     provider: ProviderState,
     mode: str,
     action: Literal["accept", "decline", "cancel"],
@@ -404,7 +365,7 @@ async def test_a_declined_or_cancelled_elicitation_sends_nothing(
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_a_preview_never_asks_the_user(make_server: Callable[..., MCPServer[AppContext]], mode: str) -> None:
+async def test_a_preview_never_asks_the_user(make_server: ServerFactory, mode: str) -> None:
     user = Elicitor("accept", {"confirm": True})
     async with connected(make_server(), mode=mode, elicit=user) as client:
         assert (await ok(client, "delete_snapshot", snapshot_id=798))["status"] == "confirmation_required"
@@ -412,16 +373,32 @@ async def test_a_preview_never_asks_the_user(make_server: Callable[..., MCPServe
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_a_token_is_used_even_when_the_client_could_elicit(
-    make_server: Callable[..., MCPServer[AppContext]], provider: ProviderState, mode: str
+async def test_a_client_that_can_elicit_is_asked_even_with_a_valid_token_and_its_decline_sends_nothing(
+    make_server: ServerFactory, provider: ProviderState, mode: str
 ) -> None:
     user = Elicitor("decline")
     async with connected(make_server(), mode=mode, elicit=user) as client:
+        preview = await ok(client, "delete_snapshot", snapshot_id=798)
+        assert "the user will be asked" in preview["warning"]
+        result = await ok(
+            client, "delete_snapshot", snapshot_id=798, confirm=True, confirmation_token=preview["confirmation_token"]
+        )
+    assert result["status"] == "cancelled" and len(user.asked) == 1
+    assert provider.mutations == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_in_token_mode_a_valid_token_executes_without_asking(
+    make_server: ServerFactory, provider: ProviderState, mode: str
+) -> None:
+    user = Elicitor("decline")
+    async with connected(make_server(consent="token"), mode=mode, elicit=user) as client:
         preview = await ok(client, "delete_snapshot", snapshot_id=798)
         result = await ok(
             client, "delete_snapshot", snapshot_id=798, confirm=True, confirmation_token=preview["confirmation_token"]
         )
     assert result["status"] == "deleted" and user.asked == []
+    assert [(r.method, r.path) for r in provider.mutations] == [("DELETE", "/api/v1/snapshots/798/")]
 
 
 # --- access modes -------------------------------------------------------------------------------------
@@ -431,9 +408,7 @@ async def tool_names(client: Client) -> set[str]:
     return {tool.name for tool in (await client.list_tools()).tools}
 
 
-async def test_read_only_offers_only_the_read_tools(
-    make_server: Callable[..., MCPServer[AppContext]], provider: ProviderState
-) -> None:
+async def test_read_only_offers_only_the_read_tools(make_server: ServerFactory, provider: ProviderState) -> None:
     async with connected(make_server(read_only=True)) as client:
         assert await tool_names(client) == {"list_snapshots", "get_snapshot"}
         assert "read-only" in (client.instructions or "")
@@ -443,7 +418,7 @@ async def test_read_only_offers_only_the_read_tools(
 
 
 async def test_no_destructive_leaves_out_restore_and_delete(
-    make_server: Callable[..., MCPServer[AppContext]], provider: ProviderState
+    make_server: ServerFactory, provider: ProviderState
 ) -> None:
     async with connected(make_server(no_destructive=True)) as client:
         assert await tool_names(client) == {"list_snapshots", "get_snapshot", "create_snapshot"}
@@ -453,7 +428,7 @@ async def test_no_destructive_leaves_out_restore_and_delete(
 
 
 async def test_allowed_servers_filter_lists_and_refuse_other_servers(
-    make_server: Callable[..., MCPServer[AppContext]], provider: ProviderState
+    make_server: ServerFactory, provider: ProviderState
 ) -> None:
     async with connected(make_server(allowed_servers=frozenset({12345}))) as client:
         assert "only servers 12345" in (client.instructions or "")
@@ -474,7 +449,7 @@ async def test_allowed_servers_filter_lists_and_refuse_other_servers(
 
 
 async def test_a_shared_confirm_secret_lets_a_second_server_execute_a_token(
-    make_server: Callable[..., MCPServer[AppContext]], provider: ProviderState
+    make_server: ServerFactory, provider: ProviderState
 ) -> None:
     secret = SecretStr("shared-secret-between-replicas")
     async with connected(make_server(confirm_secret=secret)) as first:
@@ -504,7 +479,7 @@ async def test_full_mode_is_named_in_the_instructions(client: Client) -> None:
 
 
 async def test_the_api_token_is_in_no_result_and_no_log_line(
-    make_server: Callable[..., MCPServer[AppContext]], provider: ProviderState, caplog: pytest.LogCaptureFixture
+    make_server: ServerFactory, provider: ProviderState, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     provider.inject(Fault.html_page(502))

@@ -19,10 +19,10 @@ from mcp_types import Tool
 from pydantic import SecretStr
 
 from vps_snapshots_mcp.client import asgi_transport
+from vps_snapshots_mcp.server import build_server
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ProviderState, create_app
-from vps_snapshots_mcp.tools import build_server
-from vps_snapshots_mcp.waiting import Timing
+from vps_snapshots_mcp.timing import Timing
 
 from .conftest import BASE_URL, TOKEN, SleepRecorder
 

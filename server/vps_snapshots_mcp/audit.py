@@ -5,119 +5,159 @@ object:
 
     time           ISO 8601 UTC, when the attempt ended
     tool           create_snapshot | restore_snapshot | delete_snapshot
-    outcome        previewed | executed | refused | cancelled | failed
+    outcome        previewed | executed | refused | cancelled | failed | unknown
     server_id      the server touched, when known
     snapshot_id    the snapshot touched (for create: the new or existing one), when known
     snapshot_name  its name, when known
     error_code     the stable error code when refused or failed, else null
     consent        for an executed restore/delete: "token" or "elicitation"; else null
-    details        extra facts: already_exists, safety_snapshot_id, cancelled_by
+    details        extra facts: already_exists, safety_snapshot_id, cancelled_by, request_sent
 
 "refused" means this server or the provider said no before anything changed
 (bad arguments, forbidden server, invalid token, quota, state); "failed" means
 the provider failed or could not be reached, and the outcome may be unknown;
-"cancelled" means the user declined, or the client cancelled the call.
+"cancelled" means the user declined, or the client cancelled the call before
+any change was sent; "unknown" means the client cancelled after the change was
+sent and before its answer came (`details.request_sent` is true).
 
-Lines are written with O_APPEND, then fsync, one write each: a crash loses at
-most the line being written, and concurrent writers never interleave. No line
-ever holds a token: only ids, names, codes and outcomes are recorded.
+The record is built by the server's protocol adapter from the typed result or
+error of the call (`Attempt.from_result`, `Attempt.from_error`), never parsed
+back from text.
+
+Lines are ASCII-escaped JSON (no raw U+2028 to split a line for a reader),
+written with O_APPEND, then fsync, one write each: a crash loses at most the
+line being written, and concurrent writers never interleave. The file is kept
+at mode 0600, also when it existed before. A line that cannot be written is
+reported on stderr, and the tool's result still tells the truth. No line ever
+holds a token: only ids, names, codes and outcomes are recorded.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import anyio.to_thread
+from pydantic import BaseModel
+
+from .errors import SnapshotsError
+from .models import Audited, ConfirmationRequired, ConsentKind, CreateResult, DeletedResult, RestoreStartedResult
+
+logger = logging.getLogger(__name__)
 
 AUDITED_TOOLS = frozenset({"create_snapshot", "restore_snapshot", "delete_snapshot"})
-Outcome = Literal["previewed", "executed", "refused", "cancelled", "failed"]
-REFUSAL_CODES = frozenset(
-    {"invalid_argument", "forbidden", "confirmation_invalid", "quota_exceeded", "invalid_state", "not_found",
-     "invalid_request", "unauthorized"}
-)  # fmt: skip
+Outcome = Literal["previewed", "executed", "refused", "cancelled", "failed", "unknown"]
 
 
 @dataclass
 class Attempt:
-    """What one audited call learned about its target, filled in by the tools as they go."""
+    """What one audited call did, and to what."""
 
     tool: str
     server_id: int | None = None
     snapshot_id: int | None = None
     snapshot_name: str | None = None
-    consent: Literal["token", "elicitation"] | None = None
+    consent: ConsentKind | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    outcome: Outcome = "failed"
+    error_code: str | None = None
+    change_sent: bool = False
+    """The provider client sent a POST or DELETE during this call."""
+    change_answered: bool = False
+    """... and the provider answered it 2xx."""
+
+    def cancelled_by_client(self) -> Attempt:
+        """The client cancelled: what happened depends on whether the change had left, and come back."""
+        self.details["cancelled_by"] = "client"
+        if self.change_sent:
+            self.details["request_sent"] = True
+        self.outcome = "executed" if self.change_answered else "unknown" if self.change_sent else "cancelled"
+        return self
+
+    def from_result(self, result: BaseModel) -> Attempt:
+        """Fill in the outcome and target from a tool's typed result."""
+        inner = getattr(result, "root", result)  # restore/delete answer with a union wrapped in a RootModel
+        if isinstance(inner, CreateResult):
+            self._about(inner.snapshot.server_id, inner.snapshot.id, inner.snapshot.name)
+            self.details["already_exists"] = inner.already_exists
+        if isinstance(inner, ConfirmationRequired | RestoreStartedResult):
+            self._about(inner.snapshot.server_id, inner.snapshot.id, inner.snapshot.name)
+        if isinstance(inner, RestoreStartedResult) and inner.safety_snapshot is not None:
+            self.details["safety_snapshot_id"] = inner.safety_snapshot.id
+        if isinstance(inner, Audited):
+            if inner.audit_target is not None:
+                target = inner.audit_target
+                self._about(target.server_id, target.id, target.name)
+            self.consent = inner.audit_consent
+        status = getattr(inner, "status", None)
+        self.outcome = (
+            "previewed" if status == "confirmation_required" else "cancelled" if status == "cancelled" else "executed"
+        )
+        if isinstance(inner, DeletedResult):
+            self.snapshot_id = inner.snapshot_id
+        return self
+
+    def from_error(self, error: SnapshotsError) -> Attempt:
+        self.outcome, self.error_code = error.outcome, error.code
+        if error.target is not None:
+            self._about(error.target.server_id, error.target.snapshot_id, error.target.snapshot_name)
+            self.details.update(error.target.details)
+        return self
+
+    def _about(self, server_id: int | None, snapshot_id: int | None, snapshot_name: str | None) -> None:
+        self.server_id = server_id if server_id is not None else self.server_id
+        self.snapshot_id = snapshot_id if snapshot_id is not None else self.snapshot_id
+        self.snapshot_name = snapshot_name if snapshot_name is not None else self.snapshot_name
+
+    def record(self, now: datetime) -> dict[str, Any]:
+        return {
+            "time": now.isoformat().replace("+00:00", "Z"),
+            "tool": self.tool,
+            "outcome": self.outcome,
+            "server_id": self.server_id,
+            "snapshot_id": self.snapshot_id,
+            "snapshot_name": self.snapshot_name,
+            "error_code": self.error_code,
+            "consent": self.consent if self.outcome == "executed" else None,
+            "details": self.details,
+        }
 
 
-_current: ContextVar[Attempt | None] = ContextVar("vps_snapshots_mcp_audit_attempt", default=None)
-
-
-def begin(attempt: Attempt) -> object:
-    return _current.set(attempt)
-
-
-def end(token: object) -> None:
-    _current.reset(token)  # type: ignore[arg-type]
-
-
-def note(
-    *,
-    server_id: int | None = None,
-    snapshot_id: int | None = None,
-    snapshot_name: str | None = None,
-    consent: Literal["token", "elicitation"] | None = None,
-    **details: Any,
-) -> None:
-    """Record facts about the current attempt; a no-op outside an audited call."""
-    attempt = _current.get()
-    if attempt is None:
-        return
-    if server_id is not None:
-        attempt.server_id = server_id
-    if snapshot_id is not None:
-        attempt.snapshot_id = snapshot_id
-    if snapshot_name is not None:
-        attempt.snapshot_name = snapshot_name
-    if consent is not None:
-        attempt.consent = consent
-    attempt.details.update(details)
-
-
-def outcome_for_error(code: str) -> Outcome:
-    return "refused" if code in REFUSAL_CODES else "failed"
+def open_audit_file(path: str) -> int:
+    """Open (creating) the audit file for appending, mode 0600 even when it existed before. Raises OSError."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the trail names servers and snapshots; it is for the operator alone
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 class AuditLog:
     """An append-only JSON Lines file, synced after every line."""
 
-    def __init__(self, path: str, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        # 0o600: the trail names servers and snapshots; it is for the operator.
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    def __init__(self, path: str, *, now: Callable[[], datetime]) -> None:
+        self._fd = open_audit_file(path)
         self._lock = threading.Lock()
         self._now = now
         self.path = path
 
-    async def write(self, attempt: Attempt, outcome: Outcome, *, error_code: str | None = None) -> None:
-        record = {
-            "time": self._now().isoformat().replace("+00:00", "Z"),
-            "tool": attempt.tool,
-            "outcome": outcome,
-            "server_id": attempt.server_id,
-            "snapshot_id": attempt.snapshot_id,
-            "snapshot_name": attempt.snapshot_name,
-            "error_code": error_code,
-            "consent": attempt.consent if outcome == "executed" else None,
-            "details": attempt.details,
-        }
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        await anyio.to_thread.run_sync(self._append, line)
+    async def write(self, attempt: Attempt) -> None:
+        """Append the record; a failure is logged, never raised into the tool's result."""
+        try:
+            line = (json.dumps(attempt.record(self._now()), ensure_ascii=True, separators=(",", ":")) + "\n").encode()
+            await anyio.to_thread.run_sync(self._append, line)
+        except (OSError, ValueError, TypeError) as exc:
+            logger.error(
+                "could not write an audit record for %s (%s: %s)", attempt.tool, attempt.outcome, type(exc).__name__
+            )
 
     def _append(self, line: bytes) -> None:
         with self._lock:

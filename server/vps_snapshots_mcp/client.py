@@ -33,7 +33,7 @@ Retry policy
     - A DELETE whose retry answers 404, after an earlier attempt may have
       reached the provider (it answered 5xx or the connection broke after
       sending), is reported as deleted: that earlier attempt most likely did it.
-    - The sleep between attempts is injectable (`sleep=`), so tests never wait.
+    - The sleep between attempts comes from `Timing` (`timing=`), so tests never wait.
 
 Errors
     Every failure is a `ProviderError` with a stable code (see `errors.py`).
@@ -74,11 +74,27 @@ from .errors import (
     UpstreamError,
 )
 from .models import CreatedSnapshot, RestoreStarted, Snapshot
+from .timing import Timing
 
 logger = logging.getLogger(__name__)
 
 Operation = Literal["list", "create", "restore", "delete"]
-Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """A change crossing the wire: `sent` before the request goes out, `answered` once the provider said 2xx.
+
+    The server's audit trail observes these, so a call cancelled mid-change is
+    recorded as what it was (sent, or done), never as "nothing happened".
+    """
+
+    method: str
+    stage: Literal["sent", "answered"]
+    snapshot_id: int | None = None
+
+
+ChangeObserver = Callable[[ChangeEvent], None]
 Transport = httpx2.AsyncBaseTransport
 """The seam between worlds: the default (real network), or an in-process ASGI app."""
 
@@ -190,10 +206,10 @@ class SnapshotsClient:
         connect_timeout_s: float = 5.0,
         transport: Transport | None = None,
         retry: RetryPolicy | None = None,
-        sleep: Sleep = anyio.sleep,
+        timing: Timing | None = None,
         rand: Callable[[], float] = random.random,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_concurrency: int = 100,
+        on_change: ChangeObserver | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         base = urlsplit(self._base_url)
@@ -203,9 +219,11 @@ class SnapshotsClient:
         # At most this many requests in flight; the rest queue here (not in the pool), so a burst of
         # calls neither floods the provider nor fails with pool timeouts.
         self._in_flight = anyio.Semaphore(max_concurrency)
-        self._sleep = sleep
+        timing = timing or Timing()
+        self._on_change = on_change or (lambda event: None)
+        self._sleep = timing.sleep
         self._rand = rand
-        self._now = now
+        self._now = timing.now
         self._http = httpx2.AsyncClient(
             transport=transport,
             timeout=httpx2.Timeout(timeout_s, connect=connect_timeout_s),
@@ -277,8 +295,11 @@ class SnapshotsClient:
         )
         try:
             data = response.json()
-            return CreatedSnapshot(snapshot=Snapshot.model_validate(data), message=_optional_str(data, "message"))
+            created = CreatedSnapshot(snapshot=Snapshot.model_validate(data), message=_optional_str(data, "message"))
+            self._on_change(ChangeEvent("POST", "answered", created.snapshot.id))
+            return created
         except (ValueError, UnicodeDecodeError):  # ValidationError is a ValueError too
+            self._on_change(ChangeEvent("POST", "answered"))
             # A 2xx means the provider took it; only its answer is unreadable.
             raise UpstreamError(
                 f"the provider accepted the snapshot (HTTP {response.status_code}) but its answer could not be "
@@ -295,6 +316,7 @@ class SnapshotsClient:
             operation="restore",
             target=f"snapshot {snapshot_id}",
         )
+        self._on_change(ChangeEvent("POST", "answered", snapshot_id))
         try:
             return RestoreStarted.model_validate(response.json())
         except (ValueError, UnicodeDecodeError):
@@ -306,6 +328,7 @@ class SnapshotsClient:
         """Delete the snapshot for good. The provider answers 204."""
         url = f"{self._base_url}/snapshots/{snapshot_id}/"
         await self._send("DELETE", url, operation="delete", target=f"snapshot {snapshot_id}")
+        self._on_change(ChangeEvent("DELETE", "answered", snapshot_id))
 
     # --- the one request path --------------------------------------------------------------------
 
@@ -327,6 +350,8 @@ class SnapshotsClient:
             attempt += 1
             last_attempt = not retryable or attempt >= policy.max_attempts
             started = time.perf_counter()
+            if method != "GET":
+                self._on_change(ChangeEvent(method, "sent"))
             try:
                 async with self._in_flight:
                     response = await self._http.request(method, url, params=params, json=json)

@@ -1,21 +1,14 @@
-"""Confirmation policy for destructive actions: decide, warn, mint and verify. No I/O.
-
-Restore and delete run only with explicit consent bound to one target:
-
-    preview   call without `confirm`: nothing is sent but the look-up; the
-              answer carries the warning and a confirmation token.
-    token     call again with `confirm: true` and that token: the snapshot is
-              looked up afresh and the token must match it.
-    elicit    `confirm: true` without a token, from a client that can ask its
-              user (form elicitation): the user sees the same warning and
-              accepts, declines or cancels.
-    refuse    anything else; nothing is sent.
+"""Confirmation tokens and the words of consent: mint, verify, warn. No I/O.
 
 A token is `v1.<payload>.<signature>`: the payload (base64url JSON) names the
 action, snapshot id, server id, the snapshot's `created_at` and the options the
-user saw (a safety snapshot first, or not), an expiry and a random nonce; the
-signature is HMAC-SHA256 under a server secret. It is single-use: the nonce is
-remembered, in this process, until the token expires.
+user saw (a safety snapshot first, or not), an expiry, the issuing key's
+fingerprint and a random nonce; the signature is HMAC-SHA256 under a server
+secret. `verify` checks all of it against the snapshot as it is now and returns
+the key under which the consent ledger (`state/`) spends it, once.
+
+Expiry is judged on a clock that never steps back (`Timing.wall`), so setting
+the system clock back cannot revive a token.
 """
 
 from __future__ import annotations
@@ -26,36 +19,20 @@ import hashlib
 import hmac
 import json
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
 from typing import Any, Literal
 
 from .errors import ConfirmationInvalidError
 from .models import Snapshot
+from .provider_text import quoted
 
 Action = Literal["restore", "delete"]
 TOKEN_TTL_S = 600
+SNAPSHOTS_PER_SERVER = 5
+"""The provider's documented limit; every message that names it reads it from here."""
 _VERSION = "v1"
-
-
-class Step(Enum):
-    """What a restore/delete call does, from its arguments and the client's abilities."""
-
-    PREVIEW = "preview"
-    EXECUTE_WITH_TOKEN = "execute_with_token"  # noqa: S105 - a step name, not a secret
-    ELICIT = "elicit"
-    REFUSE_CANNOT_ELICIT = "refuse_cannot_elicit"
-
-
-def decide(*, confirm: bool, token: str | None, client_can_elicit: bool) -> Step:
-    if not confirm:
-        return Step.PREVIEW
-    if token:
-        return Step.EXECUTE_WITH_TOKEN
-    return Step.ELICIT if client_can_elicit else Step.REFUSE_CANNOT_ELICIT
 
 
 def nothing_changed(action: Action, snapshot_id: int) -> str:
@@ -67,43 +44,47 @@ def nothing_changed(action: Action, snapshot_id: int) -> str:
     )
 
 
-def _quoted(text: str | None) -> str:
-    # json.dumps quotes and escapes provider text, so a name can never read as an instruction.
-    return json.dumps(text or "", ensure_ascii=False)
-
-
 def consequences(action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> str:
     """Exactly what is lost, in words for a person."""
     taken = snapshot.created_at or "an unknown date"
     if action == "restore":
         if safety_snapshot:
             return (
-                f"Restoring snapshot {_quoted(snapshot.name)} (id {snapshot.id}) overwrites ALL current data on "
+                f"Restoring snapshot {quoted(snapshot.name)} (id {snapshot.id}) overwrites ALL current data on "
                 f"server {snapshot.server_label} with the state of {taken}. First, a safety snapshot of the "
                 "current state is taken, and the restore starts only once it has completed; it uses one of the "
-                "server's 5 snapshot slots. The server is stopped before the restore. The restore itself "
-                "cannot be undone, except by restoring the safety snapshot."
+                f"server's {SNAPSHOTS_PER_SERVER} snapshot slots. The server is stopped before the restore. The "
+                "restore itself cannot be undone, except by restoring the safety snapshot."
             )
         return (
-            f"Restoring snapshot {_quoted(snapshot.name)} (id {snapshot.id}) overwrites ALL current data on "
+            f"Restoring snapshot {quoted(snapshot.name)} (id {snapshot.id}) overwrites ALL current data on "
             f"server {snapshot.server_label} with the state of {taken}. The server is stopped first. "
             f"Everything written to the server since {taken} is lost. This cannot be undone."
         )
     size = f", {snapshot.size_mb} MB" if snapshot.size_mb is not None else ""
     return (
-        f"Deleting snapshot {_quoted(snapshot.name)} (id {snapshot.id}{size}, taken {taken}, of server "
+        f"Deleting snapshot {quoted(snapshot.name)} (id {snapshot.id}{size}, taken {taken}, of server "
         f"{snapshot.server_label}) removes it for good: it cannot be recovered, and the server can no longer "
         "be restored to that point. This cannot be undone."
     )
 
 
-def preview_warning(action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> str:
+def preview_warning(
+    action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False, user_will_be_asked: bool = False
+) -> str:
     """The preview's warning: the consequences, then what the model must do with them."""
     what = consequences(action, snapshot, safety_snapshot=safety_snapshot)
+    if user_will_be_asked:
+        return (
+            f"{action.upper()} WARNING: {what} To go ahead, call {action}_snapshot again with "
+            f"snapshot_id={snapshot.id} and confirm=true (and this confirmation_token); the user will be asked "
+            "directly and decides. Never answer for the user."
+        )
     return (
         f"{action.upper()} WARNING: {what} Show this warning to the user and ask "
         f"for explicit consent. Only if the user agrees, call {action}_snapshot again with "
-        f"snapshot_id={snapshot.id}, confirm=true and this confirmation_token (valid for 10 minutes, once)."
+        f"snapshot_id={snapshot.id}, confirm=true and this confirmation_token (valid for "
+        f"{TOKEN_TTL_S // 60} minutes, once)."
     )
 
 
@@ -118,6 +99,14 @@ class IssuedToken:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class VerifiedToken:
+    """A token that fits its target; `ledger_key` is what the consent ledger spends, once."""
+
+    ledger_key: str
+    expires_at: float
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
@@ -127,18 +116,17 @@ def _unb64(text: str) -> bytes:
 
 
 class ConfirmationTokens:
-    """Mints and verifies target-bound, expiring, single-use confirmation tokens."""
+    """Mints and verifies target-bound, expiring confirmation tokens. Single use is the ledger's job."""
 
-    def __init__(
-        self, secret: bytes | None = None, *, clock: Callable[[], float] = time.time, ttl_s: int = TOKEN_TTL_S
-    ) -> None:
+    def __init__(self, secret: bytes | None = None, *, wall: Callable[[], float], ttl_s: int = TOKEN_TTL_S) -> None:
         self._key = hashlib.sha256(b"vps-snapshots-mcp/confirm/v1\x00" + (secret or secrets.token_bytes(32))).digest()
-        self._clock = clock
+        # Names the key without revealing it, so a token from another process can be told from a forgery.
+        self._issuer = _b64(hmac.new(self._key, b"issuer", hashlib.sha256).digest()[:6])
+        self._wall = wall
         self._ttl_s = ttl_s
-        self._used: dict[str, float] = {}  # nonce -> expiry, pruned as they lapse
 
     def mint(self, action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> IssuedToken:
-        expires = int(self._clock()) + self._ttl_s
+        expires = int(self._wall()) + self._ttl_s
         payload = {
             "a": action,
             "f": safety_snapshot,
@@ -146,14 +134,15 @@ class ConfirmationTokens:
             "v": snapshot.server_id,
             "c": snapshot.created_at,
             "e": expires,
+            "i": self._issuer,
             "n": _b64(secrets.token_bytes(12)),
         }
         body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
         token = f"{_VERSION}.{body}.{self._sign(body)}"
         return IssuedToken(token=token, expires_at=datetime.fromtimestamp(expires, UTC))
 
-    def redeem(self, token: str, action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> None:
-        """Check the token against the snapshot as it is now, and use it up; raise if it does not fit."""
+    def verify(self, token: str, action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> VerifiedToken:
+        """Check the token against the snapshot as it is now; raise if it does not fit."""
         payload = self._verified_payload(token, action, snapshot.id)
         if payload.get("a") != action:
             raise ConfirmationInvalidError(
@@ -176,26 +165,16 @@ class ConfirmationTokens:
                 f"snapshot {snapshot.id} has changed since the preview, so it is not what the user agreed to. "
                 + nothing_changed(action, snapshot.id)
             )
-        nonce = str(payload.get("n"))
-        now = self._clock()
-        self._used = {n: exp for n, exp in self._used.items() if exp >= now}
-        if nonce in self._used:
-            raise ConfirmationInvalidError(
-                "this confirmation token was already used; each token works once. "
-                + nothing_changed(action, snapshot.id)
-            )
-        self._used[nonce] = float(payload["e"])
+        return VerifiedToken(ledger_key=f"token:{payload.get('n')}", expires_at=float(payload["e"]))
 
     def _verified_payload(self, token: str, action: Action, snapshot_id: int) -> dict[str, Any]:
         forged = ConfirmationInvalidError(
-            "the confirmation token is not valid (it was not issued by this server, or was altered). "
+            "the confirmation token is not valid (it was altered, or is not a token at all). "
             + nothing_changed(action, snapshot_id)
         )
         version, _, rest = token.partition(".")
         body, _, signature = rest.partition(".")
         if version != _VERSION or not body or not signature:
-            raise forged
-        if not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
             raise forged
         try:
             payload = json.loads(_unb64(body))
@@ -203,7 +182,15 @@ class ConfirmationTokens:
             raise forged from None
         if not isinstance(payload, dict) or not isinstance(payload.get("e"), int):
             raise forged
-        if payload["e"] < self._clock():
+        if not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
+            if isinstance(payload.get("i"), str) and payload["i"] != self._issuer:
+                raise ConfirmationInvalidError(
+                    "the confirmation token is not valid here: another server process issued it (this server "
+                    "restarted since the preview, or another instance without the same VPS_MCP_CONFIRM_SECRET "
+                    "answered it). " + nothing_changed(action, snapshot_id)
+                )
+            raise forged
+        if payload["e"] < self._wall():
             expired_at = datetime.fromtimestamp(payload["e"], UTC).isoformat()
             raise ConfirmationInvalidError(
                 f"the confirmation token expired at {expired_at}. " + nothing_changed(action, snapshot_id)

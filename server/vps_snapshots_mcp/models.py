@@ -1,6 +1,6 @@
-"""The provider's nouns, parsed tolerantly.
+"""The provider's nouns, parsed tolerantly, and the tools' result models.
 
-The provider's documentation leaves much open (see upstream-api.md, "Not
+The provider's documentation leaves much open (see docs/provider-api.md, "Not
 documented"), so these models accept what a reasonable provider might send:
 unknown fields are ignored, unknown statuses are kept as plain strings, and
 `size_mb` may be null. Only `id` is indispensable: a snapshot without one
@@ -9,9 +9,11 @@ cannot be acted on.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, RootModel
+
+ConsentKind = Literal["token", "elicitation"]
 
 
 def _without_titles(schema: dict[str, Any]) -> None:
@@ -94,6 +96,28 @@ class RestoreStarted(_ProviderModel):
 # These are the MCP tools' output schemas: what `structuredContent` carries.
 
 
+class Audited(_Schema):
+    """A result that also tells the audit trail how consent was given and which snapshot it concerned.
+
+    Private attributes: never in the schema, never sent to the client.
+    """
+
+    _consent: ConsentKind | None = PrivateAttr(default=None)
+    _target: Snapshot | None = PrivateAttr(default=None)
+
+    def for_audit(self, *, consent: ConsentKind | None = None, target: Snapshot | None = None) -> Self:
+        self._consent, self._target = consent, target
+        return self
+
+    @property
+    def audit_consent(self) -> ConsentKind | None:
+        return self._consent
+
+    @property
+    def audit_target(self) -> Snapshot | None:
+        return self._target
+
+
 class SnapshotList(_Schema):
     """list_snapshots: every snapshot found, newest first."""
 
@@ -125,7 +149,7 @@ class ConfirmationRequired(_Schema):
     expires_at: str = Field(description="When the token stops working (ISO 8601, UTC).")
 
 
-class Cancelled(_Schema):
+class Cancelled(Audited):
     """The user declined or cancelled when asked; nothing was sent to the provider."""
 
     status: Literal["cancelled"] = "cancelled"
@@ -141,7 +165,7 @@ class ServerState(_Schema):
     status: str | None = None
 
 
-class RestoreStartedResult(_Schema):
+class RestoreStartedResult(Audited):
     """restore_snapshot executed: the provider has started the restore (5-15 minutes)."""
 
     status: Literal["restore_started"] = "restore_started"
@@ -153,7 +177,7 @@ class RestoreStartedResult(_Schema):
     )
 
 
-class DeletedResult(_Schema):
+class DeletedResult(Audited):
     """delete_snapshot executed: the snapshot is gone."""
 
     status: Literal["deleted"] = "deleted"

@@ -1,34 +1,133 @@
-"""Frozen settings: the provider, the secret token, timeouts and the access mode.
+"""Frozen settings, each declared once: its field, flag, variable, parsing, help and docs.
 
-`Settings` is built once by the CLI (from flags and environment) or by tests,
-and never changes while the server runs. The API token is a `SecretStr`: its
-repr and str are masked, and only `client.py` reads its value.
+Every setting is one field of `Settings` whose metadata (`setting(...)`) names
+its command-line flag and environment variable and says how text becomes a
+value. From that one declaration come the `serve` flags (`add_arguments`), the
+environment reading and validation (`from_sources`), and the configuration
+reference in `docs/configuration.md` (`configuration_reference`, checked by a
+test so it cannot drift).
+
+Precedence: a flag wins over its variable, which wins over the default. A
+variable that cannot be parsed (a boolean that is not 1/0/true/false/yes/no/
+on/off, an unknown choice, a number that is not one) is an error that names it.
+
+Secrets (`VPS_API_TOKEN`, `VPS_MCP_AUTH_TOKEN`, `VPS_MCP_CONFIRM_SECRET`) are
+`SecretStr`: their repr and str are masked.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import ipaddress
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
 DEFAULT_API_URL = "https://admin.vps.org/api/v1"
-DEFAULT_TIMEOUT_S = 30.0
-DEFAULT_CONNECT_TIMEOUT_S = 5.0
+SANDBOX_API_URL = "https://sandbox.invalid/api/v1"
+"""The sandbox never touches the network: requests go to an in-process ASGI app."""
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 TransportName = Literal["stdio", "http"]
-DEFAULT_HTTP_PORT = 8000
-DEFAULT_MAX_BODY_BYTES = 256 * 1024  # tool arguments are small; a bigger body is a mistake or an attack
-DEFAULT_OAUTH_SCOPE = "vps-snapshots"
-DEFAULT_MAX_CONCURRENCY = 100
-"""Enough for a burst of parallel tool calls to run at once; lower it if the provider rate limits."""
+ConsentMode = Literal["auto", "elicitation", "token"]
 
 
 class SettingsError(ValueError):
     """A setting is missing or unsafe; the message names the setting and the fix."""
+
+
+# --- parsing text into values ----------------------------------------------------------------------
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def parse_bool(text: str, name: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {text!r}")
+
+
+def _parse_int(text: str, name: str) -> int:
+    if not text.strip().isdigit():
+        raise SettingsError(f"{name} must be a whole number, got {text!r}")
+    return int(text)
+
+
+def _parse_float(text: str, name: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {text!r}") from None
+
+
+def _parse_secret(text: str, name: str) -> SecretStr | None:
+    return SecretStr(text) if text else None
+
+
+def _parse_optional(text: str, name: str) -> str | None:
+    return text.strip() or None
+
+
+def _parse_csv(text: str, name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def parse_server_ids(text: str, name: str = "--allowed-servers") -> frozenset[int]:
+    """Parse `"12345, 777"` into ids, or raise `SettingsError` naming the bad part."""
+    ids: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or int(part) < 1:
+            raise SettingsError(f"{name} takes positive integer ids separated by commas, got {part!r}")
+        ids.add(int(part))
+    return frozenset(ids)
+
+
+def _choices(options: tuple[str, ...], *, upper: bool = False) -> Callable[[str, str], str]:
+    def parse(text: str, name: str) -> str:
+        value = text.strip().upper() if upper else text.strip().lower()
+        if value not in options:
+            raise SettingsError(f"{name} must be one of {', '.join(options)}; got {text!r}")
+        return value
+
+    return parse
+
+
+# --- the declaration -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one setting is given: flag, variable, parser, and the words for --help and the docs."""
+
+    help: str
+    flag: str | None = None
+    env: str | None = None
+    parse: Callable[[str, str], Any] | None = None
+    switch: bool = False
+    """A flag that takes no value (`--sandbox`); its variable is a boolean."""
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    section: str = "server"
+    shown_default: str | None = None
+
+
+def setting(default: Any, **option: Any) -> Any:
+    return field(default=default, metadata={"option": Option(**option)})
+
+
+def _options() -> list[tuple[dataclasses.Field[Any], Option]]:
+    return [(f, f.metadata["option"]) for f in dataclasses.fields(Settings) if "option" in f.metadata]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -62,59 +161,239 @@ def check_api_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def check_state_url(url: str) -> str:
+    """Return `url` when it names a consent-ledger backend, or raise `SettingsError` saying what is accepted."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
+            raise SettingsError(f"VPS_MCP_STATE_URL for SQLite is sqlite:///ABSOLUTE/PATH, got {url!r}")
+    elif parts.scheme in ("redis", "rediss"):
+        if not parts.hostname:
+            raise SettingsError(f"VPS_MCP_STATE_URL for Redis is redis://HOST:PORT/DB, got {url!r}")
+    else:
+        raise SettingsError("VPS_MCP_STATE_URL must start with sqlite:///, redis:// or rediss://")
+    return url
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the server needs to run. Build it with keywords; it validates itself."""
 
-    api_token: SecretStr | None = None
-    api_url: str = DEFAULT_API_URL
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
-    sandbox: bool = False
-    """Use the in-process provider simulator instead of the real API (no token needed)."""
-
-    read_only: bool = False
-    """Register only the read tools (list_snapshots, get_snapshot)."""
-    no_destructive: bool = False
-    """Leave out restore_snapshot and delete_snapshot."""
-    allowed_servers: frozenset[int] | None = None
-    """When set, every call touching another server is refused with `forbidden`."""
-
-    confirm_secret: SecretStr | None = field(default=None, repr=False)
-    """HMAC key for confirmation tokens; random per process when unset."""
-    log_level: LogLevel = "INFO"
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
-    """Provider requests in flight at once; more wait their turn."""
-    audit_log: str | None = None
-    """Append one JSON line per create/restore/delete attempt to this file."""
-
+    # --- the provider ---
+    api_token: SecretStr | None = setting(
+        None,
+        flag="--api-token",
+        env="VPS_API_TOKEN",
+        parse=_parse_secret,
+        help="provider API token; prefer the variable or a token file, as flags show in ps",
+        shown_default="(required unless --sandbox)",
+    )
+    api_token_file: str | None = setting(
+        None,
+        flag="--api-token-file",
+        env="VPS_API_TOKEN_FILE",
+        parse=_parse_optional,
+        metavar="PATH",
+        help="read the provider API token from this file (a token given directly wins)",
+    )
+    api_url: str = setting(DEFAULT_API_URL, flag="--api-url", env="VPS_API_URL", help="provider API base URL")
+    timeout_s: float = setting(
+        30.0, flag="--timeout", env="VPS_API_TIMEOUT", parse=_parse_float, help="request timeout, seconds"
+    )
+    connect_timeout_s: float = setting(
+        5.0,
+        flag="--connect-timeout",
+        env="VPS_API_CONNECT_TIMEOUT",
+        parse=_parse_float,
+        help="connect timeout, seconds",
+    )
+    sandbox: bool = setting(
+        False,
+        flag="--sandbox",
+        env="VPS_MCP_SANDBOX",
+        switch=True,
+        help="use the built-in provider simulator instead of the real API; no token needed",
+    )
+    sandbox_seconds: float = setting(
+        6.0,
+        flag="--sandbox-seconds",
+        env="VPS_MCP_SANDBOX_SECONDS",
+        parse=_parse_float,
+        help="in the sandbox, how long a snapshot takes (a restore takes twice as long)",
+    )
+    # --- what the assistant may do ---
+    read_only: bool = setting(
+        False,
+        flag="--read-only",
+        env="VPS_MCP_READ_ONLY",
+        switch=True,
+        help="offer only list_snapshots and get_snapshot",
+    )
+    no_destructive: bool = setting(
+        False,
+        flag="--no-destructive",
+        env="VPS_MCP_NO_DESTRUCTIVE",
+        switch=True,
+        help="leave out restore_snapshot and delete_snapshot",
+    )
+    allowed_servers: frozenset[int] | None = setting(
+        None,
+        flag="--allowed-servers",
+        env="VPS_MCP_ALLOWED_SERVERS",
+        parse=parse_server_ids,
+        metavar="IDS",
+        help="comma-separated server ids; calls touching other servers are refused",
+        shown_default="all",
+    )
+    consent: ConsentMode = setting(
+        "auto",
+        flag="--consent",
+        env="VPS_MCP_CONSENT",
+        parse=_choices(get_args(ConsentMode)),
+        choices=get_args(ConsentMode),
+        help="who confirms restore/delete: auto (ask the user when the client can, else the token), "
+        "elicitation (always ask the user; refuse clients that cannot), token (a token alone suffices; weaker)",
+    )
+    confirm_secret: SecretStr | None = setting(
+        None,
+        env="VPS_MCP_CONFIRM_SECRET",
+        parse=_parse_secret,
+        help="HMAC key for confirmation tokens (16+ characters); the same on every replica",
+        shown_default="random per process",
+    )
+    state_url: str | None = setting(
+        None,
+        flag="--state-url",
+        env="VPS_MCP_STATE_URL",
+        parse=_parse_optional,
+        metavar="URL",
+        help="the consent ledger shared by server processes: sqlite:///ABSOLUTE/PATH (one machine) or "
+        "redis://HOST:PORT/DB (replicas)",
+        shown_default="memory (one process)",
+    )
+    # --- operation ---
+    log_level: LogLevel = setting(
+        "INFO",
+        flag="--log-level",
+        env="VPS_MCP_LOG_LEVEL",
+        parse=_choices(get_args(LogLevel), upper=True),
+        choices=get_args(LogLevel),
+        help="stderr log level",
+    )
+    max_concurrency: int = setting(
+        100,
+        flag="--max-concurrency",
+        env="VPS_MCP_MAX_CONCURRENCY",
+        parse=_parse_int,
+        help="provider requests in flight at once; more wait their turn",
+    )
+    audit_log: str | None = setting(
+        None,
+        flag="--audit-log",
+        env="VPS_MCP_AUDIT_LOG",
+        parse=_parse_optional,
+        metavar="PATH",
+        help="append one JSON line per create/restore/delete attempt to this file",
+        shown_default="off",
+    )
     # --- HTTP transport (ignored on stdio) ---
-    transport: TransportName = "stdio"
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_HTTP_PORT
-    stateless: bool = False
-    """Any replica can answer any request: no server-side MCP sessions."""
-    public_url: str | None = None
-    """This server's MCP URL as clients reach it (https://mcp.example.com/mcp): the OAuth audience."""
-    auth_token: SecretStr | None = field(default=None, repr=False)
-    """Static bearer token clients must present (VPS_MCP_AUTH_TOKEN)."""
-    oauth_jwks_url: str | None = None
-    oauth_issuer: str | None = None
-    oauth_scope: str = DEFAULT_OAUTH_SCOPE
-    allowed_hosts: tuple[str, ...] = ()
-    """Extra Host header values accepted (loopback and the public URL's host always are); "*" turns the check off."""
-    allowed_origins: tuple[str, ...] = ()
-    """Extra Origin values accepted from browsers (loopback and the public URL's origin always are)."""
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    transport: TransportName = setting(
+        "stdio",
+        flag="--transport",
+        env="VPS_MCP_TRANSPORT",
+        parse=_choices(get_args(TransportName)),
+        choices=get_args(TransportName),
+        section="http",
+        help="stdio, or http (streamable HTTP at /mcp)",
+    )
+    host: str = setting("127.0.0.1", flag="--host", env="VPS_MCP_HOST", section="http", help="address to bind")
+    port: int = setting(8000, flag="--port", env="VPS_MCP_PORT", parse=_parse_int, section="http", help="port")
+    stateless: bool = setting(
+        False,
+        flag="--stateless",
+        env="VPS_MCP_STATELESS",
+        switch=True,
+        section="http",
+        help="no server-side MCP sessions, so any replica can answer any request",
+    )
+    public_url: str | None = setting(
+        None,
+        flag="--public-url",
+        env="VPS_MCP_PUBLIC_URL",
+        parse=_parse_optional,
+        metavar="URL",
+        section="http",
+        help="this server's MCP URL as clients reach it (https://mcp.example.com/mcp); the OAuth audience",
+    )
+    auth_token: SecretStr | None = setting(
+        None,
+        env="VPS_MCP_AUTH_TOKEN",
+        parse=_parse_secret,
+        section="http",
+        help="static bearer token HTTP clients must send (16+ characters)",
+    )
+    oauth_jwks_url: str | None = setting(
+        None,
+        flag="--oauth-jwks-url",
+        env="VPS_MCP_OAUTH_JWKS_URL",
+        parse=_parse_optional,
+        metavar="URL",
+        section="http",
+        help="OAuth 2.1: the issuer's JWKS URL",
+    )
+    oauth_issuer: str | None = setting(
+        None,
+        flag="--oauth-issuer",
+        env="VPS_MCP_OAUTH_ISSUER",
+        parse=_parse_optional,
+        metavar="URL",
+        section="http",
+        help="OAuth 2.1: the token issuer",
+    )
+    oauth_scope: str = setting(
+        "vps-snapshots",
+        flag="--oauth-scope",
+        env="VPS_MCP_OAUTH_SCOPE",
+        section="http",
+        help="OAuth 2.1: the scope access tokens must carry",
+    )
+    allowed_hosts: tuple[str, ...] = setting(
+        (),
+        flag="--allowed-hosts",
+        env="VPS_MCP_ALLOWED_HOSTS",
+        parse=_parse_csv,
+        metavar="HOSTS",
+        section="http",
+        help="extra Host header values accepted, comma-separated; '*' turns the check off",
+        shown_default="loopback + the public URL's host",
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        (),
+        flag="--allowed-origins",
+        env="VPS_MCP_ALLOWED_ORIGINS",
+        parse=_parse_csv,
+        metavar="ORIGINS",
+        section="http",
+        help="extra Origin values accepted from browsers, comma-separated",
+        shown_default="loopback + the public URL's origin",
+    )
+    max_body_bytes: int = setting(
+        256 * 1024,
+        flag="--max-body-bytes",
+        env="VPS_MCP_MAX_BODY_BYTES",
+        parse=_parse_int,
+        section="http",
+        help="HTTP request body limit (tool arguments are small; a bigger body is a mistake or an attack)",
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "api_url", check_api_url(self.api_url))
-        if not self.timeout_s > 0 or not self.connect_timeout_s > 0:
-            raise SettingsError("timeouts must be positive numbers of seconds")
+        if not self.timeout_s > 0 or not self.connect_timeout_s > 0 or not self.sandbox_seconds > 0:
+            raise SettingsError("timeouts and --sandbox-seconds must be positive numbers of seconds")
         if not self.sandbox and (self.api_token is None or not self.api_token.get_secret_value().strip()):
             raise SettingsError(
-                "VPS_API_TOKEN is not set: export your provider API token as VPS_API_TOKEN, "
-                "or run with --sandbox to try the built-in simulator"
+                "VPS_API_TOKEN is not set: export your provider API token as VPS_API_TOKEN (or point "
+                "VPS_API_TOKEN_FILE at a file holding it), or run with --sandbox to try the built-in simulator"
             )
         if self.allowed_servers is not None and not self.allowed_servers:
             raise SettingsError("--allowed-servers needs at least one server id")
@@ -122,12 +401,20 @@ class Settings:
             raise SettingsError("VPS_MCP_CONFIRM_SECRET must be at least 16 characters")
         if not 1 <= self.max_concurrency <= 1000:
             raise SettingsError("--max-concurrency must be between 1 and 1000")
+        if self.state_url is not None:
+            check_state_url(self.state_url)
         if self.transport == "http":
             self._check_http()
 
     def _check_http(self) -> None:
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"--port must be 0-65535, got {self.port}")
+        if self.confirm_secret is not None and self.state_url is None:
+            raise SettingsError(
+                "VPS_MCP_CONFIRM_SECRET is set (replicas), but consent is recorded in this process's memory, so "
+                "a token or an accepted question could be used once on each replica. Set --state-url "
+                "(VPS_MCP_STATE_URL) to redis://HOST:PORT/DB shared by every replica."
+            )
         if self.auth_token is not None and len(self.auth_token.get_secret_value()) < 16:
             raise SettingsError("VPS_MCP_AUTH_TOKEN must be at least 16 characters")
         oauth_parts = {"VPS_MCP_OAUTH_JWKS_URL": self.oauth_jwks_url, "VPS_MCP_OAUTH_ISSUER": self.oauth_issuer}
@@ -184,14 +471,120 @@ class Settings:
         return mode
 
 
-def parse_server_ids(text: str) -> frozenset[int]:
-    """Parse `"12345, 777"` into ids, or raise `SettingsError` naming the bad part."""
-    ids: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
+# --- flags, environment, docs: all from the declaration above --------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting that has one; every default is None so that "not given" can be told apart."""
+    groups = {"server": parser, "http": parser.add_argument_group("HTTP transport (ignored on stdio)")}
+    for f, option in _options():
+        if option.flag is None:
             continue
-        if not part.isdigit() or int(part) < 1:
-            raise SettingsError(f"--allowed-servers takes positive integer ids separated by commas, got {part!r}")
-        ids.add(int(part))
-    return frozenset(ids)
+        where = f" [{option.env}]" if option.env else ""
+        target = groups[option.section]
+        if option.switch:
+            target.add_argument(option.flag, dest=f.name, action="store_true", default=None, help=option.help + where)
+            continue
+        default = option.shown_default or _shown(f.default)
+        target.add_argument(
+            option.flag,
+            dest=f.name,
+            default=None,
+            metavar=option.metavar or (None if option.choices else f.name.split("_")[0].upper()),
+            choices=option.choices,
+            help=f"{option.help}{where} (default {default})",
+        )
+
+
+def environment_variables() -> frozenset[str]:
+    """Every environment variable the server reads."""
+    return frozenset(o.env for _, o in _options() if o.env)
+
+
+def env_only_help() -> str:
+    """The settings read only from the environment (secrets, which flags would show in ps)."""
+    return "; ".join(f"{o.env}: {o.help}" for f, o in _options() if o.flag is None and o.env)
+
+
+def _text_value(flags: Mapping[str, Any], environ: Mapping[str, str], f: dataclasses.Field[Any], o: Option) -> Any:
+    """(value, given): the flag's value, else the variable's, parsed; `...` when neither is given."""
+    given = flags.get(f.name)
+    name = o.flag or o.env or f.name
+    if given is not None:
+        if o.switch:
+            return bool(given)
+        return o.parse(str(given), name) if o.parse else given
+    raw = environ.get(o.env) if o.env else None
+    if raw is None or (not raw.strip() and not o.switch):
+        return ...
+    assert o.env is not None
+    if o.switch:
+        return parse_bool(raw, o.env)
+    return o.parse(raw, o.env) if o.parse else raw.strip()
+
+
+def from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
+    """Settings from parsed flags (by field name; None = not given) over environment variables over defaults.
+
+    Two settings combine: `api_token_file` supplies `api_token` when no token is given directly, and
+    `--sandbox` replaces the token and URL with the sandbox's own, so a real token is never used there.
+    """
+    values: dict[str, Any] = {}
+    for f, option in _options():
+        value = _text_value(flags, environ, f, option)
+        if value is not ...:
+            values[f.name] = value
+    if values.get("api_token") is None and values.get("api_token_file"):
+        values["api_token"] = _read_token_file(values["api_token_file"])
+    if values.get("sandbox"):
+        import secrets
+
+        values["api_token"], values["api_url"] = SecretStr(secrets.token_urlsafe(24)), SANDBOX_API_URL
+    return Settings(**values)
+
+
+def _read_token_file(path: str) -> SecretStr | None:
+    try:
+        with open(path, encoding="utf-8") as file:
+            token = file.read().strip()
+    except OSError as exc:
+        raise SettingsError(f"cannot read the API token file {path}: {exc.strerror}") from None
+    return SecretStr(token) if token else None
+
+
+def _shown(default: Any) -> str:
+    if default is None or default == ():
+        return "unset"
+    if isinstance(default, bool):
+        return "off" if not default else "on"
+    return str(default)
+
+
+def configuration_reference() -> str:
+    """The configuration table in Markdown, as `docs/configuration.md` holds it."""
+    lines = [
+        "# Configuration",
+        "",
+        "<!-- Generated from server/vps_snapshots_mcp/settings.py by configuration_reference(); a test fails",
+        "     when this file drifts. Regenerate: UPDATE_DOCS=1 .venv/bin/pytest tests/test_settings.py -->",
+        "",
+        "Every setting has one declaration in `settings.py`, from which the flags, the environment",
+        "variables, their validation and this table are made. A flag wins over its variable, which wins",
+        "over the default. Booleans read from the environment accept 1/0, true/false, yes/no, on/off;",
+        "anything else, like an unknown choice, stops the server with a message naming the variable.",
+        "Secrets have no flag (flags show in `ps`).",
+        "",
+    ]
+    titles = {"server": "The server", "http": "HTTP transport (ignored on stdio)"}
+    for section, title in titles.items():
+        lines += [f"## {title}", "", "| flag | environment | default | meaning |", "|---|---|---|---|"]
+        for f, o in _options():
+            if o.section != section:
+                continue
+            flag = f"`{o.flag}`" if o.flag else ""
+            env = f"`{o.env}`" if o.env else ""
+            default = o.shown_default or _shown(f.default)
+            meaning = o.help + (f" ({' / '.join(o.choices)})" if o.choices else "")
+            lines.append(f"| {flag} | {env} | {default} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -3,8 +3,8 @@
 Snapshots take 3-10 minutes, and MCP clients give up on a silent call after
 about a minute, so a wait reports progress after every poll. The interval grows
 from about 2 s to about 15 s, which keeps a long wait cheap while a short one
-still answers soon. Every clock and sleep comes from `Timing`, so tests advance
-time instead of waiting for it.
+still answers soon. Every clock and sleep comes from `Timing` (`timing.py`), so
+tests advance time instead of waiting for it.
 
 A wait holds no resources but the call itself. Cancelling the call stops it at
 the next await, and nothing is left half-done on this side: the provider carries
@@ -14,16 +14,13 @@ on with the snapshot on its own.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-
-import anyio
 
 from .client import SnapshotsClient
 from .errors import ProviderConnectionError, ProviderTimeoutError, RateLimitedError, UpstreamError
 from .models import Snapshot
+from .timing import Timing
 
 logger = logging.getLogger(__name__)
 
@@ -31,29 +28,6 @@ RUNNING_STATUSES = frozenset({"in_progress", "pending", "queued", "creating"})
 """Statuses that mean "not finished yet". The API documents only in_progress; the rest are common synonyms."""
 
 Report = Callable[[float, float | None, str], Awaitable[None]]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Timing:
-    """Every source of time the server uses, in one place so tests can replace them."""
-
-    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
-    monotonic: Callable[[], float] = time.monotonic
-    now: Callable[[], datetime] = _utc_now
-    first_poll_s: float = 2.0
-    max_poll_s: float = 15.0
-    growth: float = 1.5
-
-    def poll_intervals(self) -> Iterator[float]:
-        """2, 3, 4.5, 6.75, 10.1, 15, 15, ... seconds."""
-        interval = self.first_poll_s
-        while True:
-            yield interval
-            interval = min(self.max_poll_s, interval * self.growth)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,300 @@
+"""The protocol adapter and the composition root: `build_server(settings)` returns a ready MCP server.
+
+`SnapshotsServer` is where the MCP SDK meets this package:
+
+- every failure reaches the model as a tool error (`isError: true`) whose text
+  starts with a stable code (`not_found: ...`): the error tree, the SDK's
+  argument validation, unknown tools and unknown arguments alike;
+- each create/restore/delete attempt is audited from the call's typed result
+  or error, and from the changes the provider client saw cross the wire;
+- published schemas are compacted (`schemas.py`).
+
+The lifespan owns every resource a call uses (the provider client, the consent
+ledger, the audit log) and closes them when the server stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.request_state import RequestStateBoundary
+from mcp_types import CallToolResult, InputRequiredResult, TextContent
+from mcp_types import Tool as MCPTool
+from pydantic import BaseModel, ValidationError
+
+from . import __version__
+from .app_context import AppContext
+from .audit import AUDITED_TOOLS, Attempt, AuditLog
+from .client import SERVER_RETRY_POLICY, ChangeEvent, SnapshotsClient, Transport
+from .confirm import TOKEN_TTL_S, ConfirmationTokens
+from .consent import remember_sealed_round
+from .errors import InvalidArgumentError, SnapshotsError, UnknownToolError
+from .instructions import instructions_for
+from .prompts import register_prompts
+from .schemas import compact_schema, inline_single_use_defs
+from .settings import Settings
+from .state import ConsentLedger, open_ledger
+from .timing import Timing
+from .tools import MAX_ID, offered_tools, register_tools
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "vps-snapshots"
+
+_attempt: ContextVar[Attempt | None] = ContextVar("vps_snapshots_mcp_attempt", default=None)
+
+
+def _observe_change(event: ChangeEvent) -> None:
+    """The provider client's report of a change crossing the wire, kept on the audited call in progress."""
+    attempt = _attempt.get()
+    if attempt is None:
+        return
+    attempt.change_sent = True
+    if event.stage == "answered":
+        attempt.change_answered = True
+        if event.snapshot_id is not None:
+            attempt.snapshot_id = event.snapshot_id
+
+
+class SnapshotsServer(MCPServer[AppContext]):
+    """An MCPServer whose tool errors always start with a stable code, and whose changes are audited."""
+
+    _argument_names: dict[str, frozenset[str]] | None = None
+    _published: list[MCPTool] | None = None
+    audit_log: AuditLog | None = None
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        audited = self.audit_log is not None and name in AUDITED_TOOLS
+        attempt = Attempt(
+            tool=name,
+            server_id=_plain_id(arguments.get("server_id")),
+            snapshot_id=_plain_id(arguments.get("snapshot_id")),
+        )
+        with self._attempt_in_progress(attempt if audited else None):
+            try:
+                typed = await self._run_tool(name, arguments, context)
+            except SnapshotsError as exc:
+                attempt.from_error(exc)
+                logger.info("%s refused or failed: %s", name, exc.code)
+                await self._audit(audited, attempt)
+                return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True):  # a cancelled call is still recorded
+                    await self._audit(audited, attempt.cancelled_by_client())
+                raise
+            except BaseException:
+                await self._audit(audited, attempt)  # a crash: recorded as failed, with no code
+                raise
+        if isinstance(typed, InputRequiredResult):
+            return typed  # an elicitation round still open: the attempt is recorded when it ends
+        await self._audit(audited, attempt.from_result(typed))
+        tool = self._tool_manager.get_tool(name)
+        assert tool is not None
+        converted = tool.fn_metadata.convert_result(typed)
+        assert isinstance(converted, CallToolResult)
+        return converted
+
+    @contextmanager
+    def _attempt_in_progress(self, attempt: Attempt | None) -> Iterator[None]:
+        reset = _attempt.set(attempt)
+        try:
+            yield
+        finally:
+            _attempt.reset(reset)
+
+    async def _audit(self, audited: bool, attempt: Attempt) -> None:
+        if audited and self.audit_log is not None:
+            await self.audit_log.write(attempt)
+
+    async def _run_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None
+    ) -> BaseModel | InputRequiredResult:
+        """The tool's typed result, before the SDK turns it into content; every failure as a SnapshotsError."""
+        # The SDK's own call_tool converts the result at once; the audit needs it typed, so the tool is run
+        # here, through the tool manager the SDK registered it with.
+        tool = self._tool_manager.get_tool(name)
+        if tool is None:
+            names = ", ".join(t.name for t in await self.list_tools())
+            raise UnknownToolError(
+                f"there is no tool {name[:64]!r} in this server's access mode; the tools are {names}."
+            )
+        await self._refuse_unknown_arguments(name, arguments)
+        context = context or Context(mcp_server=self)
+        try:
+            result: BaseModel | InputRequiredResult = await tool.run(arguments, context, convert_result=False)
+        except ToolError as exc:
+            # The SDK wraps what a tool raises as "Error executing tool NAME: ..."; the code must come first.
+            cause = exc.__cause__
+            if isinstance(cause, SnapshotsError):
+                raise cause from None
+            if isinstance(cause, ValidationError):
+                raise _invalid_arguments(cause) from None
+            raise
+        return result
+
+    async def list_tools(self) -> list[MCPTool]:
+        # tools/list is sent at every start and often after; publish schemas without the noise.
+        if self._published is None:
+            self._published = [
+                tool.model_copy(
+                    update={
+                        "description": " ".join((tool.description or "").split()),  # docstring indentation
+                        "input_schema": compact_schema(tool.input_schema, keep_descriptions=True),
+                        "output_schema": (
+                            inline_single_use_defs(compact_schema(tool.output_schema, keep_descriptions=False))
+                            if tool.output_schema is not None
+                            else None
+                        ),
+                    }
+                )
+                for tool in await super().list_tools()
+            ]
+        return self._published
+
+    async def _refuse_unknown_arguments(self, name: str, arguments: dict[str, Any]) -> None:
+        # A misspelt argument (say `confirmation-token`) must not be silently ignored.
+        if self._argument_names is None:
+            self._argument_names = {
+                tool.name: frozenset(tool.input_schema.get("properties", {})) for tool in await self.list_tools()
+            }
+        known = self._argument_names.get(name)
+        unknown = sorted(set(arguments) - known) if known is not None else []
+        if unknown:
+            listed = ", ".join(repr(a[:40]) for a in unknown[:5])
+            raise InvalidArgumentError(
+                f"{name} has no argument {listed}; it takes {', '.join(sorted(known or ())) or 'none'}. "
+                "Fix the arguments and call again; nothing was changed."
+            )
+
+
+def _plain_id(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID else None
+
+
+def _invalid_arguments(error: ValidationError) -> InvalidArgumentError:
+    # Field names and rules only: the rejected values are the caller's and may be huge.
+    problems = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(part) for part in item["loc"]) or "arguments"
+        problems.append(f"{where}: {item['msg']}")
+    return InvalidArgumentError("; ".join(problems) + ". Fix the arguments and call again; nothing was changed.")
+
+
+# --- the composition root -------------------------------------------------------------------------
+
+
+def build_server(
+    settings: Settings,
+    transport: Transport | None = None,
+    *,
+    timing: Timing | None = None,
+    ledger: ConsentLedger | None = None,
+) -> SnapshotsServer:
+    """The MCP server for `settings`, talking to the provider through `transport` (default: the network).
+
+    `timing` is every clock and sleep (tests inject one); `ledger` overrides the one `settings.state_url` names.
+    """
+    timing = timing or Timing()
+    secret = settings.confirm_secret.get_secret_value().encode() if settings.confirm_secret else None
+    tokens = ConfirmationTokens(secret, wall=timing.wall)
+    assert settings.api_token is not None, "Settings guarantees a token"
+    api_token = settings.api_token
+    live: list[AppContext] = []  # the running lifespan's context, for handlers that get no request context
+
+    @asynccontextmanager
+    async def lifespan(server: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
+        consent_ledger = ledger or open_ledger(settings.state_url, wall=timing.wall)
+        audit_log = AuditLog(settings.audit_log, now=timing.now) if settings.audit_log else None
+        assert isinstance(server, SnapshotsServer)
+        server.audit_log = audit_log
+        try:
+            async with SnapshotsClient(
+                base_url=settings.api_url,
+                token=api_token,
+                timeout_s=settings.timeout_s,
+                connect_timeout_s=settings.connect_timeout_s,
+                transport=transport,
+                timing=timing,
+                retry=SERVER_RETRY_POLICY,
+                max_concurrency=settings.max_concurrency,
+                on_change=_observe_change,
+            ) as client:
+                app = AppContext(client=client, tokens=tokens, ledger=consent_ledger, settings=settings, timing=timing)
+                live.append(app)
+                try:
+                    yield app
+                finally:
+                    live.remove(app)
+        finally:
+            server.audit_log = None
+            if audit_log is not None:
+                audit_log.close()
+            if ledger is None:
+                await consent_ledger.aclose()
+
+    async def list_servers() -> list[tuple[int, str | None]]:
+        """Servers seen in the snapshot list (the API has no server list), for argument completion."""
+        if not live:
+            return []
+        try:
+            snapshots = await live[-1].client.list_snapshots()
+        except SnapshotsError:
+            return []  # completion is a convenience; a provider failure just means no suggestions
+        allowed = settings.allowed_servers
+        return sorted(
+            {
+                (s.server.id, s.server.name)
+                for s in snapshots
+                if s.server is not None and (allowed is None or s.server.id in allowed)
+            }
+        )
+
+    auth: dict[str, Any] = {}
+    if settings.transport == "http" and settings.oauth_enabled:
+        from .auth import oauth_for  # PyJWT is needed only for OAuth
+
+        auth["auth"], auth["token_verifier"] = oauth_for(settings)
+    offered = offered_tools(settings)
+    server = SnapshotsServer(
+        SERVER_NAME,
+        title="VPS Snapshots",
+        version=__version__,
+        instructions=instructions_for(settings, frozenset(spec.name for spec in offered)),
+        lifespan=lifespan,
+        log_level=settings.log_level,
+        request_state_security=_request_state_security(secret),
+        **auth,
+    )
+    register_tools(server, offered)
+    register_prompts(server, settings, list_servers)
+    _install_round_memory(server)
+    return server
+
+
+def _install_round_memory(server: MCPServer[AppContext]) -> None:
+    """Put the round-identity middleware just outside the SDK's requestState boundary, where it sees sealed state."""
+    chain = server.middleware
+    at = next(i for i, m in enumerate(chain) if isinstance(m, RequestStateBoundary))
+    chain.insert(at, remember_sealed_round)
+
+
+def _request_state_security(secret: bytes | None) -> RequestStateSecurity:
+    """Elicitation rounds (2026-07-28 request_state) live as long as a token, and survive a change of replica."""
+    if secret is None:
+        return RequestStateSecurity.ephemeral(ttl=TOKEN_TTL_S)  # a random key per process
+    key = hmac.new(secret, b"vps-snapshots-mcp/request-state/v1", hashlib.sha256).digest()
+    return RequestStateSecurity(keys=[key], ttl=TOKEN_TTL_S)
+
+
+__all__ = ["SERVER_NAME", "SnapshotsServer", "build_server"]
