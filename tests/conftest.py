@@ -27,6 +27,8 @@ from vps_snapshots_mcp.simulator.serve import serving_in_thread
 from vps_snapshots_mcp.state import ConsentLedger
 from vps_snapshots_mcp.timing import Timing
 
+from .support.redis_server import RedisServer, running_redis
+
 TOKEN = "test-token-Zq8rV2pLx7"
 BASE_URL = "https://provider.test/api/v1"
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
@@ -178,3 +180,10 @@ def make_server(provider: ProviderState, sim_time: SimTime) -> ServerFactory:
         )
 
     return make
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, for this test alone."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server

@@ -303,3 +303,29 @@ async def test_the_token_is_in_no_result_log_audit_record_or_exception(
     assert len(seen) > 100 and len(caplog.records) > 20
     assert TOKEN not in everything
     assert "Bearer" not in "\n".join(r.getMessage() for r in caplog.records)
+
+
+async def test_a_cancellation_while_the_delete_is_in_flight_is_recorded_as_unknown(
+    audited: ServerFactory, audit_path: Path, provider: ProviderState
+) -> None:
+    provider.inject(Fault.latency(5.0, method="DELETE"))  # the DELETE reaches the provider, whose answer is slow
+    async with Client(audited(consent="token")) as client:
+        token = await preview_token(client, "delete_snapshot", 798)
+        arguments = {"snapshot_id": 798, "confirm": True, "confirmation_token": token}
+        scope = anyio.CancelScope()
+
+        async def delete() -> None:
+            with scope:
+                await client.call_tool("delete_snapshot", arguments)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(delete)
+            while not provider.requests_to("DELETE"):  # noqa: ASYNC110 - until the DELETE has reached the provider
+                await anyio.sleep(0.005)
+            scope.cancel()
+        with anyio.fail_after(5):
+            while len(records(audit_path)) < 2:  # noqa: ASYNC110 - a file has no event
+                await anyio.sleep(0.01)
+    line = records(audit_path)[-1]
+    assert (line["outcome"], line["details"]) == ("unknown", {"cancelled_by": "client", "request_sent": True})
+    assert line["snapshot_name"] is None or line["snapshot_id"] == 798

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -140,7 +140,7 @@ async def remember_sealed_round(ctx: ServerRequestContext[Any, Any], call_next: 
     a client replaying an accepted round echoes it byte for byte; its digest is
     the ledger key that makes the round single-use.
     """
-    params = ctx.params if isinstance(ctx.params, dict) else {}
+    params = ctx.params if isinstance(ctx.params, Mapping) else {}
     sealed = params.get("requestState") if ctx.method == "tools/call" else None
     digest = hashlib.sha256(sealed.encode()).hexdigest() if isinstance(sealed, str) and sealed else None
     reset = _sealed_round.set(digest)
