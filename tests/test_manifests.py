@@ -7,8 +7,10 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 from mcp import Client
@@ -204,3 +206,37 @@ def test_the_service_targets_the_http_port() -> None:
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     deployment = kubernetes("deployment.yaml")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def kubernetes_documents() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (path.name, document)
+        for path in sorted((MANIFESTS / "kubernetes").glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+        if document
+    ]
+
+
+@pytest.mark.parametrize(("name", "resource"), kubernetes_documents(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_kubernetes_manifest_is_valid_against_the_kubernetes_schemas(name: str, resource: dict[str, Any]) -> None:
+    kubernetes_validate.validate(resource, kubernetes_validate.latest_version(), strict=True)  # offline schemas
+
+
+def test_the_strict_validation_catches_a_misspelt_field() -> None:
+    deployment = kubernetes("deployment.yaml")
+    deployment["spec"]["replica"] = 2
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_the_replicas_share_the_consent_ledger_in_the_redis_the_manifests_run() -> None:
+    [container] = kubernetes("deployment.yaml")["spec"]["template"]["spec"]["containers"]
+    env = {entry["name"]: entry["value"] for entry in container["env"] if "value" in entry}
+    state = urlsplit(env["VPS_MCP_STATE_URL"])
+    services = {r["metadata"]["name"]: r for _, r in kubernetes_documents() if r["kind"] == "Service"}
+    assert state.scheme == "redis" and state.hostname in services
+    assert services[state.hostname]["spec"]["ports"][0]["port"] == state.port
+    # The server refuses HTTP replicas with a shared secret and no shared ledger: these settings start.
+    environ = {"VPS_API_TOKEN": "t", "VPS_MCP_AUTH_TOKEN": "x" * 32, "VPS_MCP_CONFIRM_SECRET": "y" * 32}
+    settings = settings_from(serve_parser().parse_args(container["args"]), {**environ, **env})
+    assert settings.state_url == env["VPS_MCP_STATE_URL"]
