@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from vps_snapshots_mcp.cli import serve_parser, settings_from
-from vps_snapshots_mcp.settings import Settings, SettingsError, check_api_url, parse_server_ids
+from vps_snapshots_mcp.cli import main, serve_parser, settings_from
+from vps_snapshots_mcp.settings import (
+    Settings,
+    SettingsError,
+    check_api_url,
+    configuration_reference,
+    environment_variables,
+    parse_server_ids,
+)
 
 TOKEN = SecretStr("s3cret-token-value")
 
@@ -126,3 +135,52 @@ def test_version_flag() -> None:
 
     result = run_cli("--version")
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+CONFIGURATION_DOC = Path(__file__).parent.parent / "docs" / "configuration.md"
+
+
+def test_the_configuration_reference_is_generated_from_the_declarations() -> None:
+    current = configuration_reference()
+    if os.environ.get("UPDATE_DOCS"):
+        CONFIGURATION_DOC.write_text(current)
+    assert CONFIGURATION_DOC.read_text() == current, "regenerate: UPDATE_DOCS=1 .venv/bin/pytest tests/test_settings.py"
+    for name in environment_variables():
+        assert f"`{name}`" in current
+
+
+def test_help_names_every_variable_the_server_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    for name in environment_variables():
+        assert shown.count(name) >= 1, name
+    assert "docs/configuration.md" in shown
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("VPS_MCP_TRANSPORT", "HTTP2", "VPS_MCP_TRANSPORT must be one of stdio, http"),
+        ("VPS_MCP_READ_ONLY", "ture", "VPS_MCP_READ_ONLY must be a boolean"),
+        ("VPS_MCP_CONSENT", "nobody", "VPS_MCP_CONSENT must be one of auto, elicitation, token"),
+        ("VPS_MCP_STATE_URL", "postgres://x/y", "VPS_MCP_STATE_URL must start with"),
+    ],
+)
+def test_a_bad_variable_is_an_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv("VPS_API_TOKEN", "from-env")
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=message):
+        settings_from(serve_parser().parse_args([]))
+
+
+def test_the_token_file_flag_beats_the_token_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("from-file\n")
+    monkeypatch.setenv("VPS_API_TOKEN", "from-env")
+    settings = settings_from(serve_parser().parse_args(["--api-token-file", str(tmp_path / "token")]))
+    assert settings.api_token is not None and settings.api_token.get_secret_value() == "from-file"
+    monkeypatch.setenv("VPS_API_TOKEN_FILE", str(tmp_path / "token"))
+    settings = settings_from(serve_parser().parse_args([]))  # both as variables: the token itself wins
+    assert settings.api_token is not None and settings.api_token.get_secret_value() == "from-env"

@@ -194,7 +194,7 @@ class Settings:
         env="VPS_API_TOKEN_FILE",
         parse=_parse_optional,
         metavar="PATH",
-        help="read the provider API token from this file (a token given directly wins)",
+        help="read the provider API token from this file (--api-token beats it; it beats VPS_API_TOKEN)",
     )
     api_url: str = setting(DEFAULT_API_URL, flag="--api-url", env="VPS_API_URL", help="provider API base URL")
     timeout_s: float = setting(
@@ -507,7 +507,7 @@ def env_only_help() -> str:
 
 
 def _text_value(flags: Mapping[str, Any], environ: Mapping[str, str], f: dataclasses.Field[Any], o: Option) -> Any:
-    """(value, given): the flag's value, else the variable's, parsed; `...` when neither is given."""
+    """The flag's value, else the variable's, parsed; `...` when neither is given."""
     given = flags.get(f.name)
     name = o.flag or o.env or f.name
     if given is not None:
@@ -526,7 +526,8 @@ def _text_value(flags: Mapping[str, Any], environ: Mapping[str, str], f: datacla
 def from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settings:
     """Settings from parsed flags (by field name; None = not given) over environment variables over defaults.
 
-    Two settings combine: `api_token_file` supplies `api_token` when no token is given directly, and
+    Two settings combine: `api_token_file` supplies `api_token` by the same precedence (`--api-token`, then
+    `--api-token-file`, then `VPS_API_TOKEN`, then `VPS_API_TOKEN_FILE`), and
     `--sandbox` replaces the token and URL with the sandbox's own, so a real token is never used there.
     """
     values: dict[str, Any] = {}
@@ -534,8 +535,9 @@ def from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settin
         value = _text_value(flags, environ, f, option)
         if value is not ...:
             values[f.name] = value
-    if values.get("api_token") is None and values.get("api_token_file"):
-        values["api_token"] = _read_token_file(values["api_token_file"])
+    file_by_flag = flags.get("api_token") is None and flags.get("api_token_file") is not None
+    if file_by_flag or (values.get("api_token") is None and values.get("api_token_file")):
+        values["api_token"] = _read_token_file(values["api_token_file"])  # a flag beats a variable here too
     if values.get("sandbox"):
         import secrets
 
