@@ -10,8 +10,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +33,8 @@ from vps_snapshots_mcp.state.sqlite import SqliteLedger
 from vps_snapshots_mcp.timing import Timing
 
 from .conftest import TOKEN, ServerFactory, connected, text_of
-from .support.redis_server import RedisServer, free_port
+from .support.processes import replica
+from .support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -217,34 +218,6 @@ def _env(api_url: str, **extra: str) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "VPS_API_URL": api_url, "VPS_API_TOKEN": TOKEN, **extra}
 
 
-@contextmanager
-def http_replica(api_url: str, state_url: str) -> Iterator[str]:
-    """The server as its own stateless HTTP process; yields its MCP URL once healthy."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vps_snapshots_mcp", "--transport", "http", "--port", str(port), "--stateless"],
-        env=_env(api_url, VPS_MCP_CONFIRM_SECRET=SECRET, VPS_MCP_STATE_URL=state_url),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:  # a process start has no event to wait on; poll its health, with a deadline
-            try:
-                if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "replica did not become healthy"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 @asynccontextmanager
 async def over_http(url: str) -> AsyncIterator[Client]:
     async with (
@@ -259,10 +232,10 @@ async def test_two_replicas_sharing_redis_execute_each_consent_once(
     served_provider: str, provider: ProviderState, redis_server: RedisServer
 ) -> None:
     with (
-        http_replica(served_provider, redis_server.url) as a_url,
-        http_replica(served_provider, redis_server.url) as b_url,
+        replica(served_provider, SECRET, redis_server.url) as a_url,
+        replica(served_provider, SECRET, redis_server.url) as b_url,
     ):
-        async with over_http(a_url) as a, over_http(b_url) as b:
+        async with over_http(f"{a_url}/mcp") as a, over_http(f"{b_url}/mcp") as b:
             # A token minted on A executes on B once, and is refused on A after.
             preview = await a.call_tool("delete_snapshot", {"snapshot_id": 798})
             assert preview.structured_content is not None

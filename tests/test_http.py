@@ -7,8 +7,6 @@ replicas) and is driven by the SDK's own HTTP client, against the simulator.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +36,7 @@ from vps_snapshots_mcp.simulator import ProviderState, create_app
 from vps_snapshots_mcp.simulator.serve import bind_socket, serving_in_thread
 
 from .conftest import BASE_URL, TOKEN
+from .support.processes import replica
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -288,48 +287,6 @@ def test_the_cli_refuses_a_public_bind_without_auth() -> None:
 
 
 # --- replicas ---------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def replica(api_url: str, secret: str, state_url: str) -> Iterator[str]:
-    """The server as its own process, stateless, on its own port; yields its base URL once healthy."""
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "VPS_API_URL": api_url,
-        "VPS_API_TOKEN": TOKEN,
-        "VPS_MCP_CONFIRM_SECRET": secret,
-        "VPS_MCP_STATE_URL": state_url,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vps_snapshots_mcp", "--transport", "http", "--port", str(port), "--stateless"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:  # a process start has no event to wait on; poll its health, briefly, with a deadline
-            try:
-                if httpx2.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "replica did not become healthy"
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 async def test_a_token_minted_by_one_replica_executes_on_another(

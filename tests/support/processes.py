@@ -1,0 +1,51 @@
+"""The server as its own process over HTTP, started and stopped by the test that needs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx2
+
+from ..conftest import TOKEN
+from .redis_server import free_port
+
+
+@contextmanager
+def replica(api_url: str, secret: str, state_url: str) -> Iterator[str]:
+    """The server as its own process, stateless, on its own port; yields its base URL once healthy."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "VPS_API_URL": api_url,
+        "VPS_API_TOKEN": TOKEN,
+        "VPS_MCP_CONFIRM_SECRET": secret,
+        "VPS_MCP_STATE_URL": state_url,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vps_snapshots_mcp", "--transport", "http", "--port", str(port), "--stateless"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # a process start has no event to wait on; poll its health, briefly, with a deadline
+            try:
+                if httpx2.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "replica did not become healthy"
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
