@@ -25,7 +25,7 @@ from mcp_types import CallToolResult
 
 from vps_snapshots_mcp.simulator import Fault, ProviderState
 
-from .conftest import TOKEN
+from .conftest import TOKEN, text_of
 from .faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -104,10 +104,6 @@ FAULTS: dict[str, tuple[Setup, str]] = {
 def heal(h: Harness) -> None:
     h.provider.faults.clear()
     h.proxy.set_mode("pass")
-
-
-def text_of(result: CallToolResult) -> str:
-    return " ".join(getattr(block, "text", "") for block in result.content)
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))

@@ -33,7 +33,7 @@ from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app, seeded_state
 from vps_snapshots_mcp.timing import Timing
 
-from .conftest import BASE_URL, NOW, TOKEN
+from .conftest import BASE_URL, NOW, TOKEN, text_of
 
 EXAMPLES = int(os.environ.get("VPS_FUZZ_EXAMPLES", "300"))
 TOOLS = ["list_snapshots", "get_snapshot", "create_snapshot", "restore_snapshot", "delete_snapshot"]
@@ -118,10 +118,6 @@ def mutate(token: str, seed: int) -> str:
     position = seed % len(token)
     replacement = "A" if token[position] != "A" else "B"
     return token[:position] + replacement + token[position + 1 :]
-
-
-def text_of(result: Any) -> str:
-    return " ".join(getattr(block, "text", "") for block in result.content)
 
 
 async def play(client: Client, world: World, sequence: list[tuple[str, dict[str, Any], str]]) -> None:

@@ -439,17 +439,17 @@ class SnapshotsClient:
         return UpstreamError(self._ambiguous(operation, what), status=status)
 
     @staticmethod
-    def _ambiguous(operation: Operation, what: str) -> str:
+    def _ambiguous(operation: Operation, what: str, *, happened: str = "the provider failed with") -> str:
         """A failure message that is honest about whether anything changed."""
         if operation == "list":
-            return f"the provider failed with {what}; try again shortly. Nothing was changed."
+            return f"{happened} {what}; try again shortly. Nothing was changed."
         if operation == "delete":
             return (
-                f"the provider failed with {what}; the snapshot may or may not have been deleted. "
+                f"{happened} {what}; the snapshot may or may not have been deleted. "
                 "Check with list_snapshots before trying again."
             )
         return (
-            f"the provider failed with {what}; the {operation} may or may not have started. "
+            f"{happened} {what}; the {operation} may or may not have started. "
             "Check with list_snapshots before trying again, so as not to do it twice."
         )
 
@@ -457,9 +457,7 @@ class SnapshotsClient:
         if isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout) or method == "GET":
             return ProviderTimeoutError("the provider did not answer in time; try again shortly. Nothing was changed.")
         return ProviderTimeoutError(
-            self._ambiguous(operation, f"no answer within {self._timeout_s:g} s").replace(
-                "the provider failed with ", "the provider sent "
-            )
+            self._ambiguous(operation, f"no answer within {self._timeout_s:g} s", happened="the provider sent")
         )
 
     def _connection_error(
@@ -472,8 +470,8 @@ class SnapshotsClient:
                 f"could not reach the provider at {host} ({reason}); try again shortly. Nothing was changed."
             )
         return ProviderConnectionError(
-            self._ambiguous(operation, f"a broken connection ({reason})").replace(
-                "the provider failed with ", "the connection to the provider failed with "
+            self._ambiguous(
+                operation, f"a broken connection ({reason})", happened="the connection to the provider failed with"
             )
         )
 
