@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp.server.request_state import RequestStateBoundary
 from mcp_types import CallToolResult, InputRequiredResult, TextContent
 from mcp_types import Tool as MCPTool
@@ -83,7 +84,7 @@ class SnapshotsServer(MCPServer[AppContext]):
         )
         with self._attempt_in_progress(attempt if audited else None):
             try:
-                typed = await self._run_tool(name, arguments, context)
+                tool, typed = await self._run_tool(name, arguments, context)
             except SnapshotsError as exc:
                 attempt.from_error(exc)
                 logger.info("%s refused or failed: %s", name, exc.code)
@@ -99,8 +100,6 @@ class SnapshotsServer(MCPServer[AppContext]):
         if isinstance(typed, InputRequiredResult):
             return typed  # an elicitation round still open: the attempt is recorded when it ends
         await self._audit(audited, attempt.from_result(typed))
-        tool = self._tool_manager.get_tool(name)
-        assert tool is not None
         converted = tool.fn_metadata.convert_result(typed)
         assert isinstance(converted, CallToolResult)
         return converted
@@ -119,8 +118,8 @@ class SnapshotsServer(MCPServer[AppContext]):
 
     async def _run_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None
-    ) -> BaseModel | InputRequiredResult:
-        """The tool's typed result, before the SDK turns it into content; every failure as a SnapshotsError."""
+    ) -> tuple[Tool, BaseModel | InputRequiredResult]:
+        """The tool and its typed result, before the SDK turns it into content; every failure as a SnapshotsError."""
         # The SDK's own call_tool converts the result at once; the audit needs it typed, so the tool is run
         # here, through the tool manager the SDK registered it with.
         tool = self._tool_manager.get_tool(name)
@@ -141,7 +140,7 @@ class SnapshotsServer(MCPServer[AppContext]):
             if isinstance(cause, ValidationError):
                 raise _invalid_arguments(cause) from None
             raise
-        return result
+        return tool, result
 
     async def list_tools(self) -> list[MCPTool]:
         # tools/list is sent at every start and often after; publish schemas without the noise.
