@@ -7,15 +7,19 @@ with the client.
 
 from .app import API_PREFIX, create_app
 from .faults import Fault
+from .hostile import HOSTILE_SNAPSHOTS, HOSTILE_STRINGS, hostile_state
 from .state import SNAPSHOT_LIMIT, ManualClock, ProviderState, RecordedRequest, seeded_state
 
 __all__ = [
     "API_PREFIX",
+    "HOSTILE_SNAPSHOTS",
+    "HOSTILE_STRINGS",
     "SNAPSHOT_LIMIT",
     "Fault",
     "ManualClock",
     "ProviderState",
     "RecordedRequest",
     "create_app",
+    "hostile_state",
     "seeded_state",
 ]

@@ -15,13 +15,21 @@ from urllib.parse import parse_qsl, urlencode
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as _StarletteJSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from .faults import HTML_ERROR_PAGE, Fault
 from .state import ProviderError, ProviderState, RecordedRequest
 
 API_PREFIX = "/api/v1"
+
+
+class JSONResponse(_StarletteJSONResponse):
+    """JSON as a real API writes it: ASCII with escapes, so even a lone surrogate (a legal escape) can be sent."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode()
 
 
 def create_app(state: ProviderState, *, token: str) -> Starlette:
@@ -57,17 +65,20 @@ def create_app(state: ProviderState, *, token: str) -> Starlette:
                 await anyio.sleep(fault.delay_s)
             if not fault.passthrough and not fault.lose_answer:
                 return _fault_response(fault)
+        echo = request.headers.get("authorization", "") if state.echo_authorization else ""
         if not authorized:
             detail = (
                 "Invalid token."
                 if request.headers.get("authorization")
                 else "Authentication credentials were not provided."
             )
-            return JSONResponse({"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            return JSONResponse(
+                _echoed({"detail": detail}, echo), status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         try:
-            response = await _dispatch(request, state, body)
+            response = await _dispatch(request, state, body, echo)
         except ProviderError as err:
-            response = JSONResponse(err.body, status_code=err.status)
+            response = JSONResponse(_echoed(err.body, echo), status_code=err.status)
         return _fault_response(fault) if fault is not None and fault.lose_answer else response
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -101,16 +112,31 @@ def _authorized(request: Request, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.encode())
 
 
-async def _dispatch(request: Request, state: ProviderState, body: Any) -> Response:
+def _echoed(body: Any, header: str) -> Any:
+    """A body whose every message carries the Authorization header it was sent: a misconfigured proxy's echo."""
+    if not header:
+        return body
+    if isinstance(body, str):
+        return f"{body} (you sent Authorization: {header})"
+    if isinstance(body, list):
+        return [_echoed(item, header) for item in body]
+    if isinstance(body, dict):
+        return {key: _echoed(value, header) if key != "id" else value for key, value in body.items()}
+    return body
+
+
+async def _dispatch(request: Request, state: ProviderState, body: Any, echo: str) -> Response:
     path = request.url.path
     if "snapshot_id" in request.path_params:
         snapshot_id = int(request.path_params["snapshot_id"])
         if path.endswith("/restore/"):
-            return JSONResponse(state.restore(snapshot_id))
+            answer = state.restore(snapshot_id)
+            return JSONResponse(answer | {"message": _echoed(answer["message"], echo)})
         state.delete(snapshot_id)
         return Response(status_code=204)
     if request.method == "POST":
-        return JSONResponse(state.create(body), status_code=201)
+        answer = state.create(body)
+        return JSONResponse(answer | {"message": _echoed(answer["message"], echo)}, status_code=201)
     return _list(request, state)
 
 
@@ -121,7 +147,7 @@ def _list(request: Request, state: ProviderState) -> Response:
         if not raw_server_id.isdigit():
             raise ProviderError(400, {"server_id": ["A valid integer is required."]})
         server_id = int(raw_server_id)
-    results = state.list(server_id)
+    results = state.list(None if state.ignore_filters else server_id)
     if state.page_size is None:
         return JSONResponse({"count": len(results), "results": results})
     raw_page = request.query_params.get("page", "1")
@@ -158,6 +184,9 @@ def _fault_response(fault: Fault) -> Response:
     if fault.body == "malformed_json":
         return Response(b'{"count": 2, "results": [{"id": 8', status_code=fault.status,
                         media_type="application/json", headers=headers)  # fmt: skip
+    if fault.body == "fields":
+        return JSONResponse({"name": [fault.detail], "server_id": [fault.detail]}, status_code=fault.status,
+                            headers=headers)  # fmt: skip
     if fault.body == "wrong_shape":
         return JSONResponse({"data": {"items": "not a list"}}, status_code=fault.status, headers=headers)
     return JSONResponse({"detail": fault.detail}, status_code=fault.status, headers=headers)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-BodyKind = Literal["json", "html", "text", "empty", "malformed_json", "wrong_shape"]
+BodyKind = Literal["json", "fields", "html", "text", "empty", "malformed_json", "wrong_shape"]
 
 HTML_ERROR_PAGE = """<!DOCTYPE html>
 <html><head><title>502 Bad Gateway</title></head>
@@ -47,6 +47,11 @@ class Fault:
         cls, status: int, detail: str = "Internal server error.", *, times: int = 1, method: str | None = None
     ) -> Fault:
         return cls(status=status, body="json", detail=detail, times=times, method=method)
+
+    @classmethod
+    def field_errors(cls, status: int, detail: str, *, times: int = 1, method: str | None = None) -> Fault:
+        """DRF-style field errors: `{"name": [detail], "server_id": [detail]}`."""
+        return cls(status=status, body="fields", detail=detail, times=times, method=method)
 
     @classmethod
     def html_page(cls, status: int = 502, *, times: int = 1, method: str | None = None) -> Fault:

@@ -65,6 +65,8 @@ class SimSnapshot:
     size_mb: int | None = None
     completes_at: datetime | None = None
     will_fail: bool = False
+    sent_as: dict[str, Any] = field(default_factory=dict)
+    """Fields sent as given here instead of as computed: hostile strings, wrong types."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,10 @@ class ProviderState:
     fail_next_snapshots: int = 0
     """The next N snapshots created end `failed` instead of `completed`."""
     next_id: int = 802
+    echo_authorization: bool = False
+    """Hostile: every error message and success message carries the Authorization header it was sent."""
+    ignore_filters: bool = False
+    """Hostile: the list ignores `?server_id=` and answers with every server's snapshots."""
 
     # --- faults and bookkeeping ------------------------------------------------------------------
 
@@ -172,7 +178,7 @@ class ProviderState:
             "size_mb": snap.size_mb,
             "created_at": _iso(snap.created_at),
             "description": snap.description,
-        }
+        } | snap.sent_as
 
     # --- the four operations ---------------------------------------------------------------------
 
