@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -215,7 +216,7 @@ async def test_the_provider_message_is_taken_from_common_fields(body: dict[str, 
     async with SnapshotsClient(base_url=BASE_URL, token=SecretStr(TOKEN), transport=asgi_transport(app)) as client:
         with pytest.raises(UpstreamError) as caught:
             await client.list_snapshots()
-    assert f"(provider: {expected!r})" in str(caught.value)
+    assert f"(provider: {json.dumps(expected)})" in str(caught.value)
 
 
 async def test_a_plain_text_error_is_quoted_cleaned_and_truncated(

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .provider_text import RedactingFilter
 from .settings import Settings, SettingsError, add_arguments, env_only_help, from_sources, is_loopback_host
 
 if TYPE_CHECKING:
@@ -85,10 +86,11 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = 
     return from_sources(vars(args), os.environ if environ is None else environ)
 
 
-def configure_logging(level: str) -> None:
-    """Everything to stderr. Set up before the SDK's own basicConfig, which then does nothing."""
+def configure_logging(level: str, *secrets: str) -> None:
+    """Everything to stderr, never a secret. Set up before the SDK's own basicConfig, which then does nothing."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter(*secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -114,7 +116,7 @@ def serve(args: argparse.Namespace) -> int:
             os.close(open_audit_file(settings.audit_log))  # refuse at start, not at the first change
         except OSError as exc:
             return _fail(f"cannot open the audit log {settings.audit_log}: {exc.strerror}")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, *settings.secrets())
     if settings.confirm_secret is not None and settings.state_url is None:
         logger.warning(
             "VPS_MCP_CONFIRM_SECRET is set but consent is recorded in memory: another server process with the "

@@ -40,6 +40,21 @@ Errors
     The provider's own message is taken from `detail`, `error` or `message`
     (or DRF-style field errors, or plain text), cleaned of control characters
     and truncated; an HTML page is never quoted.
+
+Distrust
+    Everything the provider sends is cleaned as it is parsed (`provider_text`):
+    every string, in answers and in error bodies, has lone surrogates replaced
+    and the API token (or anything shaped like `Bearer <credential>`) removed,
+    before it is stored, quoted, logged or audited. Records of another server
+    than the one asked about are dropped (and logged): the provider's filter is
+    not trusted. An answer over `max_response_bytes`, or a list over
+    `max_records` records across its pages, is an `upstream_error`.
+
+Reads in flight are shared
+    Concurrent identical reads (the list, for one server or all) share one GET
+    in flight (`single_flight.py`). A caller that must see the state as it is
+    now, such as the look-up before a restore or delete, asks with
+    `fresh=True` and always sends its own.
 """
 
 from __future__ import annotations
@@ -73,7 +88,9 @@ from .errors import (
     UnauthorizedError,
     UpstreamError,
 )
-from .models import CreatedSnapshot, RestoreStarted, Snapshot
+from .models import CreatedSnapshot, RestoreStarted, ServerRef, Snapshot
+from .provider_text import clean, clean_json, quoted
+from .single_flight import SingleFlight
 from .timing import Timing
 
 logger = logging.getLogger(__name__)
@@ -108,6 +125,10 @@ MAX_MESSAGE_CHARS = 200
 """How much of the provider's own error text is quoted back."""
 MAX_PAGES = 100
 """Pagination stops here: 100 pages is far beyond 5 snapshots a server on any real account."""
+MAX_RESPONSE_BYTES = 5 * 1024 * 1024
+"""The largest answer read (after decompression); a list of 5,000 records is about 1.5 MB."""
+MAX_RECORDS = 5000
+"""The most snapshot records one list reads, across its pages."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,8 +200,8 @@ def _looks_like_html(response: httpx2.Response, text: str) -> bool:
     return "html" in content_type or text.lstrip()[:1] == "<"
 
 
-def provider_message(response: httpx2.Response) -> str | None:
-    """The provider's own explanation, cleaned, or None (empty body or an HTML page)."""
+def provider_message(response: httpx2.Response, *secrets: str) -> str | None:
+    """The provider's own explanation, redacted and cleaned, or None (empty body or an HTML page)."""
     try:
         text = response.text
     except (UnicodeDecodeError, LookupError):
@@ -188,9 +209,10 @@ def provider_message(response: httpx2.Response) -> str | None:
     if not text.strip() or _looks_like_html(response, text):
         return None
     try:
-        found = _message_from_json(json.loads(text))
+        found = _message_from_json(clean_json(json.loads(text), *secrets))
     except ValueError:
-        found = text
+        found = clean(text, *secrets)
+    # Redacted again after truncation could not cut a credential in two: it is gone before.
     return clean_text(found) if found else None
 
 
@@ -209,6 +231,8 @@ class SnapshotsClient:
         timing: Timing | None = None,
         rand: Callable[[], float] = random.random,
         max_concurrency: int = 100,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_records: int = MAX_RECORDS,
         on_change: ChangeObserver | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
@@ -216,6 +240,10 @@ class SnapshotsClient:
         self._origin = (base.scheme, base.netloc)
         self._timeout_s = timeout_s
         self._retry = retry or RetryPolicy()
+        self._secrets = (token.get_secret_value(),)
+        self._max_response_bytes = max_response_bytes
+        self._max_records = max_records
+        self._lists: SingleFlight[int | None, list[Snapshot]] = SingleFlight()
         # At most this many requests in flight; the rest queue here (not in the pool), so a burst of
         # calls neither floods the provider nor fails with pool timeouts.
         self._in_flight = anyio.Semaphore(max_concurrency)
@@ -252,17 +280,37 @@ class SnapshotsClient:
 
     # --- endpoints -------------------------------------------------------------------------------
 
-    async def list_snapshots(self, server_id: int | None = None) -> list[Snapshot]:
-        """All snapshots (of one server when `server_id` is given), following `next` links."""
+    @property
+    def shared_reads(self) -> int:
+        """How many list calls were answered by another call's request in flight."""
+        return self._lists.shared
+
+    async def list_snapshots(self, server_id: int | None = None, *, fresh: bool = False) -> list[Snapshot]:
+        """All snapshots (of one server when `server_id` is given), following `next` links.
+
+        Concurrent calls share one request in flight, unless `fresh`: then this call sends its own.
+        """
+        if fresh:
+            return await self._list(server_id)
+        return list(await self._lists.run(server_id, lambda: self._list(server_id)))
+
+    async def _list(self, server_id: int | None) -> list[Snapshot]:
         url = f"{self._base_url}/snapshots/"
         params: dict[str, Any] | None = {"server_id": server_id} if server_id is not None else None
         snapshots: list[Snapshot] = []
+        read = 0
         visited: set[str] = set()
         for _ in range(MAX_PAGES):
             visited.add(url)
             response = await self._send("GET", url, params=params, operation="list")
-            items, next_link = self._parse_page(self._json(response))
-            snapshots.extend(items)
+            items, next_link, count = self._parse_page(self._json(response))
+            read += count
+            if read > self._max_records:
+                raise UpstreamError(
+                    f"the provider's snapshot list has more than {self._max_records} records, the most this "
+                    "server reads (--max-records). Nothing was changed."
+                )
+            snapshots.extend(self._of_server(items, server_id))
             if not next_link:
                 return snapshots
             url = self._follow(next_link, current=str(response.request.url))
@@ -271,9 +319,24 @@ class SnapshotsClient:
             params = None  # the next link carries the query itself
         raise UpstreamError(f"the provider returned more than {MAX_PAGES} pages of snapshots")
 
-    async def get_snapshot(self, snapshot_id: int) -> Snapshot:
+    @staticmethod
+    def _of_server(items: list[Snapshot], server_id: int | None) -> list[Snapshot]:
+        """The records of the server asked about: the provider's filter is checked, not trusted."""
+        if server_id is None:
+            return items
+        kept = [s for s in items if s.server_id == server_id]
+        if len(kept) < len(items):
+            logger.warning(
+                "dropped %d snapshot records that the provider returned for server %d but that belong to "
+                "another server (or name none)",
+                len(items) - len(kept),
+                server_id,
+            )
+        return kept
+
+    async def get_snapshot(self, snapshot_id: int, *, fresh: bool = False) -> Snapshot:
         """One snapshot, found through the list endpoint (the API has no single-snapshot endpoint)."""
-        for snapshot in await self.list_snapshots():
+        for snapshot in await self.list_snapshots(fresh=fresh):
             if snapshot.id == snapshot_id:
                 return snapshot
         raise NotFoundError(
@@ -294,10 +357,8 @@ class SnapshotsClient:
             target=f"server {server_id}",
         )
         try:
-            data = response.json()
+            data = self._cleaned_json(response)
             created = CreatedSnapshot(snapshot=Snapshot.model_validate(data), message=_optional_str(data, "message"))
-            self._on_change(ChangeEvent("POST", "answered", created.snapshot.id))
-            return created
         except (ValueError, UnicodeDecodeError):  # ValidationError is a ValueError too
             self._on_change(ChangeEvent("POST", "answered"))
             # A 2xx means the provider took it; only its answer is unreadable.
@@ -307,6 +368,20 @@ class SnapshotsClient:
                 "it; creating it again with the same name returns it instead of making a duplicate.",
                 status=response.status_code,
             ) from None
+        self._on_change(ChangeEvent("POST", "answered", created.snapshot.id))
+        if created.snapshot.server_id not in (None, server_id):
+            raise UpstreamError(
+                f"the provider accepted the snapshot of server {server_id} but answered with snapshot "
+                f"{created.snapshot.id} of server {created.snapshot.server_id}, so what it made is uncertain. "
+                f"Call list_snapshots for server {server_id} before trying again.",
+                status=response.status_code,
+            )
+        if created.snapshot.server is None:
+            # The provider left the server out: it is the one asked for (and the allowed-server checks need it).
+            created = created.model_copy(
+                update={"snapshot": created.snapshot.model_copy(update={"server": ServerRef(id=server_id)})}
+            )
+        return created
 
     async def restore_snapshot(self, snapshot_id: int) -> RestoreStarted:
         """Start restoring the snapshot's server to it. Overwrites the server; cannot be undone."""
@@ -318,7 +393,7 @@ class SnapshotsClient:
         )
         self._on_change(ChangeEvent("POST", "answered", snapshot_id))
         try:
-            return RestoreStarted.model_validate(response.json())
+            return RestoreStarted.model_validate(self._cleaned_json(response))
         except (ValueError, UnicodeDecodeError):
             # The provider said 2xx: the restore has started, whatever the body looks like.
             logger.warning("restore of snapshot %s started, but the provider's answer was unreadable", snapshot_id)
@@ -354,7 +429,7 @@ class SnapshotsClient:
                 self._on_change(ChangeEvent(method, "sent"))
             try:
                 async with self._in_flight:
-                    response = await self._http.request(method, url, params=params, json=json)
+                    response = await self._request(method, url, params=params, json=json)
             except httpx2.TimeoutException as exc:
                 raise self._timeout_error(exc, method, operation) from None
             except httpx2.TransportError as exc:
@@ -390,6 +465,43 @@ class SnapshotsClient:
                     continue
             raise self._error_for(response, operation, target)
 
+    async def _request(self, method: str, url: str, *, params: Mapping[str, Any] | None, json: Any) -> httpx2.Response:
+        """One request, its answer read in full but never more than `max_response_bytes`."""
+        request = self._http.build_request(method, url, params=params, json=json)
+        response = await self._http.send(request, stream=True)
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self._max_response_bytes:
+                raise self._too_large(method, response.status_code)
+            body = bytearray()
+            async for chunk in response.aiter_bytes():  # decoded: a compressed bomb is bounded too
+                body += chunk
+                if len(body) > self._max_response_bytes:
+                    raise self._too_large(method, response.status_code)
+        finally:
+            await response.aclose()
+        # The body is decoded already, so the answer is rebuilt without its transfer headers.
+        headers = [
+            (key, value)
+            for key, value in response.headers.multi_items()
+            if key.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx2.Response(response.status_code, headers=headers, content=bytes(body), request=request)
+
+    def _too_large(self, method: str, status: int) -> UpstreamError:
+        limit = f"{self._max_response_bytes:,} bytes"
+        if method == "GET":
+            return UpstreamError(
+                f"the provider's answer is larger than {limit}, the most this server reads "
+                "(--max-response-bytes). Nothing was changed.",
+                status=status,
+            )
+        return UpstreamError(
+            f"the provider answered HTTP {status} with more than {limit}; the change may or may not have been "
+            "made. Check with list_snapshots before trying again.",
+            status=status,
+        )
+
     def _retry_delay(self, response: httpx2.Response, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None when Retry-After asks for too long."""
         floor = self._retry.backoff_s(attempt, self._rand)
@@ -404,8 +516,8 @@ class SnapshotsClient:
 
     def _error_for(self, response: httpx2.Response, operation: Operation, target: str) -> ProviderError:
         status = response.status_code
-        said = provider_message(response)
-        quoted = f" (provider: {said!r})" if said else ""
+        said = provider_message(response, *self._secrets)
+        quoted_said = f" (provider: {quoted(said)})" if said else ""
         if status == 401:
             return UnauthorizedError(
                 "the provider rejected the API token (HTTP 401); check VPS_API_TOKEN. Nothing was changed.",
@@ -413,7 +525,7 @@ class SnapshotsClient:
             )
         if status == 403:
             return UnauthorizedError(
-                f"the API token is not allowed to do this (HTTP 403){quoted}. Nothing was changed.",
+                f"the API token is not allowed to do this (HTTP 403){quoted_said}. Nothing was changed.",
                 status=status,
             )
         if status == 404:
@@ -431,7 +543,7 @@ class SnapshotsClient:
         if 300 <= status < 400:
             what = f"an unexpected redirect (HTTP {status})"
         elif said:
-            what = f"HTTP {status}{quoted}"
+            what = f"HTTP {status}{quoted_said}"
         elif provider_message_is_html(response):
             what = f"HTTP {status} with an HTML error page"
         else:
@@ -477,10 +589,13 @@ class SnapshotsClient:
 
     # --- parsing ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _json(response: httpx2.Response) -> Any:
+    def _cleaned_json(self, response: httpx2.Response) -> Any:
+        """The answer's JSON with every string in it cleaned (normalised, redacted). Raises ValueError."""
+        return clean_json(response.json(), *self._secrets)
+
+    def _json(self, response: httpx2.Response) -> Any:
         try:
-            return response.json()
+            return self._cleaned_json(response)
         except (ValueError, UnicodeDecodeError):
             kind = "an HTML page" if provider_message_is_html(response) else "malformed JSON"
             raise UpstreamError(
@@ -489,7 +604,8 @@ class SnapshotsClient:
             ) from None
 
     @staticmethod
-    def _parse_page(data: Any) -> tuple[list[Snapshot], str | None]:
+    def _parse_page(data: Any) -> tuple[list[Snapshot], str | None, int]:
+        """The page's snapshots, its `next` link, and how many records it held (valid or not)."""
         if isinstance(data, list):  # an unpaginated provider that returns a bare array
             raw_items, next_link = data, None
         elif isinstance(data, dict) and isinstance(data.get("results"), list):
@@ -504,7 +620,7 @@ class SnapshotsClient:
             except ValidationError:
                 # A record without a usable id cannot be shown or acted on; skip it loudly.
                 logger.warning("skipping a snapshot record the provider sent without a valid id")
-        return snapshots, next_link
+        return snapshots, next_link, len(raw_items)
 
     def _follow(self, link: str, *, current: str) -> str:
         url = urljoin(current, link)
@@ -542,22 +658,22 @@ def _not_found_message(operation: Operation, target: str) -> str:
 def _bad_request_error(status: int, said: str | None, operation: Operation, target: str) -> ProviderError:
     """Tell a 400's meaning apart by the provider's message and the endpoint it came from."""
     text = (said or "").lower()
-    quoted = f" (provider: {said!r})" if said else ""
+    quoted_said = f" (provider: {quoted(said)})" if said else ""
     if "limit" in text or "quota" in text or "maximum" in text:
         return QuotaExceededError(
-            f"{target} already has the most snapshots the provider allows (5){quoted}; delete an old "
+            f"{target} already has the most snapshots the provider allows (5){quoted_said}; delete an old "
             "snapshot first. Nothing was created.",
             status=status,
         )
     if operation == "restore" or "state" in text or "restoring" in text or "in progress" in text:
         return InvalidStateError(
-            f"the provider refused: {target} is not in a state that allows this{quoted}. Wait for the "
+            f"the provider refused: {target} is not in a state that allows this{quoted_said}. Wait for the "
             "running snapshot or restore to finish (list_snapshots shows statuses), then try again. "
             "Nothing was changed.",
             status=status,
         )
     return InvalidRequestError(
-        f"the provider rejected the request (HTTP {status}){quoted}; fix the arguments and try again. "
+        f"the provider rejected the request (HTTP {status}){quoted_said}; fix the arguments and try again. "
         "Nothing was changed.",
         status=status,
     )

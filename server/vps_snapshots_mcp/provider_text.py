@@ -9,18 +9,23 @@ Everything the provider sends is hostile until it has been through here:
   from provider text before it is stored, quoted, logged or audited.
 - `quoted` is the only way provider text enters prose (warnings, questions to the
   user, errors, prompts): JSON-quoted, with control characters, bidi overrides,
-  line and paragraph separators and other format characters escaped, so a name
-  can neither start a new line nor reorder what the user reads.
+  line and paragraph separators, other format characters and angle brackets
+  escaped, so a name can neither start a new line, reorder what the user reads,
+  nor pass for markup. The JSON text of every tool result gets the same escapes
+  (`escape_unsafe`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import unicodedata
+from typing import Any
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
-_BEARER = re.compile(r"(?i)\b(bearer|token|authorization)(\s*[:=]?\s*)([A-Za-z0-9._~+/=-]{8,})")
+# `Bearer <credential>` in any case, with the credential as RFC 6750 spells it (b64token).
+_BEARER = re.compile(r"(?i)\b(bearer)(\s+)([A-Za-z0-9._~+/=-]+)")
 REDACTED = "[redacted]"
 
 
@@ -37,16 +42,87 @@ def redact(text: str, *secrets: str) -> str:
     return _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
 
+def clean(text: str, *secrets: str) -> str:
+    """A provider string made safe to keep: normalised, then redacted."""
+    return redact(normalise(text), *secrets)
+
+
+def clean_json(data: Any, *secrets: str) -> Any:
+    """Parsed provider JSON with every string in it (keys too) cleaned; numbers, booleans and null as they were."""
+    if isinstance(data, str):
+        return clean(data, *secrets)
+    if isinstance(data, list):
+        return [clean_json(item, *secrets) for item in data]
+    if isinstance(data, dict):
+        return {clean(str(key), *secrets): clean_json(value, *secrets) for key, value in data.items()}
+    return data
+
+
 def _escape(char: str) -> str:
     return f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else char.encode("unicode_escape").decode()
 
 
 def _needs_escape(char: str) -> bool:
-    # Cc: controls (incl. ESC), Cf: format (bidi overrides, zero-width), Zl/Zp: U+2028/U+2029, Cs/Co/Cn.
-    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn")
+    # Angle brackets: no fake markup (`</tool_result>`) even inside a string. Cc: controls (incl. ESC),
+    # Cf: format (bidi overrides, zero-width), Zl/Zp: U+2028/U+2029, Cs/Co/Cn: surrogates, private, unassigned.
+    return char in "<>" or (not char.isprintable() and unicodedata.category(char) in _UNSAFE_CATEGORIES)
+
+
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
 def quoted(text: str | None) -> str:
     """Provider text as a JSON string literal that is safe to show inside prose."""
-    body = json.dumps(normalise(text or ""), ensure_ascii=False)
-    return "".join(_escape(c) if _needs_escape(c) else c for c in body)
+    return escape_unsafe(json.dumps(normalise(text or ""), ensure_ascii=False))
+
+
+def escape_unsafe(json_text: str) -> str:
+    """JSON text with angle brackets and every control, format and separator character as `\\uXXXX` escapes.
+
+    The JSON value is unchanged (outside strings, JSON has none of these but
+    whitespace, which is kept; inside, an escape means the same), but nothing in
+    it can move or hide text, or pass for markup.
+    """
+    # Raw tabs and newlines are the JSON's own indentation: inside strings an encoder has escaped them already.
+    return "".join(_escape(c) if c not in "\n\r\t" and _needs_escape(c) else c for c in json_text)
+
+
+class RedactingFilter(logging.Filter):
+    """Removes secrets, and anything shaped like `Bearer <credential>`, from every log record it passes."""
+
+    def __init__(self, *secrets: str) -> None:
+        super().__init__()
+        self._secrets = tuple(s for s in secrets if s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(normalise(message), *self._secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            if redact(str(exc), *self._secrets) != str(exc):
+                # The traceback would print the secret: keep the exception's type only.
+                record.msg, record.args = f"{cleaned} ({type(exc).__name__}; details withheld)", None
+                record.exc_info, record.exc_text = None, None
+        return True
+
+
+def server_label(server_id: int | None, name: str | None) -> str:
+    """`12345 "web-server-01"` for prose: the id, then the provider's name quoted as data."""
+    if server_id is None:
+        return "(unknown)"
+    return f"{server_id} {quoted(name)}" if name else str(server_id)
+
+
+def date_label(when: str | None) -> str:
+    """A provider date for prose: quoted as data, or `an unknown date`."""
+    return quoted(when) if when else "an unknown date"
+
+
+_PLAIN_WORD = re.compile(r"[a-z][a-z_]{0,31}")
+
+
+def plain_or_quoted(word: str) -> str:
+    """A provider word such as a status (`completed`) as it is when it is a plain word, else quoted as data."""
+    return word if _PLAIN_WORD.fullmatch(word) else quoted(word)

@@ -287,6 +287,20 @@ class Settings:
         parse=_parse_int,
         help="provider requests in flight at once; more wait their turn",
     )
+    max_response_bytes: int = setting(
+        5 * 1024 * 1024,
+        flag="--max-response-bytes",
+        env="VPS_MCP_MAX_RESPONSE_BYTES",
+        parse=_parse_int,
+        help="the largest provider answer read; a bigger one is an upstream_error",
+    )
+    max_records: int = setting(
+        5000,
+        flag="--max-records",
+        env="VPS_MCP_MAX_RECORDS",
+        parse=_parse_int,
+        help="the most snapshot records read for one list, across pages; more is an upstream_error",
+    )
     audit_log: str | None = setting(
         None,
         flag="--audit-log",
@@ -401,10 +415,19 @@ class Settings:
             raise SettingsError("VPS_MCP_CONFIRM_SECRET must be at least 16 characters")
         if not 1 <= self.max_concurrency <= 1000:
             raise SettingsError("--max-concurrency must be between 1 and 1000")
+        if not 1024 <= self.max_response_bytes <= 1024**3:
+            raise SettingsError("--max-response-bytes must be between 1024 and 1073741824")
+        if not 1 <= self.max_records <= 1_000_000:
+            raise SettingsError("--max-records must be between 1 and 1000000")
         if self.state_url is not None:
             check_state_url(self.state_url)
         if self.transport == "http":
             self._check_http()
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value set (API token, auth token, confirm secret): never to be logged or shown."""
+        values = (self.api_token, self.auth_token, self.confirm_secret)
+        return tuple(v.get_secret_value() for v in values if v is not None)
 
     def _check_http(self) -> None:
         if not 0 <= self.port <= 65535:
