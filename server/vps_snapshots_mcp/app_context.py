@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mcp.server.mcpserver import Context
@@ -10,9 +10,12 @@ from mcp.server.mcpserver import Context
 from .client import SnapshotsClient
 from .confirm import ConfirmationTokens
 from .errors import ForbiddenError
+from .models import Snapshot
 from .settings import Settings
+from .single_flight import SingleFlight
 from .state import ConsentLedger
 from .timing import Timing
+from .waiting import SnapshotWatches
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,9 @@ class AppContext:
     ledger: ConsentLedger
     settings: Settings
     timing: Timing
+    watches: SnapshotWatches
+    creates: SingleFlight[tuple[int, str], tuple[Snapshot, bool]] = field(default_factory=SingleFlight)
+    """Find-or-create of one name on one server, shared by concurrent calls."""
 
     def check_server_allowed(self, server_id: int | None, *, what: str) -> None:
         allowed = self.settings.allowed_servers

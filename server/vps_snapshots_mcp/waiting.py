@@ -9,17 +9,24 @@ tests advance time instead of waiting for it.
 A wait holds no resources but the call itself. Cancelling the call stops it at
 the next await, and nothing is left half-done on this side: the provider carries
 on with the snapshot on its own.
+
+Calls waiting on the same snapshot share one poller (`SnapshotWatches`), and
+each poll is a list read that concurrent reads share (`single_flight.py`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import anyio
+
 from .client import SnapshotsClient
-from .errors import ProviderConnectionError, ProviderTimeoutError, RateLimitedError, UpstreamError
+from .errors import ProviderConnectionError, ProviderTimeoutError, RateLimitedError, SnapshotsError, UpstreamError
 from .models import Snapshot
+from .provider_text import plain_or_quoted
 from .timing import Timing
 
 logger = logging.getLogger(__name__)
@@ -51,30 +58,109 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
-async def wait_for_snapshot(
-    client: SnapshotsClient, snapshot: Snapshot, *, timeout_s: float, timing: Timing, report: Report
-) -> WaitOutcome:
-    """Poll until the snapshot leaves its running status or `timeout_s` passes; report after each poll.
+class SnapshotWatches:
+    """Waiting on snapshots, with one poller per snapshot however many calls wait on it.
 
-    A poll that fails transiently (rate limited, 5xx, timeout, connection) is
-    logged and the wait goes on: the snapshot is still being made. Any other
-    error (the snapshot vanished, the token was revoked) ends the wait.
+    Every call waiting on the same snapshot joins one watch. One of them at a
+    time (the leader) sleeps to the next poll, polls, and publishes what it saw;
+    the others wake on it, report it, and go on waiting. If the leader's call
+    ends (done, timed out, cancelled), the next waiter takes over. So 300 calls
+    waiting on one snapshot cost one GET per poll interval, and each call still
+    ends at its own deadline: the leader also wakes at the earliest deadline of
+    the watch.
     """
-    started = timing.monotonic()
-    current = snapshot
-    await report(0.0, timeout_s, f"{current.status}, 0s elapsed")
-    for interval in timing.poll_intervals():
-        elapsed = timing.monotonic() - started
-        if not is_running(current):
-            return WaitOutcome(current, timed_out=False, waited_s=elapsed)
-        remaining = timeout_s - elapsed
-        if remaining <= 0:
-            return WaitOutcome(current, timed_out=True, waited_s=elapsed)
-        await timing.sleep(min(interval, remaining))
+
+    def __init__(self, client: SnapshotsClient, timing: Timing) -> None:
+        self._client = client
+        self._timing = timing
+        self._watches: dict[int, _Watch] = {}
+        self.polls = 0
+        """Polls sent, over all snapshots (for tests and benchmarks)."""
+
+    async def wait(self, snapshot: Snapshot, *, timeout_s: float, report: Report) -> WaitOutcome:
+        """Poll until the snapshot leaves its running status or `timeout_s` passes; report after each poll.
+
+        A poll that fails transiently (rate limited, 5xx, timeout, connection) is
+        logged and the wait goes on: the snapshot is still being made. Any other
+        error (the snapshot vanished, the token was revoked) ends the wait.
+        """
+        watch = self._watches.get(snapshot.id)
+        if watch is None:
+            watch = self._watches[snapshot.id] = _Watch(snapshot, self._timing)
+        started = self._timing.monotonic()
+        deadline = started + timeout_s
+        watch.deadlines.append(deadline)
         try:
-            current = await client.get_snapshot(current.id)
+            return await self._wait(watch, snapshot, started, deadline, report)
+        finally:
+            watch.deadlines.remove(deadline)
+            if not watch.deadlines:
+                del self._watches[snapshot.id]
+
+    async def _wait(
+        self, watch: _Watch, snapshot: Snapshot, started: float, deadline: float, report: Report
+    ) -> WaitOutcome:
+        timeout_s = deadline - started
+        seen = watch.version
+        current = watch.latest if watch.version else snapshot
+        await report(0.0, timeout_s, f"{plain_or_quoted(current.status)}, 0s elapsed")
+        while True:
+            elapsed = self._timing.monotonic() - started
+            if not is_running(current):
+                return WaitOutcome(current, timed_out=False, waited_s=elapsed)
+            if elapsed >= timeout_s:
+                return WaitOutcome(current, timed_out=True, waited_s=elapsed)
+            if watch.version > seen:
+                seen = watch.version
+                if watch.failure is not None:
+                    raise copy.copy(watch.failure)  # each waiter its own: errors are annotated on the way out
+                current = watch.latest
+                await report(
+                    elapsed, timeout_s, f"{plain_or_quoted(current.status)}, {format_duration(elapsed)} elapsed"
+                )
+            elif watch.leading:
+                await watch.changed.wait()
+            else:
+                await self._lead(watch)
+
+    async def _lead(self, watch: _Watch) -> None:
+        """Sleep to the next poll (or the earliest deadline, if sooner); poll if it is due; wake the others."""
+        watch.leading = True
+        try:
+            wake = min(watch.next_poll_at, min(watch.deadlines))
+            now = self._timing.monotonic()
+            if wake > now:
+                await self._timing.sleep(wake - now)
+            if self._timing.monotonic() >= watch.next_poll_at:
+                await self._poll(watch)
+        finally:
+            watch.leading = False
+            watch.changed.set()
+            watch.changed = anyio.Event()
+
+    async def _poll(self, watch: _Watch) -> None:
+        self.polls += 1
+        watch.failure = None
+        try:
+            watch.latest = await self._client.get_snapshot(watch.latest.id)
         except (RateLimitedError, UpstreamError, ProviderTimeoutError, ProviderConnectionError) as exc:
-            logger.info("polling snapshot %s: %s; will poll again", current.id, exc.code)
-        elapsed = timing.monotonic() - started
-        await report(elapsed, timeout_s, f"{current.status}, {format_duration(elapsed)} elapsed")
-    raise AssertionError("poll_intervals never ends")  # pragma: no cover
+            logger.info("polling snapshot %s: %s; will poll again", watch.latest.id, exc.code)
+        except SnapshotsError as exc:
+            watch.failure = exc
+        watch.version += 1
+        watch.next_poll_at = self._timing.monotonic() + next(watch.intervals)
+
+
+class _Watch:
+    """The shared state of everyone waiting on one snapshot."""
+
+    def __init__(self, snapshot: Snapshot, timing: Timing) -> None:
+        self.latest = snapshot
+        self.version = 0
+        """Bumped by every poll: a waiter reports each version it has not seen."""
+        self.failure: SnapshotsError | None = None
+        self.leading = False
+        self.changed = anyio.Event()
+        self.deadlines: list[float] = []
+        self.intervals = timing.poll_intervals()
+        self.next_poll_at = timing.monotonic() + next(self.intervals)
