@@ -67,7 +67,7 @@ def test_the_restore_warning_says_exactly_what_is_lost() -> None:
     warning = preview_warning("restore", SNAP)
     for fact in (
         "ALL current data",
-        "web-server-01 (12345)",
+        '12345 "web-server-01"',
         "2025-01-15T18:30:00Z",
         "stopped",
         "cannot be undone",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ from vps_snapshots_mcp.client import asgi_transport
 from vps_snapshots_mcp.errors import ERROR_CODES
 from vps_snapshots_mcp.server import build_server
 from vps_snapshots_mcp.settings import Settings
-from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app, seeded_state
+from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app, hostile_state, seeded_state
 from vps_snapshots_mcp.timing import Timing
 
 from .conftest import BASE_URL, NOW, TOKEN, text_of
@@ -52,8 +53,10 @@ junk = st.one_of(
     st.lists(st.integers(), max_size=3),
     st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
 )
-snapshot_ids = st.one_of(st.sampled_from([801, 798, 810, 811, 790, 802, 4242, 0, -1, 2**53 - 1, 2**53]), junk)
-server_ids = st.one_of(st.sampled_from([12345, 23456, 34567, 999, 0, -7]), junk)
+snapshot_ids = st.one_of(
+    st.sampled_from([801, 798, 810, 811, 790, 802, 900, 903, 904, 4242, 0, -1, 2**53 - 1, 2**53]), junk
+)
+server_ids = st.one_of(st.sampled_from([12345, 23456, 34567, 66666, 66667, 999, 0, -7]), junk)
 names = st.one_of(st.sampled_from(["before-update", "x", "a" * 64, "a" * 65, "bad name", "ünï", "a;b", ""]), junk)
 
 
@@ -62,7 +65,7 @@ def calls(draw: st.DrawFn) -> tuple[str, dict[str, Any], str]:
     if draw(st.integers(0, 9)) < 4:
         # A preview, then a confirmation carrying some token: the path that matters most, made common.
         tool = draw(st.sampled_from(sorted(DESTRUCTIVE)))
-        snapshot_id = draw(st.sampled_from([801, 798, 810, 790]))
+        snapshot_id = draw(st.sampled_from([801, 798, 810, 790, 900, 903]))
         mode = draw(st.sampled_from(["issued", "issued", "mutated", "other_action", "random"]))
         return tool, {"snapshot_id": snapshot_id}, f"pair-{mode}"
     tool = draw(st.sampled_from([*TOOLS, "no_such_tool"]))
@@ -100,6 +103,15 @@ class World:
     """One simulated account per example; the server under test is shared across examples."""
 
     provider: ProviderState = field(default_factory=lambda: seeded_state(clock=ManualClock(NOW)))
+
+    @classmethod
+    def of(cls, flavour: tuple[bool, bool, bool]) -> World:
+        """An account that is hostile or not: odd strings everywhere, an echoed token, filters ignored."""
+        odd, echo, unfiltered = flavour
+        provider = hostile_state(clock=ManualClock(NOW)) if odd else seeded_state(clock=ManualClock(NOW))
+        provider.echo_authorization, provider.ignore_filters = echo, unfiltered
+        return cls(provider=provider)
+
     issued: dict[str, list[tuple[int, str]]] = field(default_factory=lambda: {t: [] for t in DESTRUCTIVE})
 
 
@@ -153,6 +165,9 @@ async def play(client: Client, world: World, sequence: list[tuple[str, dict[str,
             result = await client.call_tool(tool, arguments)
         text = text_of(result)
         assert TOKEN not in text and TOKEN not in json.dumps(result.structured_content)
+        # Provider strings reach the model's text only escaped: nothing that moves, hides or marks up text.
+        assert not [c for c in text if c not in "\n" and unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs")]
+        assert "<" not in text
 
         if result.is_error:
             code = text.partition(":")[0]
@@ -198,9 +213,9 @@ def test_random_call_sequences_keep_every_promise() -> None:
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         derandomize=EXAMPLES <= 1000,  # CI is reproducible; a long campaign explores
     )
-    @given(st.lists(calls(), min_size=1, max_size=8))
-    def example(sequence: list[tuple[str, dict[str, Any], str]]) -> None:
-        current[0] = World()
+    @given(st.lists(calls(), min_size=1, max_size=8), st.tuples(st.booleans(), st.booleans(), st.booleans()))
+    def example(sequence: list[tuple[str, dict[str, Any], str]], flavour: tuple[bool, bool, bool]) -> None:
+        current[0] = World.of(flavour)
 
         async def run() -> None:
             async with Client(server) as client:

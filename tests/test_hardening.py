@@ -208,12 +208,13 @@ async def test_a_hundred_concurrent_calls_share_one_pool_within_the_limit(
     results = []
     async with Client(server) as client:
 
-        async def one() -> None:
-            results.append(await client.call_tool("list_snapshots", {"server_id": 12345}))
+        async def one(server_id: int) -> None:
+            # A different server each: identical reads in flight would share one request.
+            results.append(await client.call_tool("list_snapshots", {"server_id": server_id}))
 
         async with anyio.create_task_group() as group:
-            for _ in range(100):
-                group.start_soon(one)
+            for server_id in range(1, 101):
+                group.start_soon(one, server_id)
     assert len(results) == 100 and not any(r.is_error for r in results)
     assert peak == 8  # concurrent up to the limit, never past it
     assert len(provider.requests) == 100

@@ -58,7 +58,7 @@ async def test_wait_reports_increasing_progress_until_completed(
     async with connected(make_server(), mode=mode) as client:
         result = await ok(client, "create_snapshot", progress, server_id=12345, name="before-update", wait=True)
     assert result["snapshot"]["status"] == "completed" and result["snapshot"]["size_mb"] == 5120
-    assert result["timed_out"] is False and "is completed, 5120 MB after 4m" in result["message"]
+    assert result["timed_out"] is False and "is completed (5120 MB) after a wait of 4m" in result["message"]
 
     values = [p for p, _, _ in progress.events]
     assert len(values) >= 5 and values == sorted(values) and len(set(values)) == len(values)
@@ -75,7 +75,7 @@ async def test_wait_reports_increasing_progress_until_completed(
 async def test_a_wait_that_runs_out_is_not_an_error(client: Client, sim_time: SimTime) -> None:
     result = await ok(client, "create_snapshot", server_id=12345, name="slow", wait=True, wait_timeout_s=60)
     assert result["timed_out"] is True and result["snapshot"]["status"] == "in_progress"
-    assert "Poll get_snapshot with id 802; do not create it again" in result["message"]
+    assert "poll get_snapshot with id 802 and do not create it again" in result["message"]
     assert sum(sim_time.delays) == 60.0
 
 
@@ -219,7 +219,7 @@ async def test_no_restore_when_the_safety_snapshot_cannot_start(client: Client, 
 
 async def test_a_full_server_refuses_a_safety_snapshot_at_preview(client: Client, provider: ProviderState) -> None:
     result = await client.call_tool("restore_snapshot", {"snapshot_id": 790, "safety_snapshot": True})
-    assert result.is_error and text_of(result).startswith("quota_exceeded: server staging-01 (34567)")
+    assert result.is_error and text_of(result).startswith('quota_exceeded: server 34567 "staging-01"')
     assert "safety snapshot needs a free slot" in text_of(result) and "790" in text_of(result)
     assert provider.mutations == []
     assert not (await client.call_tool("restore_snapshot", {"snapshot_id": 790})).is_error  # without it, fine

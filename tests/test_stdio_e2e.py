@@ -56,7 +56,7 @@ async def test_a_runbook_over_stdio_against_the_served_simulator(
             assert deleted.structured_content == {
                 "status": "deleted",
                 "snapshot_id": 798,
-                "message": "Snapshot 798 of server web-server-01 (12345) was deleted permanently.",
+                "message": 'Snapshot 798 of server 12345 "web-server-01" was deleted permanently.',
             }
             missing = await client.call_tool("get_snapshot", {"snapshot_id": 798})
             assert missing.is_error and getattr(missing.content[0], "text", "").startswith("not_found: ")

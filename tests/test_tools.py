@@ -103,8 +103,8 @@ async def test_quota_exceeded_is_refused_before_posting_naming_the_oldest(
     client: Client, provider: ProviderState
 ) -> None:
     text = await error(client, "create_snapshot", server_id=34567, name="sixth")
-    assert text.startswith("quota_exceeded: server staging-01 (34567) already has 5 snapshots")
-    assert '790 "staging-build-1" (2025-01-01T08:00:00Z, 1900 MB)' in text
+    assert text.startswith('quota_exceeded: server 34567 "staging-01" already has 5 snapshots')
+    assert '790 "staging-build-1" ("2025-01-01T08:00:00Z", 1900 MB)' in text
     assert '791 "staging-build-2"' in text and '792 "staging-build-3"' in text and "793" not in text
     assert provider.mutations == []
 
@@ -242,7 +242,7 @@ async def test_delete_with_a_valid_token_executes(client: Client, provider: Prov
     assert result == {
         "status": "deleted",
         "snapshot_id": 798,
-        "message": "Snapshot 798 of server web-server-01 (12345) was deleted permanently.",
+        "message": 'Snapshot 798 of server 12345 "web-server-01" was deleted permanently.',
     }
     assert 798 not in provider.snapshots
 
@@ -338,7 +338,7 @@ async def test_an_accepted_elicitation_executes(make_server: ServerFactory, prov
         result = await ok(client, "restore_snapshot", snapshot_id=801, confirm=True)
     assert result["status"] == "restore_started"
     [question] = set(user.asked)
-    assert "web-server-01 (12345)" in question and "2025-01-15T18:30:00Z" in question
+    assert '12345 "web-server-01"' in question and "2025-01-15T18:30:00Z" in question
     assert "cannot be undone" in question
     assert [(r.method, r.path) for r in provider.mutations] == [("POST", "/api/v1/snapshots/801/restore/")]
 

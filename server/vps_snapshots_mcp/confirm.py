@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from .errors import ConfirmationInvalidError
 from .models import Snapshot
-from .provider_text import quoted
+from .provider_text import date_label, quoted, server_label
 
 Action = Literal["restore", "delete"]
 TOKEN_TTL_S = 600
@@ -46,25 +46,26 @@ def nothing_changed(action: Action, snapshot_id: int) -> str:
 
 def consequences(action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> str:
     """Exactly what is lost, in words for a person."""
-    taken = snapshot.created_at or "an unknown date"
+    taken = date_label(snapshot.created_at)
+    server = server_label(snapshot.server_id, snapshot.server_name)
     if action == "restore":
         if safety_snapshot:
             return (
                 f"Restoring snapshot {quoted(snapshot.name)} (id {snapshot.id}) overwrites ALL current data on "
-                f"server {snapshot.server_label} with the state of {taken}. First, a safety snapshot of the "
+                f"server {server} with the state of {taken}. First, a safety snapshot of the "
                 "current state is taken, and the restore starts only once it has completed; it uses one of the "
                 f"server's {SNAPSHOTS_PER_SERVER} snapshot slots. The server is stopped before the restore. The "
                 "restore itself cannot be undone, except by restoring the safety snapshot."
             )
         return (
             f"Restoring snapshot {quoted(snapshot.name)} (id {snapshot.id}) overwrites ALL current data on "
-            f"server {snapshot.server_label} with the state of {taken}. The server is stopped first. "
+            f"server {server} with the state of {taken}. The server is stopped first. "
             f"Everything written to the server since {taken} is lost. This cannot be undone."
         )
     size = f", {snapshot.size_mb} MB" if snapshot.size_mb is not None else ""
     return (
         f"Deleting snapshot {quoted(snapshot.name)} (id {snapshot.id}{size}, taken {taken}, of server "
-        f"{snapshot.server_label}) removes it for good: it cannot be recovered, and the server can no longer "
+        f"{server}) removes it for good: it cannot be recovered, and the server can no longer "
         "be restored to that point. This cannot be undone."
     )
 

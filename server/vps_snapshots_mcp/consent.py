@@ -50,7 +50,7 @@ from .app_context import AppContext, app_of
 from .confirm import SNAPSHOTS_PER_SERVER, TOKEN_TTL_S, Action, VerifiedToken, elicitation_message, nothing_changed
 from .errors import ConfirmationInvalidError, InvalidStateError, QuotaExceededError, SnapshotsError, Target
 from .models import Snapshot
-from .provider_text import quoted
+from .provider_text import date_label, quoted, server_label
 from .settings import ConsentMode
 from .waiting import is_running
 
@@ -153,13 +153,17 @@ async def remember_sealed_round(ctx: ServerRequestContext[Any, Any], call_next: 
 # --- resolvers ------------------------------------------------------------------------------------
 
 
-async def target_snapshot(snapshot_id: int, ctx: Context[AppContext, Any]) -> Snapshot:
-    """Look the snapshot up afresh (every call) and check its server is allowed."""
-    app = app_of(ctx)
-    snapshot = await app.client.get_snapshot(snapshot_id)
+async def look_up(app: AppContext, snapshot_id: int, *, fresh: bool) -> Snapshot:
+    """The snapshot, if its server is allowed. `fresh`: read it now, never sharing a read already in flight."""
+    snapshot = await app.client.get_snapshot(snapshot_id, fresh=fresh)
     with concerning(snapshot):
         app.check_server_allowed(snapshot.server_id, what=f"snapshot {snapshot_id}")
     return snapshot
+
+
+async def target_snapshot(snapshot_id: int, ctx: Context[AppContext, Any]) -> Snapshot:
+    """The target of a restore or delete, looked up afresh on every call."""
+    return await look_up(app_of(ctx), snapshot_id, fresh=True)
 
 
 async def restorable_snapshot(
@@ -175,22 +179,23 @@ async def restorable_snapshot(
                 "Nothing was changed."
             )
         if safety_snapshot and snapshot.server_id is not None:
-            siblings = await app_of(ctx).client.list_snapshots(snapshot.server_id)
+            siblings = await app_of(ctx).client.list_snapshots(snapshot.server_id, fresh=True)
             if len(siblings) >= SNAPSHOTS_PER_SERVER:
-                raise quota_full(snapshot.server_label, siblings, why="the safety snapshot needs a free slot")
+                label = server_label(snapshot.server_id, snapshot.server_name)
+                raise quota_full(label, siblings, why="the safety snapshot needs a free slot")
     return snapshot
 
 
-def quota_full(server_label: str, snapshots: list[Snapshot], *, why: str) -> QuotaExceededError:
+def quota_full(server: str, snapshots: list[Snapshot], *, why: str) -> QuotaExceededError:
     """Refuse before posting, naming the oldest snapshots as candidates to delete."""
     oldest = sorted(snapshots, key=lambda s: (s.created_at or "", s.id))[:3]
     candidates = "; ".join(
-        f"{s.id} {quoted(s.name)} ({s.created_at or 'date unknown'}, "
+        f"{s.id} {quoted(s.name)} ({date_label(s.created_at)}, "
         f"{f'{s.size_mb} MB' if s.size_mb is not None else 'size unknown'})"
         for s in oldest
     )
     return QuotaExceededError(
-        f"server {server_label} already has {len(snapshots)} snapshots, the most the provider allows "
+        f"server {server} already has {len(snapshots)} snapshots, the most the provider allows "
         f"({SNAPSHOTS_PER_SERVER}), and {why}. Oldest, candidates to delete: {candidates}. "
         "Ask the user which to delete (delete_snapshot asks for confirmation), then try again. Nothing was created."
     )

@@ -57,11 +57,8 @@ class Snapshot(_ProviderModel):
         return self.server.id if self.server is not None else None
 
     @property
-    def server_label(self) -> str:
-        """`web-server-01 (12345)`, or just the id when the provider gave no name."""
-        if self.server is None:
-            return "an unknown server"
-        return f"{self.server.name} ({self.server.id})" if self.server.name else f"server {self.server.id}"
+    def server_name(self) -> str | None:
+        return self.server.name if self.server is not None else None
 
 
 class CreatedSnapshot(_ProviderModel):
@@ -122,6 +119,8 @@ class SnapshotList(_Schema):
     """list_snapshots: every snapshot found, newest first."""
 
     count: int = Field(description="How many snapshots are listed.")
+    total: int = Field(description="How many there are; more than count when truncated.")
+    truncated: bool = Field(description="True when limit cut the list: ask again with a larger limit or a server_id.")
     snapshots: list[Snapshot]
 
 

@@ -41,11 +41,13 @@ from .consent import remember_sealed_round
 from .errors import InvalidArgumentError, SnapshotsError, UnknownToolError
 from .instructions import instructions_for
 from .prompts import register_prompts
+from .provider_text import escape_unsafe, quoted
 from .schemas import compact_schema, inline_single_use_defs
 from .settings import Settings
 from .state import ConsentLedger, open_ledger
 from .timing import Timing
 from .tools import MAX_ID, offered_tools, register_tools
+from .waiting import SnapshotWatches
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +104,11 @@ class SnapshotsServer(MCPServer[AppContext]):
         await self._audit(audited, attempt.from_result(typed))
         converted = tool.fn_metadata.convert_result(typed)
         assert isinstance(converted, CallToolResult)
+        # The text a model reads is the result as JSON; provider strings in it must not move or hide text.
+        converted.content = [
+            block.model_copy(update={"text": escape_unsafe(block.text)}) if isinstance(block, TextContent) else block
+            for block in converted.content
+        ]
         return converted
 
     @contextmanager
@@ -126,7 +133,7 @@ class SnapshotsServer(MCPServer[AppContext]):
         if tool is None:
             names = ", ".join(t.name for t in await self.list_tools())
             raise UnknownToolError(
-                f"there is no tool {name[:64]!r} in this server's access mode; the tools are {names}."
+                f"there is no tool {quoted(name[:64])} in this server's access mode; the tools are {names}."
             )
         await self._refuse_unknown_arguments(name, arguments)
         context = context or Context(mcp_server=self)
@@ -170,7 +177,7 @@ class SnapshotsServer(MCPServer[AppContext]):
         known = self._argument_names.get(name)
         unknown = sorted(set(arguments) - known) if known is not None else []
         if unknown:
-            listed = ", ".join(repr(a[:40]) for a in unknown[:5])
+            listed = ", ".join(quoted(a[:40]) for a in unknown[:5])  # the caller's text, shown as data
             raise InvalidArgumentError(
                 f"{name} has no argument {listed}; it takes {', '.join(sorted(known or ())) or 'none'}. "
                 "Fix the arguments and call again; nothing was changed."
@@ -181,12 +188,33 @@ def _plain_id(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID else None
 
 
+_JSON_TYPES = {"int_type": "integer", "bool_type": "boolean", "string_type": "string"}
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
 def _invalid_arguments(error: ValidationError) -> InvalidArgumentError:
-    # Field names and rules only: the rejected values are the caller's and may be huge.
+    # Field names, rules and JSON types only: the rejected values are the caller's and may be huge.
     problems = []
     for item in error.errors()[:3]:
         where = ".".join(str(part) for part in item["loc"]) or "arguments"
-        problems.append(f"{where}: {item['msg']}")
+        expected = _JSON_TYPES.get(item["type"])
+        if expected is not None:  # strict types: no "12345" for an integer, no "yes" or 1 for a boolean
+            problems.append(f"{where} must be a JSON {expected}, not a {_json_type(item.get('input'))}")
+        else:
+            problems.append(f"{where}: {item['msg']}")
     return InvalidArgumentError("; ".join(problems) + ". Fix the arguments and call again; nothing was changed.")
 
 
@@ -227,9 +255,18 @@ def build_server(
                 timing=timing,
                 retry=SERVER_RETRY_POLICY,
                 max_concurrency=settings.max_concurrency,
+                max_response_bytes=settings.max_response_bytes,
+                max_records=settings.max_records,
                 on_change=_observe_change,
             ) as client:
-                app = AppContext(client=client, tokens=tokens, ledger=consent_ledger, settings=settings, timing=timing)
+                app = AppContext(
+                    client=client,
+                    tokens=tokens,
+                    ledger=consent_ledger,
+                    settings=settings,
+                    timing=timing,
+                    watches=SnapshotWatches(client, timing),
+                )
                 live.append(app)
                 try:
                     yield app

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp_types import ToolAnnotations
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from .app_context import AppContext, app_of
 from .confirm import SNAPSHOTS_PER_SERVER, Action, preview_warning
@@ -29,6 +29,7 @@ from .consent import (
     Preview,
     concerning,
     delete_consent,
+    look_up,
     quota_full,
     restorable_snapshot,
     restore_consent,
@@ -47,24 +48,30 @@ from .models import (
     Snapshot,
     SnapshotList,
 )
-from .provider_text import quoted
+from .provider_text import plain_or_quoted, quoted, server_label
 from .settings import Settings
-from .waiting import WaitOutcome, format_duration, is_running, wait_for_snapshot
+from .waiting import WaitOutcome, format_duration, is_running
 
 MAX_ID = 2**53 - 1  # the largest integer every JSON client represents exactly
 NAME_MAX = 64
 DESCRIPTION_MAX = 500
 DEFAULT_WAIT_S = 900
 
-SnapshotIdArg = Annotated[int, Field(ge=1, le=MAX_ID)]
-ServerIdArg = Annotated[int, Field(ge=1, le=MAX_ID)]
-NameArg = Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=r"^[A-Za-z0-9_-]+$")]
-DescriptionArg = Annotated[str | None, Field(max_length=DESCRIPTION_MAX)]
-ConfirmArg = Annotated[bool, Field(description="false: preview only. true: execute, with the user's consent.")]
-WaitArg = bool
-WaitTimeoutArg = Annotated[int, Field(ge=10, le=3600)]
-SafetySnapshotArg = bool
-TokenArg = Annotated[str | None, Field(max_length=1024, description="From the preview, once the user agreed.")]
+LIST_DEFAULT = 100
+LIST_MAX = 500
+
+# Arguments are taken strictly, as their published schemas say: an integer is a JSON integer (not "12345",
+# 12345.0 or true), a boolean is a JSON boolean (not "yes" or 1). Anything else is invalid_argument.
+SnapshotIdArg = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+ServerIdArg = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+NameArg = Annotated[StrictStr, Field(min_length=1, max_length=NAME_MAX, pattern=r"^[A-Za-z0-9_-]+$")]
+DescriptionArg = Annotated[StrictStr | None, Field(max_length=DESCRIPTION_MAX)]
+ConfirmArg = Annotated[StrictBool, Field(description="false: preview only. true: execute, with the user's consent.")]
+WaitArg = StrictBool
+WaitTimeoutArg = Annotated[StrictInt, Field(ge=10, le=3600)]
+SafetySnapshotArg = StrictBool
+TokenArg = Annotated[StrictStr | None, Field(max_length=1024, description="From the preview, once the user agreed.")]
+LimitArg = Annotated[StrictInt, Field(ge=1, le=LIST_MAX, description="The most to list (newest first).")]
 
 
 # --- read ------------------------------------------------------------------------------------------
@@ -72,7 +79,8 @@ TokenArg = Annotated[str | None, Field(max_length=1024, description="From the pr
 
 async def list_snapshots(
     ctx: Context[AppContext, Any],
-    server_id: Annotated[int | None, Field(ge=1, le=MAX_ID, description="Omit for all servers.")] = None,
+    server_id: Annotated[StrictInt | None, Field(ge=1, le=MAX_ID, description="Omit for all servers.")] = None,
+    limit: LimitArg = LIST_DEFAULT,
 ) -> SnapshotList:
     """List VPS snapshots, newest first: all, or one server's. Use it first, to find ids, names,
     statuses (in_progress, completed, failed), sizes and dates. Read-only.
@@ -83,14 +91,18 @@ async def list_snapshots(
     snapshots = await app.client.list_snapshots(server_id)
     if app.settings.allowed_servers is not None:
         snapshots = [s for s in snapshots if s.server_id in app.settings.allowed_servers]
-    return SnapshotList(count=len(snapshots), snapshots=snapshots)
+    snapshots.sort(key=lambda s: (s.created_at or "", s.id), reverse=True)
+    listed = snapshots[:limit]
+    return SnapshotList(
+        count=len(listed), total=len(snapshots), truncated=len(listed) < len(snapshots), snapshots=listed
+    )
 
 
 async def get_snapshot(snapshot_id: SnapshotIdArg, ctx: Context[AppContext, Any]) -> Snapshot:
     """Get one snapshot by id. Use it to follow one being created (completed after 3-10 min) or to check
     one before acting. Read-only.
     """
-    return await target_snapshot(snapshot_id, ctx)
+    return await look_up(app_of(ctx), snapshot_id, fresh=False)
 
 
 # --- create ----------------------------------------------------------------------------------------
@@ -111,41 +123,66 @@ async def create_snapshot(
     """
     app = app_of(ctx)
     app.check_server_allowed(server_id, what="this snapshot")
-    existing = await app.client.list_snapshots(server_id)
-    same_name = [s for s in existing if s.name == name]
-    if same_name:
-        snapshot = same_name[0]
-        created_message = (
-            f"A snapshot named {quoted(name)} already exists on server {snapshot.server_label} "
-            f"(id {snapshot.id}, {snapshot.status}); nothing new was created."
-        )
-    else:
-        if len(existing) >= SNAPSHOTS_PER_SERVER:
-            label = existing[0].server_label if existing else f"server {server_id}"
-            raise quota_full(label, existing, why="a new snapshot needs a free slot")
-        created = await app.client.create_snapshot(server_id, name, description)
-        snapshot = created.snapshot
-        created_message = created.message or "Snapshot is being created."
-    if not wait or not is_running(snapshot):
-        hint = (
-            f" Poll get_snapshot with id {snapshot.id} until its status is completed." if is_running(snapshot) else ""
-        )
-        return CreateResult(snapshot=snapshot, message=created_message + hint, already_exists=bool(same_name))
-
-    with concerning(snapshot):
-        outcome = await _wait(app, ctx, snapshot, wait_timeout_s, f"snapshot {snapshot.id}")
-    waited = format_duration(outcome.waited_s)
-    if outcome.timed_out:
-        message = (
-            f"{created_message} Still {outcome.snapshot.status} after {waited}; it goes on at the provider. "
-            f"Poll get_snapshot with id {snapshot.id}; do not create it again."
-        )
-    else:
-        size = f", {outcome.snapshot.size_mb} MB" if outcome.snapshot.size_mb is not None else ""
-        message = f"{created_message} Snapshot {snapshot.id} is {outcome.snapshot.status}{size} after {waited}."
-    return CreateResult(
-        snapshot=outcome.snapshot, message=message, already_exists=bool(same_name), timed_out=outcome.timed_out
+    # Concurrent creates of one name on one server share one find-or-create: one POST at most, and only
+    # the call that made it says it was created.
+    (snapshot, found), shared = await app.creates.run_telling(
+        (server_id, name), lambda: _find_or_create(app, server_id, name, description)
     )
+    already_exists = found or shared
+    outcome = None
+    if wait and is_running(snapshot):
+        with concerning(snapshot):
+            outcome = await _wait(app, ctx, snapshot, wait_timeout_s, f"snapshot {snapshot.id}")
+    final = outcome.snapshot if outcome is not None else snapshot
+    timed_out = outcome is not None and outcome.timed_out
+    return CreateResult(
+        snapshot=final,
+        message=create_message(
+            final,
+            server_id,
+            already_exists=already_exists,
+            waited_s=outcome.waited_s if outcome else None,
+            timed_out=timed_out,
+        ),
+        already_exists=already_exists,
+        timed_out=timed_out,
+    )
+
+
+async def _find_or_create(app: AppContext, server_id: int, name: str, description: str | None) -> tuple[Snapshot, bool]:
+    """The snapshot of that name on the server (and True), or a new one (and False)."""
+    existing = await app.client.list_snapshots(server_id)
+    for snapshot in existing:
+        if snapshot.name == name:
+            return snapshot, True
+    if len(existing) >= SNAPSHOTS_PER_SERVER:
+        label = server_label(server_id, existing[0].server_name if existing else None)
+        raise quota_full(label, existing, why="a new snapshot needs a free slot")
+    return (await app.client.create_snapshot(server_id, name, description)).snapshot, False
+
+
+def create_message(
+    snapshot: Snapshot, server_id: int, *, already_exists: bool, waited_s: float | None, timed_out: bool
+) -> str:
+    """One sentence on the snapshot as it is when the call returns."""
+    what = (
+        f"Snapshot {snapshot.id} {quoted(snapshot.name)} of server {server_label(server_id, snapshot.server_name)} "
+        + ("already exists (nothing new was created)" if already_exists else "was created")
+    )
+    status = plain_or_quoted(snapshot.status)
+    waited = f" after a wait of {format_duration(waited_s)}" if waited_s is not None else ""
+    if timed_out:
+        return (
+            f"{what} and is still {status}{waited}; it goes on at the provider, so poll get_snapshot with id "
+            f"{snapshot.id} and do not create it again."
+        )
+    if is_running(snapshot):
+        return (
+            f"{what} and is {status}; snapshots take 3-10 minutes, so poll get_snapshot with id {snapshot.id} "
+            "until it is completed."
+        )
+    size = f" ({snapshot.size_mb} MB)" if snapshot.size_mb is not None else ""
+    return f"{what} and is {status}{size}{waited}."
 
 
 # --- restore and delete ----------------------------------------------------------------------------
@@ -180,15 +217,20 @@ async def restore_snapshot(
                 exc.target = Target(details={"safety_snapshot_id": safety.id}, **_ids(snapshot))
             raise
     server_ref = started.server
+    server = ServerState(
+        id=server_ref.id if server_ref else (snapshot.server_id or 0),
+        name=server_ref.name if server_ref else snapshot.server_name,
+        status=(server_ref.status if server_ref else None) or "restoring",
+    )
+    safety_note = f" The safety snapshot {safety.id} holds the state before the restore." if safety else ""
     return RestoreOutcome(
         RestoreStartedResult(
-            message=started.message or "Server is being restored from snapshot. This may take 5-15 minutes.",
-            snapshot=snapshot,
-            server=ServerState(
-                id=server_ref.id if server_ref else (snapshot.server_id or 0),
-                name=server_ref.name if server_ref else (snapshot.server.name if snapshot.server else None),
-                status=(server_ref.status if server_ref else None) or "restoring",
+            message=(
+                f"Server {server_label(server.id, server.name)} is being restored from snapshot {snapshot.id} "
+                f"{quoted(snapshot.name)}; this takes 5-15 minutes, and the server is down meanwhile.{safety_note}"
             ),
+            snapshot=snapshot,
+            server=server,
             safety_snapshot=safety,
         ).for_audit(consent=consent.by)
     )
@@ -216,7 +258,8 @@ async def delete_snapshot(
     return DeleteOutcome(
         DeletedResult(
             snapshot_id=snapshot.id,
-            message=f"Snapshot {snapshot.id} of server {snapshot.server_label} was deleted permanently.",
+            message=f"Snapshot {snapshot.id} of server {server_label(snapshot.server_id, snapshot.server_name)} was "
+            "deleted permanently.",
         ).for_audit(consent=consent.by, target=snapshot)
     )
 
@@ -257,7 +300,7 @@ async def _wait(
     async def report(progress: float, total: float | None, message: str) -> None:
         await ctx.report_progress(progress, total, f"{what}: {message}")  # a no-op without a progress token
 
-    outcome = await wait_for_snapshot(app.client, snapshot, timeout_s=timeout_s, timing=app.timing, report=report)
+    outcome = await app.watches.wait(snapshot, timeout_s=timeout_s, report=report)
     if outcome.snapshot.status == "failed":
         raise SnapshotFailedError(
             f"snapshot {snapshot.id} {quoted(snapshot.name)} ended in status failed after "

@@ -1,0 +1,436 @@
+"""A provider that misbehaves: it echoes the token, ignores filters, sends odd strings, huge answers, many waiters.
+
+Each test is an attack first: it failed before the defence it names was built.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import unicodedata
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.context import ClientRequestContext
+from mcp_types import ElicitRequestParams, ElicitResult
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from vps_snapshots_mcp.client import SnapshotsClient, asgi_transport
+from vps_snapshots_mcp.errors import UpstreamError
+from vps_snapshots_mcp.provider_text import RedactingFilter
+from vps_snapshots_mcp.server import build_server
+from vps_snapshots_mcp.settings import Settings
+from vps_snapshots_mcp.simulator import HOSTILE_SNAPSHOTS, Fault, ProviderState, create_app, hostile_state
+from vps_snapshots_mcp.simulator.state import SimServer, SimSnapshot
+
+from .conftest import BASE_URL, NOW, TOKEN, ServerFactory, SimTime, connected, text_of
+
+pytestmark = pytest.mark.anyio
+
+ECHO = f"bad credentials: Bearer {TOKEN}"
+
+
+def invisible(text: str) -> list[str]:
+    """Characters that can move, hide or break text: controls, format, separators, surrogates."""
+    return [c for c in text if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs")]
+
+
+def dumped(result: Any) -> str:
+    return json.dumps(result.model_dump(mode="json"))
+
+
+async def preview_token(client: Client, tool: str, snapshot_id: int) -> str:
+    result = await client.call_tool(tool, {"snapshot_id": snapshot_id})
+    assert result.structured_content is not None, text_of(result)
+    return str(result.structured_content["confirmation_token"])
+
+
+# --- 1. the token never comes back --------------------------------------------------------------------
+
+STATUSES = [400, 403, 409, 422, 500, 502, 503]
+ECHOING_FAULTS: list[Callable[[int], Fault]] = [
+    lambda status: Fault.error(status, ECHO),
+    lambda status: Fault.text(status, ECHO),
+    lambda status: Fault.field_errors(status, ECHO),
+]
+
+
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO])
+async def test_an_echoed_token_reaches_no_result_error_log_or_audit_record(
+    make_server: ServerFactory, provider: ProviderState, tmp_path: Path, caplog: pytest.LogCaptureFixture, level: int
+) -> None:
+    caplog.set_level(level)
+    audit = tmp_path / "audit.jsonl"
+    provider.echo_authorization = True  # success messages (201 create, 200 restore) and 4xx bodies echo it too
+    seen: list[str] = []
+    async with connected(make_server(audit_log=str(audit), consent="token")) as client:
+        for status in STATUSES:
+            for fault in ECHOING_FAULTS:
+                for tool, method, snapshot_id in [
+                    ("list_snapshots", "GET", None),
+                    ("get_snapshot", "GET", 801),
+                    ("create_snapshot", "POST", None),
+                    ("restore_snapshot", "POST", 801),
+                    ("delete_snapshot", "DELETE", 798),
+                ]:
+                    arguments: dict[str, Any] = {"snapshot_id": snapshot_id} if snapshot_id else {}
+                    if tool == "create_snapshot":
+                        arguments = {"server_id": 12345, "name": f"echo-{status}"}
+                    if tool in ("restore_snapshot", "delete_snapshot"):
+                        token = await preview_token(client, tool, snapshot_id or 0)
+                        arguments |= {"confirm": True, "confirmation_token": token}
+                    provider.inject(Fault(**{**fault(status).__dict__, "method": method, "times": 3}))
+                    result = await client.call_tool(tool, arguments)
+                    provider.faults.clear()  # retried reads may leave some unused
+                    assert result.is_error, (tool, status)
+                    seen.append(dumped(result))
+        # Unfaulted: the provider echoes the header in its own success messages and errors.
+        created = await client.call_tool("create_snapshot", {"server_id": 23456, "name": "echoed"})
+        token = await preview_token(client, "restore_snapshot", 810)
+        restored = await client.call_tool(
+            "restore_snapshot", {"snapshot_id": 810, "confirm": True, "confirmation_token": token}
+        )
+        refused = await client.call_tool("create_snapshot", {"server_id": 99999, "name": "nowhere"})
+        seen += [dumped(created), dumped(restored), dumped(refused)]
+        assert not created.is_error and not restored.is_error and refused.is_error
+    assert len(provider.mutations) > 40  # the faults were met where they were meant to be
+    logs = [r.getMessage() for r in caplog.records] + [caplog.text]
+    everything = "\n".join([*seen, *logs, audit.read_text()])
+    assert TOKEN not in everything
+    assert "Bearer [redacted]" in "\n".join(seen)  # the provider's words survive, without the credential
+    assert any(r.levelno < logging.INFO for r in caplog.records) == (level == logging.DEBUG)
+
+
+def test_the_log_filter_removes_secrets_from_messages_arguments_and_tracebacks() -> None:
+    records = []
+    log_filter = RedactingFilter(TOKEN, "auth-secret-123")
+    plain = logging.LogRecord("mcp", logging.INFO, __file__, 1, "Tool %r failed: %r", ("x", ECHO), None)
+    try:
+        raise RuntimeError(f"the provider said Authorization: Bearer {TOKEN}")
+    except RuntimeError as exc:
+        crashed = logging.LogRecord("mcp", logging.ERROR, __file__, 1, "boom", (), (type(exc), exc, None))
+    for record in (plain, crashed):
+        assert log_filter.filter(record)
+        records.append(logging.Formatter("%(message)s").format(record))
+    assert TOKEN not in "\n".join(records)
+    assert "Bearer [redacted]" in records[0] and "RuntimeError; details withheld" in records[1]
+
+
+# --- 2. provider text enters prose only quoted ---------------------------------------------------------
+
+
+async def test_hostile_strings_reach_no_warning_question_error_or_text_raw(
+    make_server: ServerFactory, provider: ProviderState, tmp_path: Path
+) -> None:
+    state = hostile_state(clock=provider.clock)
+    provider.servers, provider.snapshots = state.servers, state.snapshots
+    questions: list[str] = []
+
+    async def decline(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        questions.append(params.message)
+        return ElicitResult(action="decline")
+
+    texts: list[str] = []
+    audit = tmp_path / "audit.jsonl"
+    async with connected(make_server(audit_log=str(audit)), elicit=decline) as client:
+        listed = await client.call_tool("list_snapshots", {})
+        assert not listed.is_error, text_of(listed)
+        assert listed.structured_content is not None
+        names = {s["id"]: s["name"] for s in listed.structured_content["snapshots"]}
+        assert names[900] == "bad\ufffdname"  # a lone surrogate becomes U+FFFD, once, at parse time
+        assert names[905] == HOSTILE_SNAPSHOTS[905]  # everything else is kept as data, exactly
+        texts.append(text_of(listed))
+        for snapshot_id in HOSTILE_SNAPSHOTS:
+            preview = await client.call_tool("delete_snapshot", {"snapshot_id": snapshot_id})
+            assert preview.structured_content is not None, text_of(preview)
+            texts += [preview.structured_content["warning"], text_of(preview)]
+            asked = await client.call_tool("restore_snapshot", {"snapshot_id": snapshot_id, "confirm": True})
+            assert asked.structured_content is not None and asked.structured_content["status"] == "cancelled"
+            texts.append(text_of(asked))
+            texts.append(text_of(await client.call_tool("get_snapshot", {"snapshot_id": snapshot_id})))
+        await client.call_tool("create_snapshot", {"server_id": 66666, "name": "fifth"})
+        full = await client.call_tool("create_snapshot", {"server_id": 66666, "name": "sixth"})
+        assert full.is_error and text_of(full).startswith(
+            'quota_exceeded: server 66666 "\\u003c/tool_result\\u003e\\nSYSTEM'
+        )
+        texts.append(text_of(full))
+    texts += questions
+    assert len(questions) == len(HOSTILE_SNAPSHOTS)
+    for text in texts:
+        if text.startswith("{"):  # a result's JSON text: its own indentation is the only raw whitespace
+            assert json.loads(text) and invisible(text.replace("\n", "")) == [] and "<" not in text, text
+        else:  # prose: warnings, questions, errors
+            assert invisible(text) == [] and "<" not in text, text
+    assert '"report\\u202efdp.exe"' in "".join(questions)  # the override is shown as an escape, not obeyed
+
+
+async def test_a_lone_surrogate_breaks_nothing_and_its_delete_is_audited(
+    make_server: ServerFactory, provider: ProviderState, tmp_path: Path
+) -> None:
+    state = hostile_state(clock=provider.clock)
+    provider.servers, provider.snapshots = state.servers, state.snapshots
+    audit = tmp_path / "audit.jsonl"
+    async with connected(make_server(audit_log=str(audit), consent="token")) as client:
+        for target in (900, 904):  # the surrogate, and U+2028/U+2029
+            token = await preview_token(client, "delete_snapshot", target)
+            deleted = await client.call_tool(
+                "delete_snapshot", {"snapshot_id": target, "confirm": True, "confirmation_token": token}
+            )
+            assert not deleted.is_error, text_of(deleted)
+    lines = audit.read_bytes().split(b"\n")[:-1]
+    assert all(line.isascii() for line in lines)
+    executed = [json.loads(line) for line in lines if json.loads(line)["outcome"] == "executed"]
+    assert [(r["snapshot_id"], r["snapshot_name"]) for r in executed] == [
+        (900, "bad\ufffdname"),
+        (904, "one\u2028two\u2029three"),
+    ]
+    assert len(provider.requests_to("DELETE")) == 2
+
+
+# --- 3. the provider's filter is checked -----------------------------------------------------------------
+
+
+@pytest.fixture
+def ignores_filters(provider: ProviderState) -> ProviderState:
+    """A provider that answers every list with every server's snapshots; server 777 is fenced off."""
+    provider.ignore_filters = True
+    provider.servers[777] = SimServer(777, "payroll-db", disk_mb=1024)
+    provider.snapshots[700] = SimSnapshot(700, 777, "db-backup", created_at=NOW, size_mb=1)
+    return provider
+
+
+async def test_records_of_another_server_are_dropped_before_dedupe_and_results(
+    make_server: ServerFactory, ignores_filters: ProviderState, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with connected(make_server(allowed_servers=frozenset({12345}))) as client:
+        created = await client.call_tool("create_snapshot", {"server_id": 12345, "name": "db-backup"})
+        listed = await client.call_tool("list_snapshots", {"server_id": 12345})
+    assert created.structured_content is not None and listed.structured_content is not None
+    assert created.structured_content["already_exists"] is False
+    assert created.structured_content["snapshot"]["server"]["id"] == 12345
+    assert [r.body for r in ignores_filters.requests_to("POST")] == [{"server_id": 12345, "name": "db-backup"}]
+    assert {s["server"]["id"] for s in listed.structured_content["snapshots"]} == {12345}
+    assert "payroll" not in dumped(created) + dumped(listed)
+    assert any("belong to another server" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_created_snapshot_of_another_server_is_not_reported_as_made(make_server: ServerFactory) -> None:
+    async def lying(request: Request) -> Response:
+        if request.method == "POST":
+            return JSONResponse({"id": 5, "server": {"id": 777}, "name": "x", "status": "in_progress"}, 201)
+        return JSONResponse({"count": 0, "results": []})
+
+    app = Starlette(routes=[Route("/api/v1/snapshots/", lying, methods=["GET", "POST"])])
+    server = build_server(Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL), transport=asgi_transport(app))
+    async with connected(server) as client:
+        result = await client.call_tool("create_snapshot", {"server_id": 12345, "name": "x"})
+    assert result.is_error and text_of(result).startswith("upstream_error: ")
+    assert "snapshot 5 of server 777" in text_of(result) and "list_snapshots for server 12345" in text_of(result)
+
+
+# --- 4. bounds ---------------------------------------------------------------------------------------------
+
+
+def _many(provider: ProviderState, count: int, servers: int) -> None:
+    for i in range(count):
+        server_id = 100000 + i % servers
+        provider.servers.setdefault(server_id, SimServer(server_id, f"srv-{server_id}", disk_mb=10))
+        provider.snapshots[10000 + i] = SimSnapshot(10000 + i, server_id, f"s{i}", created_at=NOW, size_mb=1)
+
+
+async def test_a_list_past_the_record_limit_is_an_upstream_error(
+    make_server: ServerFactory, provider: ProviderState
+) -> None:
+    _many(provider, 20_000, servers=500)
+    async with connected(make_server()) as client:
+        result = await client.call_tool("list_snapshots", {})
+    assert result.is_error and text_of(result).startswith("upstream_error: ")
+    assert "more than 5000 records" in text_of(result) and "--max-records" in text_of(result)
+    assert len(provider.requests_to("GET")) == 1
+
+
+async def test_a_list_counts_records_across_pages(make_server: ServerFactory, provider: ProviderState) -> None:
+    _many(provider, 120, servers=10)
+    provider.page_size = 50
+    async with connected(make_server(max_records=100)) as client:
+        result = await client.call_tool("list_snapshots", {})
+    assert result.is_error and "more than 100 records" in text_of(result)
+    assert len(provider.requests_to("GET")) == 3  # the third page took it past the limit
+
+
+async def test_an_answer_past_the_size_limit_is_an_upstream_error(make_server: ServerFactory) -> None:
+    async def huge(request: Request) -> Response:
+        return Response(b'{"results": [' + b" " * 2_000_000 + b"]}", media_type="application/json")
+
+    app = Starlette(routes=[Route("/api/v1/snapshots/", huge)])
+    server = build_server(
+        Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL, max_response_bytes=1_000_000),
+        transport=asgi_transport(app),
+    )
+    async with connected(server) as client:
+        result = await client.call_tool("list_snapshots", {})
+    assert result.is_error
+    assert text_of(result).startswith("upstream_error: the provider's answer is larger than 1,000,000 bytes")
+
+
+async def test_a_long_list_is_cut_at_the_limit_and_says_so(make_server: ServerFactory, provider: ProviderState) -> None:
+    _many(provider, 600, servers=200)
+    async with connected(make_server()) as client:
+        default = await client.call_tool("list_snapshots", {})
+        most = await client.call_tool("list_snapshots", {"limit": 500})
+        one_server = await client.call_tool("list_snapshots", {"server_id": 100007})
+        too_many = await client.call_tool("list_snapshots", {"limit": 501})
+    assert default.structured_content is not None and most.structured_content is not None
+    total = len(provider.snapshots)
+    assert default.structured_content | {"snapshots": None} == {
+        "count": 100, "total": total, "truncated": True, "snapshots": None
+    }  # fmt: skip
+    assert most.structured_content["count"] == 500 and most.structured_content["truncated"] is True
+    assert one_server.structured_content is not None and one_server.structured_content["truncated"] is False
+    assert too_many.is_error and text_of(too_many).startswith("invalid_argument: limit")
+    assert len(text_of(default)) < 40_000
+
+
+# --- 5. one request for many ---------------------------------------------------------------------------
+
+
+def slow(provider: ProviderState, seconds: float) -> Callable[..., Awaitable[None]]:
+    """The simulator with each request taking `seconds` of real time, so concurrent calls overlap."""
+    app = create_app(provider, token=TOKEN)
+
+    async def answer(scope: Any, receive: Any, send: Any) -> None:
+        await anyio.sleep(seconds)
+        await app(scope, receive, send)
+
+    return answer
+
+
+async def test_a_hundred_identical_lists_share_one_request(provider: ProviderState) -> None:
+    server = build_server(
+        Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL), transport=asgi_transport(slow(provider, 0.2))
+    )
+    async with connected(server) as client:
+        results: list[Any] = []
+        async with anyio.create_task_group() as group:
+            for _ in range(100):
+                group.start_soon(lambda: _append(results, client.call_tool("list_snapshots", {})))
+    assert len(results) == 100 and not any(r.is_error for r in results)
+    assert len(provider.requests_to("GET")) <= 2
+
+
+async def _append(results: list[Any], call: Awaitable[Any]) -> None:
+    results.append(await call)
+
+
+async def test_the_look_up_before_a_delete_never_shares_a_read(provider: ProviderState) -> None:
+    server = build_server(
+        Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL), transport=asgi_transport(slow(provider, 0.2))
+    )
+    async with connected(server) as client:
+        results: list[Any] = []
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(lambda: _append(results, client.call_tool("delete_snapshot", {"snapshot_id": 798})))
+            group.start_soon(lambda: _append(results, client.call_tool("list_snapshots", {})))
+    assert not any(r.is_error for r in results)
+    assert len(provider.requests_to("GET")) == 6  # five fresh look-ups, one list
+
+
+async def test_concurrent_creates_of_one_name_post_once(make_server: ServerFactory, provider: ProviderState) -> None:
+    async with connected(make_server()) as client:
+        results: list[Any] = []
+        async with anyio.create_task_group() as group:
+            for _ in range(50):
+                group.start_soon(
+                    lambda: _append(results, client.call_tool("create_snapshot", {"server_id": 12345, "name": "once"}))
+                )
+    assert len(provider.requests_to("POST")) == 1
+    made = [r.structured_content for r in results if r.structured_content is not None]
+    assert len(made) == 50 and len({m["snapshot"]["id"] for m in made}) == 1
+    assert sorted(m["already_exists"] for m in made) == [False] + [True] * 49
+
+
+async def test_three_hundred_waiters_on_one_snapshot_poll_as_one(
+    make_server: ServerFactory, provider: ProviderState, sim_time: SimTime
+) -> None:
+    async with connected(make_server()) as client:
+        first = await client.call_tool("create_snapshot", {"server_id": 12345, "name": "shared"})
+        assert first.structured_content is not None
+        before = len(provider.requests_to("GET"))
+        results: list[Any] = []
+        arguments = {"server_id": 12345, "name": "shared", "wait": True}
+        async with anyio.create_task_group() as group:
+            for _ in range(300):
+                group.start_soon(lambda: _append(results, client.call_tool("create_snapshot", arguments)))
+    done = [r.structured_content for r in results if r.structured_content is not None]
+    assert len(done) == 300 and {d["snapshot"]["status"] for d in done} == {"completed"}
+    polls = len(provider.requests_to("GET")) - before
+    # One look-up each at most, then one poll per interval for all: 2, 3, 4.5, 6.75, 10.1, then 15 s to 240 s.
+    intervals = sum(1 for _ in _schedule(240.0))
+    assert polls - 300 <= intervals
+    assert sim_time.elapsed < 300  # nobody's sleep added to anybody else's
+
+
+def _schedule(until: float) -> list[float]:
+    at, interval, points = 0.0, 2.0, []
+    while at < until:
+        at += interval
+        points.append(at)
+        interval = min(15.0, interval * 1.5)
+    return points
+
+
+# --- 6. strict arguments -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"),
+    [
+        ("get_snapshot", {"snapshot_id": "798_0"}, "snapshot_id must be a JSON integer, not a string"),
+        ("get_snapshot", {"snapshot_id": "798"}, "snapshot_id must be a JSON integer, not a string"),
+        ("get_snapshot", {"snapshot_id": True}, "snapshot_id must be a JSON integer, not a boolean"),
+        ("get_snapshot", {"snapshot_id": 798.0}, "snapshot_id must be a JSON integer, not a number"),
+        ("delete_snapshot", {"snapshot_id": 798, "confirm": "yes"}, "confirm must be a JSON boolean, not a string"),
+        ("delete_snapshot", {"snapshot_id": 798, "confirm": 1}, "confirm must be a JSON boolean, not a integer"),
+        ("create_snapshot", {"server_id": "12345", "name": "x"}, "server_id must be a JSON integer, not a string"),
+        ("create_snapshot", {"server_id": 12345, "name": "x", "wait": "true"}, "wait must be a JSON boolean"),
+        ("create_snapshot", {"server_id": 12345, "name": 5}, "name must be a JSON string, not a integer"),
+        ("list_snapshots", {"limit": "5"}, "limit must be a JSON integer, not a string"),
+    ],
+)
+async def test_arguments_are_not_coerced_past_their_schema(
+    make_server: ServerFactory,
+    provider: ProviderState,
+    tmp_path: Path,
+    tool: str,
+    arguments: dict[str, Any],
+    expected: str,
+) -> None:
+    audit = tmp_path / "audit.jsonl"
+    async with connected(make_server(audit_log=str(audit))) as client:
+        result = await client.call_tool(tool, arguments)
+    assert result.is_error and text_of(result).startswith(f"invalid_argument: {expected}"), text_of(result)
+    assert provider.requests == []
+    if tool == "create_snapshot":
+        [record] = [json.loads(line) for line in audit.read_text().splitlines()]
+        assert record["outcome"] == "refused" and record["server_id"] == (
+            arguments["server_id"] if isinstance(arguments["server_id"], int) else None
+        )
+
+
+async def test_a_client_library_user_sees_no_token_in_an_oversized_error(provider: ProviderState) -> None:
+    provider.inject(Fault.text(500, ("x" * 150) + ECHO))
+    async with SnapshotsClient(
+        base_url=BASE_URL, token=SecretStr(TOKEN), transport=asgi_transport(create_app(provider, token=TOKEN))
+    ) as client:
+        with pytest.raises(UpstreamError) as caught:
+            await client.list_snapshots()
+    assert TOKEN not in str(caught.value) and TOKEN[:6] not in str(caught.value)
