@@ -91,9 +91,12 @@ def configure_logging(level: str, *secrets: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(*secrets))
+    handler.setLevel(level)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Our own records are made at every level: a client may ask for more through logging/setLevel.
+    logging.getLogger("vps_snapshots_mcp").setLevel(logging.DEBUG)
     # httpx-style libraries log full URLs and headers at DEBUG; ours logs what matters without them.
     for noisy in ("httpx2", "httpcore", "httpcore2", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Completion, CompletionArgument, CompletionContext, PromptReference, ResourceTemplateReference
-from pydantic import Field
+from pydantic import Field, ValidationError, validate_call
 
 from .settings import Settings
 
@@ -67,6 +67,18 @@ def cleanup_snapshots(server_id: ServerId, keep: Annotated[int, Field(ge=0, le=5
 in_progress; list each with id, name, date and size, and ask me which of them to delete.
 3. Delete each one I agree to, one at a time, with delete_snapshot: {_CONFIRMATION}
 4. Call list_snapshots again and tell me what is left."""
+
+
+def argument_problems(fn: Callable[..., Any], arguments: dict[str, Any]) -> list[str]:
+    """What is wrong with a prompt's arguments, one phrase each naming the argument and the rule; [] if nothing."""
+    try:
+        validate_call(fn)(**arguments)
+    except ValidationError as exc:
+        return [
+            f"{'.'.join(str(p) for p in item['loc']) or 'arguments'}: {item['msg'].lower()}"
+            for item in exc.errors()[:3]
+        ]
+    return []
 
 
 def register_prompts(server: MCPServer[Any], settings: Settings, list_servers: ListServers) -> None:

@@ -28,11 +28,12 @@ from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.request_state import RequestStateBoundary
-from mcp_types import CallToolResult, InputRequiredResult, TextContent
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, TextContent
 from mcp_types import Tool as MCPTool
 from pydantic import BaseModel, ValidationError
 
-from . import __version__
+from . import __version__, client_logging
 from .app_context import AppContext
 from .audit import AUDITED_TOOLS, Attempt, AuditLog
 from .client import SERVER_RETRY_POLICY, ChangeEvent, SnapshotsClient, Transport
@@ -40,7 +41,7 @@ from .confirm import TOKEN_TTL_S, ConfirmationTokens
 from .consent import remember_sealed_round
 from .errors import InvalidArgumentError, SnapshotsError, UnknownToolError
 from .instructions import instructions_for
-from .prompts import register_prompts
+from .prompts import argument_problems, register_prompts
 from .provider_text import escape_unsafe, quoted
 from .schemas import compact_schema, inline_single_use_defs
 from .settings import Settings
@@ -148,6 +149,22 @@ class SnapshotsServer(MCPServer[AppContext]):
                 raise _invalid_arguments(cause) from None
             raise
         return tool, result
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppContext, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        # A wrong prompt or argument is the caller's mistake: invalid params (-32602), naming it and the rule,
+        # instead of the SDK's "Error rendering prompt" with the reason only in a traceback.
+        prompt = self._prompt_manager.get_prompt(name)
+        if prompt is None:
+            names = ", ".join(p.name for p in await self.list_prompts()) or "none"
+            raise MCPError(
+                INVALID_PARAMS, f"invalid_argument: there is no prompt {quoted(name[:64])}; the prompts are {names}."
+            )
+        problems = argument_problems(prompt.fn, arguments or {})
+        if problems:
+            raise MCPError(INVALID_PARAMS, f"invalid_argument: prompt {name}: {'; '.join(problems)}.")
+        return await super().get_prompt(name, arguments, context)
 
     async def list_tools(self) -> list[MCPTool]:
         # tools/list is sent at every start and often after; publish schemas without the noise.
@@ -315,6 +332,7 @@ def build_server(
     register_tools(server, offered)
     register_prompts(server, settings, list_servers)
     _install_round_memory(server)
+    client_logging.install(server, settings.log_level, *settings.secrets())
     return server
 
 
