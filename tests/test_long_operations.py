@@ -79,6 +79,38 @@ async def test_a_wait_that_runs_out_is_not_an_error(client: Client, sim_time: Si
     assert sum(sim_time.delays) == 60.0
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_after_a_lost_wait_the_same_call_again_waits_on_the_same_snapshot(
+    make_server: ServerFactory, provider: ProviderState, mode: str
+) -> None:
+    arguments = {"server_id": 12345, "name": "resumed", "wait": True}
+    async with connected(make_server(), mode=mode) as client:
+        started = anyio.Event()  # the connection "drops" at the first progress notification
+        async with anyio.create_task_group() as group:
+            scope = anyio.CancelScope()
+
+            async def first() -> None:
+                with scope:
+                    await client.call_tool("create_snapshot", arguments, progress_callback=progress_then(started))
+
+            group.start_soon(first)
+            await started.wait()
+            scope.cancel()
+        again = await client.call_tool("create_snapshot", arguments)
+    assert again.structured_content is not None, text_of(again)
+    assert again.structured_content["snapshot"]["id"] == 802
+    assert again.structured_content["snapshot"]["status"] == "completed"
+    assert again.structured_content["already_exists"] is True
+    assert len(provider.requests_to("POST")) == 1
+
+
+def progress_then(event: anyio.Event) -> Any:
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        event.set()
+
+    return on_progress
+
+
 async def test_a_snapshot_that_fails_is_a_tool_error(client: Client, provider: ProviderState) -> None:
     provider.fail_next_snapshots = 1
     result = await client.call_tool("create_snapshot", {"server_id": 12345, "name": "doomed", "wait": True})
