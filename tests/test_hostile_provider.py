@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.context import ClientRequestContext
-from mcp_types import ElicitRequestParams, ElicitResult
+from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,7 +26,7 @@ from starlette.routing import Route
 from vps_snapshots_mcp.client import SnapshotsClient, asgi_transport
 from vps_snapshots_mcp.errors import UpstreamError
 from vps_snapshots_mcp.provider_text import RedactingFilter
-from vps_snapshots_mcp.server import build_server
+from vps_snapshots_mcp.server import SnapshotsServer, build_server
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import HOSTILE_SNAPSHOTS, Fault, ProviderState, create_app, hostile_state
 from vps_snapshots_mcp.simulator.state import SimServer, SimSnapshot
@@ -302,56 +302,48 @@ async def test_a_long_list_is_cut_at_the_limit_and_says_so(make_server: ServerFa
 # --- 5. one request for many ---------------------------------------------------------------------------
 
 
-def slow(provider: ProviderState, seconds: float) -> Callable[..., Awaitable[None]]:
-    """The simulator with each request taking `seconds` of real time, so concurrent calls overlap."""
+def slow_server(provider: ProviderState, seconds: float = 0.2) -> SnapshotsServer:
+    """A server on the simulator with each request taking `seconds` of real time, so concurrent calls overlap."""
     app = create_app(provider, token=TOKEN)
 
     async def answer(scope: Any, receive: Any, send: Any) -> None:
         await anyio.sleep(seconds)
         await app(scope, receive, send)
 
-    return answer
+    return build_server(Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL), transport=asgi_transport(answer))
+
+
+async def concurrently(client: Client, calls: list[tuple[str, dict[str, Any]]]) -> list[CallToolResult]:
+    """Every call at once; their results in the order they finished."""
+    results: list[CallToolResult] = []
+
+    async def one(tool: str, arguments: dict[str, Any]) -> None:
+        results.append(await client.call_tool(tool, arguments))
+
+    async with anyio.create_task_group() as group:
+        for tool, arguments in calls:
+            group.start_soon(one, tool, arguments)
+    return results
 
 
 async def test_a_hundred_identical_lists_share_one_request(provider: ProviderState) -> None:
-    server = build_server(
-        Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL), transport=asgi_transport(slow(provider, 0.2))
-    )
-    async with connected(server) as client:
-        results: list[Any] = []
-        async with anyio.create_task_group() as group:
-            for _ in range(100):
-                group.start_soon(lambda: _append(results, client.call_tool("list_snapshots", {})))
+    async with connected(slow_server(provider)) as client:
+        results = await concurrently(client, [("list_snapshots", {})] * 100)
     assert len(results) == 100 and not any(r.is_error for r in results)
     assert len(provider.requests_to("GET")) <= 2
 
 
-async def _append(results: list[Any], call: Awaitable[Any]) -> None:
-    results.append(await call)
-
-
 async def test_the_look_up_before_a_delete_never_shares_a_read(provider: ProviderState) -> None:
-    server = build_server(
-        Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL), transport=asgi_transport(slow(provider, 0.2))
-    )
-    async with connected(server) as client:
-        results: list[Any] = []
-        async with anyio.create_task_group() as group:
-            for _ in range(5):
-                group.start_soon(lambda: _append(results, client.call_tool("delete_snapshot", {"snapshot_id": 798})))
-            group.start_soon(lambda: _append(results, client.call_tool("list_snapshots", {})))
+    async with connected(slow_server(provider)) as client:
+        calls = [("delete_snapshot", {"snapshot_id": 798})] * 5 + [("list_snapshots", {})]
+        results = await concurrently(client, calls)
     assert not any(r.is_error for r in results)
     assert len(provider.requests_to("GET")) == 6  # five fresh look-ups, one list
 
 
 async def test_concurrent_creates_of_one_name_post_once(make_server: ServerFactory, provider: ProviderState) -> None:
     async with connected(make_server()) as client:
-        results: list[Any] = []
-        async with anyio.create_task_group() as group:
-            for _ in range(50):
-                group.start_soon(
-                    lambda: _append(results, client.call_tool("create_snapshot", {"server_id": 12345, "name": "once"}))
-                )
+        results = await concurrently(client, [("create_snapshot", {"server_id": 12345, "name": "once"})] * 50)
     assert len(provider.requests_to("POST")) == 1
     made = [r.structured_content for r in results if r.structured_content is not None]
     assert len(made) == 50 and len({m["snapshot"]["id"] for m in made}) == 1
@@ -365,11 +357,8 @@ async def test_three_hundred_waiters_on_one_snapshot_poll_as_one(
         first = await client.call_tool("create_snapshot", {"server_id": 12345, "name": "shared"})
         assert first.structured_content is not None
         before = len(provider.requests_to("GET"))
-        results: list[Any] = []
         arguments = {"server_id": 12345, "name": "shared", "wait": True}
-        async with anyio.create_task_group() as group:
-            for _ in range(300):
-                group.start_soon(lambda: _append(results, client.call_tool("create_snapshot", arguments)))
+        results = await concurrently(client, [("create_snapshot", arguments)] * 300)
     done = [r.structured_content for r in results if r.structured_content is not None]
     assert len(done) == 300 and {d["snapshot"]["status"] for d in done} == {"completed"}
     polls = len(provider.requests_to("GET")) - before
