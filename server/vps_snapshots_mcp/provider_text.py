@@ -69,6 +69,15 @@ def _needs_escape(char: str) -> bool:
 
 
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+# Every character that may need an escape: angle brackets, controls but JSON's own whitespace (tab, newline,
+# carriage return: inside strings an encoder has escaped them already), and all non-ASCII. The regex scans in C,
+# so plain ASCII JSON costs almost nothing; each candidate is then judged by `_needs_escape`.
+_CANDIDATES = re.compile("[<>\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\U0010ffff]")
+
+
+def _escape_if_unsafe(match: re.Match[str]) -> str:
+    char = match.group()
+    return _escape(char) if _needs_escape(char) else char
 
 
 def quoted(text: str | None) -> str:
@@ -83,8 +92,7 @@ def escape_unsafe(json_text: str) -> str:
     whitespace, which is kept; inside, an escape means the same), but nothing in
     it can move or hide text, or pass for markup.
     """
-    # Raw tabs and newlines are the JSON's own indentation: inside strings an encoder has escaped them already.
-    return "".join(_escape(c) if c not in "\n\r\t" and _needs_escape(c) else c for c in json_text)
+    return _CANDIDATES.sub(_escape_if_unsafe, json_text)
 
 
 class RedactingFilter(logging.Filter):
