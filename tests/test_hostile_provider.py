@@ -30,6 +30,7 @@ from vps_snapshots_mcp.server import SnapshotsServer, build_server
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import HOSTILE_SNAPSHOTS, Fault, ProviderState, create_app, hostile_state
 from vps_snapshots_mcp.simulator.state import SimServer, SimSnapshot
+from vps_snapshots_mcp.timing import Timing
 
 from .conftest import BASE_URL, NOW, TOKEN, ServerFactory, SimTime, connected, text_of
 
@@ -362,19 +363,19 @@ async def test_three_hundred_waiters_on_one_snapshot_poll_as_one(
     done = [r.structured_content for r in results if r.structured_content is not None]
     assert len(done) == 300 and {d["snapshot"]["status"] for d in done} == {"completed"}
     polls = len(provider.requests_to("GET")) - before
-    # One look-up each at most, then one poll per interval for all: 2, 3, 4.5, 6.75, 10.1, then 15 s to 240 s.
-    intervals = sum(1 for _ in _schedule(240.0))
-    assert polls - 300 <= intervals
+    # One look-up each at most, then one poll per interval for all of them together.
+    assert polls - 300 <= polls_until(240.0)
     assert sim_time.elapsed < 300  # nobody's sleep added to anybody else's
 
 
-def _schedule(until: float) -> list[float]:
-    at, interval, points = 0.0, 2.0, []
-    while at < until:
-        at += interval
-        points.append(at)
-        interval = min(15.0, interval * 1.5)
-    return points
+def polls_until(seconds: float) -> int:
+    """How many polls one waiter's schedule makes in `seconds`."""
+    elapsed = 0.0
+    for count, interval in enumerate(Timing().poll_intervals(), start=1):
+        elapsed += interval
+        if elapsed >= seconds:
+            return count
+    raise AssertionError("poll_intervals never ends")  # pragma: no cover
 
 
 # --- 6. strict arguments -----------------------------------------------------------------------------

@@ -280,11 +280,6 @@ class SnapshotsClient:
 
     # --- endpoints -------------------------------------------------------------------------------
 
-    @property
-    def shared_reads(self) -> int:
-        """How many list calls were answered by another call's request in flight."""
-        return self._lists.shared
-
     async def list_snapshots(self, server_id: int | None = None, *, fresh: bool = False) -> list[Snapshot]:
         """All snapshots (of one server when `server_id` is given), following `next` links.
 

@@ -35,8 +35,6 @@ class SingleFlight(Generic[K, V]):
 
     def __init__(self) -> None:
         self._in_flight: dict[K, _InFlight[V]] = {}
-        self.shared = 0
-        """How many callers were answered by another caller's request (for tests and benchmarks)."""
 
     async def run(self, key: K, fetch: Callable[[], Awaitable[V]]) -> V:
         return (await self.run_telling(key, fetch))[0]
@@ -46,7 +44,6 @@ class SingleFlight(Generic[K, V]):
         while (call := self._in_flight.get(key)) is not None:
             await call.done.wait()
             if call.answered:
-                self.shared += 1
                 if call.error is not None:
                     # Each caller gets its own copy: callers annotate errors (target, details) as they go.
                     raise copy.copy(call.error)

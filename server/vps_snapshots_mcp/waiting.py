@@ -74,8 +74,6 @@ class SnapshotWatches:
         self._client = client
         self._timing = timing
         self._watches: dict[int, _Watch] = {}
-        self.polls = 0
-        """Polls sent, over all snapshots (for tests and benchmarks)."""
 
     async def wait(self, snapshot: Snapshot, *, timeout_s: float, report: Report) -> WaitOutcome:
         """Poll until the snapshot leaves its running status or `timeout_s` passes; report after each poll.
@@ -139,7 +137,6 @@ class SnapshotWatches:
             watch.changed = anyio.Event()
 
     async def _poll(self, watch: _Watch) -> None:
-        self.polls += 1
         watch.failure = None
         try:
             watch.latest = await self._client.get_snapshot(watch.latest.id)
