@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from vps_snapshots_mcp.client import SnapshotsClient, asgi_transport
 from vps_snapshots_mcp.errors import UpstreamError
-from vps_snapshots_mcp.provider_text import RedactingFilter
+from vps_snapshots_mcp.provider_text import RedactingFilter, escape_unsafe, quoted
 from vps_snapshots_mcp.server import SnapshotsServer, build_server
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import HOSTILE_SNAPSHOTS, Fault, ProviderState, create_app, hostile_state
@@ -424,3 +424,11 @@ async def test_a_client_library_user_sees_no_token_in_an_oversized_error(provide
         with pytest.raises(UpstreamError) as caught:
             await client.list_snapshots()
     assert TOKEN not in str(caught.value) and TOKEN[:6] not in str(caught.value)
+
+
+@pytest.mark.parametrize("char", ["\U000e0001", "\U000f0000", "\u202e", "\x1b", "\u2028"])
+def test_an_escaped_character_stays_valid_json_above_the_basic_plane(char: str) -> None:
+    text = json.dumps({"name": f"a{char}b"}, ensure_ascii=False)
+    escaped = escape_unsafe(text)
+    assert escaped.isascii() and json.loads(escaped) == {"name": f"a{char}b"}
+    assert json.loads(quoted(f"a{char}b")) == f"a{char}b"

@@ -59,7 +59,12 @@ def clean_json(data: Any, *secrets: str) -> Any:
 
 
 def _escape(char: str) -> str:
-    return f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else char.encode("unicode_escape").decode()
+    """The JSON escape of one character: `\\uXXXX`, or a surrogate pair of them above U+FFFF."""
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _needs_escape(char: str) -> bool:
