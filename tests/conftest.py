@@ -138,6 +138,13 @@ def text_of(result: CallToolResult) -> str:
     return " ".join(getattr(block, "text", "") for block in result.content)
 
 
+async def preview_token(client: Client, tool: str, snapshot_id: int) -> str:
+    """The confirmation token of a restore or delete preview."""
+    result = await client.call_tool(tool, {"snapshot_id": snapshot_id})
+    assert result.structured_content is not None, text_of(result)
+    return str(result.structured_content["confirmation_token"])
+
+
 @asynccontextmanager
 async def connected(
     server: SnapshotsServer, *, mode: str = "auto", elicit: ElicitationFnT | None = None

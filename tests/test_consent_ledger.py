@@ -32,7 +32,7 @@ from vps_snapshots_mcp.state import ConsentLedger, open_ledger
 from vps_snapshots_mcp.state.sqlite import SqliteLedger
 from vps_snapshots_mcp.timing import Timing
 
-from .conftest import TOKEN, ServerFactory, connected, text_of
+from .conftest import TOKEN, ServerFactory, connected, preview_token, text_of
 from .support.processes import replica
 from .support.redis_server import RedisServer
 
@@ -161,13 +161,8 @@ async def test_a_reused_token_is_refused_by_a_second_server_sharing_the_ledger(
         make_server(confirm_secret=SecretStr(SECRET), state_url=state),
     )
     async with connected(first) as a, connected(second) as b:
-        preview = await a.call_tool("restore_snapshot", {"snapshot_id": 801})
-        assert preview.structured_content is not None
-        confirmed = {
-            "snapshot_id": 801,
-            "confirm": True,
-            "confirmation_token": preview.structured_content["confirmation_token"],
-        }
+        token = await preview_token(a, "restore_snapshot", 801)
+        confirmed = {"snapshot_id": 801, "confirm": True, "confirmation_token": token}
         assert not (await b.call_tool("restore_snapshot", confirmed)).is_error
         provider.servers[12345].status = "running"  # the restore finished; only the ledger stands in the way
         again = await a.call_tool("restore_snapshot", confirmed)
@@ -179,13 +174,8 @@ async def test_with_redis_down_restore_is_refused_and_reads_still_work(
     make_server: ServerFactory, provider: ProviderState, redis_server: RedisServer
 ) -> None:
     async with connected(make_server(state_url=redis_server.url)) as client:
-        preview = await client.call_tool("restore_snapshot", {"snapshot_id": 801})
-        assert preview.structured_content is not None
-        confirmed = {
-            "snapshot_id": 801,
-            "confirm": True,
-            "confirmation_token": preview.structured_content["confirmation_token"],
-        }
+        token = await preview_token(client, "restore_snapshot", 801)
+        confirmed = {"snapshot_id": 801, "confirm": True, "confirmation_token": token}
         redis_server.stop()
         refused = await client.call_tool("restore_snapshot", confirmed)
         assert refused.is_error and text_of(refused).startswith("state_unavailable: ")
@@ -201,9 +191,7 @@ async def test_elicitation_mode_refuses_a_client_that_cannot_ask(
     make_server: ServerFactory, provider: ProviderState
 ) -> None:
     async with connected(make_server(consent="elicitation")) as client:
-        preview = await client.call_tool("delete_snapshot", {"snapshot_id": 798})
-        assert preview.structured_content is not None
-        token = preview.structured_content["confirmation_token"]
+        token = await preview_token(client, "delete_snapshot", 798)
         refused = await client.call_tool(
             "delete_snapshot", {"snapshot_id": 798, "confirm": True, "confirmation_token": token}
         )
@@ -237,13 +225,8 @@ async def test_two_replicas_sharing_redis_execute_each_consent_once(
     ):
         async with over_http(f"{a_url}/mcp") as a, over_http(f"{b_url}/mcp") as b:
             # A token minted on A executes on B once, and is refused on A after.
-            preview = await a.call_tool("delete_snapshot", {"snapshot_id": 798})
-            assert preview.structured_content is not None
-            confirmed = {
-                "snapshot_id": 798,
-                "confirm": True,
-                "confirmation_token": preview.structured_content["confirmation_token"],
-            }
+            token = await preview_token(a, "delete_snapshot", 798)
+            confirmed = {"snapshot_id": 798, "confirm": True, "confirmation_token": token}
             done = await b.call_tool("delete_snapshot", confirmed)
             assert done.structured_content is not None and done.structured_content["status"] == "deleted"
             assert text_of(await a.call_tool("delete_snapshot", confirmed)).startswith(
@@ -278,13 +261,8 @@ async def test_a_stdio_server_restarted_with_sqlite_refuses_a_replayed_token(
         env=_env(served_provider, VPS_MCP_CONFIRM_SECRET=SECRET, VPS_MCP_STATE_URL=f"sqlite:///{tmp_path}/c.db"),
     )
     async with Client(params) as first:
-        preview = await first.call_tool("restore_snapshot", {"snapshot_id": 801})
-        assert preview.structured_content is not None
-        confirmed = {
-            "snapshot_id": 801,
-            "confirm": True,
-            "confirmation_token": preview.structured_content["confirmation_token"],
-        }
+        token = await preview_token(first, "restore_snapshot", 801)
+        confirmed = {"snapshot_id": 801, "confirm": True, "confirmation_token": token}
         assert not (await first.call_tool("restore_snapshot", confirmed)).is_error
     provider.servers[12345].status = "running"
     async with Client(params) as restarted:  # the host restarted the server within the token's 10 minutes

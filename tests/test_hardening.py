@@ -23,7 +23,7 @@ from vps_snapshots_mcp.simulator import Fault, ProviderState, create_app
 from vps_snapshots_mcp.simulator.state import SimSnapshot
 from vps_snapshots_mcp.timing import Timing
 
-from .conftest import BASE_URL, TOKEN, ServerFactory, cancel_once_started
+from .conftest import BASE_URL, TOKEN, ServerFactory, cancel_once_started, preview_token
 
 pytestmark = pytest.mark.anyio
 
@@ -51,12 +51,6 @@ async def client(audited: ServerFactory) -> AsyncIterator[Client]:
 
 def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-async def preview_token(client: Client, tool: str, snapshot_id: int) -> str:
-    result = await client.call_tool(tool, {"snapshot_id": snapshot_id})
-    assert result.structured_content is not None
-    return str(result.structured_content["confirmation_token"])
 
 
 # --- the audit trail ----------------------------------------------------------------------------------

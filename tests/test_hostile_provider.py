@@ -32,7 +32,7 @@ from vps_snapshots_mcp.simulator import HOSTILE_SNAPSHOTS, Fault, ProviderState,
 from vps_snapshots_mcp.simulator.state import SimServer, SimSnapshot
 from vps_snapshots_mcp.timing import Timing
 
-from .conftest import BASE_URL, NOW, TOKEN, ServerFactory, SimTime, connected, text_of
+from .conftest import BASE_URL, NOW, TOKEN, ServerFactory, SimTime, connected, preview_token, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -46,12 +46,6 @@ def invisible(text: str) -> list[str]:
 
 def dumped(result: Any) -> str:
     return json.dumps(result.model_dump(mode="json"))
-
-
-async def preview_token(client: Client, tool: str, snapshot_id: int) -> str:
-    result = await client.call_tool(tool, {"snapshot_id": snapshot_id})
-    assert result.structured_content is not None, text_of(result)
-    return str(result.structured_content["confirmation_token"])
 
 
 # --- 1. the token never comes back --------------------------------------------------------------------
