@@ -1,4 +1,6 @@
-"""The consent ledger: where every consent that authorises a change is spent, once.
+"""Shared state: the consent ledger, and the event log that lets a dropped HTTP stream resume.
+
+The consent ledger is where every consent that authorises a change is spent, once.
 
 A confirmation token and an accepted elicitation round are each a key with an
 expiry. `redeem` records the key atomically and answers whether this was its
@@ -13,6 +15,12 @@ A ledger that cannot record (Redis down, the SQLite file unwritable) raises
 `StateUnavailableError`: no consent can be spent, so no change runs. Entries
 outlive their consent's expiry by `MARGIN_S`, judged on a clock that never steps
 back, so neither a clock change nor pruning can make a spent consent usable again.
+
+The event log keeps the events of each HTTP response stream for `ttl_s`, so a
+client that lost the connection can ask for what it missed (`Last-Event-ID`).
+It lives where the ledger lives (`open_event_log`): in memory, in the SQLite
+file, or in Redis. Its payloads are opaque strings: this package knows nothing
+of MCP.
 """
 
 from __future__ import annotations
@@ -45,6 +53,35 @@ class ConsentLedger(Protocol):
     async def aclose(self) -> None: ...
 
 
+class EventLog(Protocol):
+    """Events of response streams, kept for a while and read back after a given one."""
+
+    async def append(self, stream_id: str, payload: str | None) -> str:
+        """Keep one event (None: a priming event with no message) and answer its id, unique and increasing."""
+        ...
+
+    async def after(self, event_id: str) -> tuple[str, list[tuple[str, str | None]]] | None:
+        """The stream of `event_id` and its later events, oldest first; None when `event_id` is unknown or gone."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def open_event_log(url: str | None, *, ttl_s: float) -> EventLog:
+    """The event log for the state store at `url` (the same setting as the ledger)."""
+    if url is None:
+        from .memory import MemoryEventLog
+
+        return MemoryEventLog(ttl_s=ttl_s)
+    if urlsplit(url).scheme == "sqlite":
+        from .sqlite import SqliteEventLog
+
+        return SqliteEventLog(urlsplit(url).path, ttl_s=ttl_s)
+    from .redis import RedisEventLog
+
+    return RedisEventLog(url, ttl_s=ttl_s)
+
+
 def open_ledger(url: str | None, *, wall: Callable[[], float]) -> ConsentLedger:
     """The ledger for `url`, checked by `Settings` already; `wall` is a clock that never steps back."""
     if url is None:
@@ -60,4 +97,4 @@ def open_ledger(url: str | None, *, wall: Callable[[], float]) -> ConsentLedger:
     return RedisLedger(url, wall=wall)
 
 
-__all__ = ["MARGIN_S", "ConsentLedger", "open_ledger"]
+__all__ = ["MARGIN_S", "ConsentLedger", "EventLog", "open_event_log", "open_ledger"]

@@ -1,8 +1,9 @@
-"""The Redis ledger: single use across replicas, with `SET key 1 NX PX ttl`."""
+"""Redis, for replicas: the ledger (single use with `SET key 1 NX PX ttl`) and the event log."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -13,18 +14,28 @@ from ..errors import StateUnavailableError
 from . import MARGIN_S
 
 KEY_PREFIX = "vps-snapshots-mcp:consent:"
+EVENTS_PREFIX = "vps-snapshots-mcp:events:"
 TIMEOUT_S = 2.0
 """A Redis that does not answer in this time counts as down: the change is refused, not delayed."""
 
 
+def connect(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S, retry_on_timeout=False
+    )
+
+
+def where(url: str) -> str:
+    """The store's address for messages: never its password."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
+
+
 class RedisLedger:
     def __init__(self, url: str, *, wall: Callable[[], float]) -> None:
-        parts = urlsplit(url)
-        self._where = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"  # no password
+        self._where = where(url)
         self._wall = wall
-        self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S, retry_on_timeout=False
-        )
+        self._redis = connect(url)
 
     @property
     def shared(self) -> bool:
@@ -45,6 +56,38 @@ class RedisLedger:
                 "can be recorded and no change may run. Nothing was changed. Reads still work; try again when "
                 "the state store is back."
             ) from None
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+class RedisEventLog:
+    """Events in Redis: a list per stream and a key per event naming its stream, each expiring after `ttl_s`."""
+
+    def __init__(self, url: str, *, ttl_s: float) -> None:
+        self._ttl_ms = int(ttl_s * 1000)
+        self._redis = connect(url)
+
+    async def append(self, stream_id: str, payload: str | None) -> str:
+        event_id = str(await self._redis.incr(EVENTS_PREFIX + "last-id"))
+        stream_key = EVENTS_PREFIX + "stream:" + hashlib.sha256(stream_id.encode()).hexdigest()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(stream_key, json.dumps([event_id, payload]))
+            pipe.pexpire(stream_key, self._ttl_ms)
+            pipe.set(EVENTS_PREFIX + "event:" + event_id, stream_id, px=self._ttl_ms)
+            await pipe.execute()
+        return event_id
+
+    async def after(self, event_id: str) -> tuple[str, list[tuple[str, str | None]]] | None:
+        if not event_id.isdigit():
+            return None
+        stream = await self._redis.get(EVENTS_PREFIX + "event:" + event_id)
+        if stream is None:
+            return None
+        stream_id = stream.decode() if isinstance(stream, bytes) else str(stream)
+        stream_key = EVENTS_PREFIX + "stream:" + hashlib.sha256(stream_id.encode()).hexdigest()
+        events = [json.loads(raw) for raw in await self._redis.lrange(stream_key, 0, -1)]
+        return stream_id, [(i, payload) for i, payload in events if int(i) > int(event_id)]
 
     async def aclose(self) -> None:
         await self._redis.aclose()
