@@ -19,7 +19,9 @@ from starlette.types import ASGIApp
 
 from . import __version__
 from .auth import StaticTokenMiddleware
+from .resumable_streams import EVENT_TTL_S, RETRY_MS, ResumableStreams
 from .settings import Settings
+from .state import open_event_log
 
 MCP_PATH = "/mcp"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -57,9 +59,14 @@ def create_http_app(server: MCPServer[Any], settings: Settings) -> ASGIApp:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
+    # Stateful sessions resume a dropped stream from the state store's event log; stateless ones have no
+    # session to resume.
+    resumable = None if settings.stateless else ResumableStreams(open_event_log(settings.state_url, ttl_s=EVENT_TTL_S))
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=settings.stateless,
+        event_store=resumable,
+        retry_interval=RETRY_MS if resumable is not None else None,
         max_request_body_size=settings.max_body_bytes,
         transport_security=transport_security(settings),
         host=settings.host,

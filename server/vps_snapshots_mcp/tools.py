@@ -56,6 +56,7 @@ MAX_ID = 2**53 - 1  # the largest integer every JSON client represents exactly
 NAME_MAX = 64
 DESCRIPTION_MAX = 500
 DEFAULT_WAIT_S = 900
+MAX_WAIT_S = 3600
 
 LIST_DEFAULT = 100
 LIST_MAX = 500
@@ -68,7 +69,7 @@ NameArg = Annotated[StrictStr, Field(min_length=1, max_length=NAME_MAX, pattern=
 DescriptionArg = Annotated[StrictStr | None, Field(max_length=DESCRIPTION_MAX)]
 ConfirmArg = Annotated[StrictBool, Field(description="false: preview only. true: execute, with the user's consent.")]
 WaitArg = StrictBool
-WaitTimeoutArg = Annotated[StrictInt, Field(ge=10, le=3600)]
+WaitTimeoutArg = Annotated[StrictInt, Field(ge=10, le=MAX_WAIT_S)]
 SafetySnapshotArg = StrictBool
 TokenArg = Annotated[StrictStr | None, Field(max_length=1024, description="From the preview, once the user agreed.")]
 LimitArg = Annotated[StrictInt, Field(ge=1, le=LIST_MAX, description="The most to list (newest first).")]

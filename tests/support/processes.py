@@ -18,17 +18,23 @@ from .redis_server import free_port
 @contextmanager
 def replica(api_url: str, secret: str, state_url: str) -> Iterator[str]:
     """The server as its own process, stateless, on its own port; yields its base URL once healthy."""
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    environment = {
         "VPS_API_URL": api_url,
         "VPS_API_TOKEN": TOKEN,
         "VPS_MCP_CONFIRM_SECRET": secret,
         "VPS_MCP_STATE_URL": state_url,
     }
+    with http_server(["--stateless"], environment) as url:
+        yield url
+
+
+@contextmanager
+def http_server(arguments: list[str], environment: dict[str, str]) -> Iterator[str]:
+    """`vps-snapshots-mcp ARGUMENTS --transport http` as its own process on a free port; yields its base URL."""
+    port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "vps_snapshots_mcp", "--transport", "http", "--port", str(port), "--stateless"],
-        env=env,
+        [sys.executable, "-m", "vps_snapshots_mcp", *arguments, "--transport", "http", "--port", str(port)],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **environment},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -43,7 +49,7 @@ def replica(api_url: str, secret: str, state_url: str) -> Iterator[str]:
             except httpx2.TransportError:
                 pass
             assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "replica did not become healthy"
+            assert time.monotonic() < deadline, "the server did not become healthy"
             time.sleep(0.05)
         yield url
     finally:
