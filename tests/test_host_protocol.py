@@ -13,7 +13,11 @@ from vps_snapshots_mcp.simulator import Fault, ProviderState
 
 from .conftest import TOKEN, ServerFactory
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    # The client's logging/setLevel is deprecated by 2026-07-28; 2025-11-25 hosts still send it, so the tests do.
+    pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),
+]
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 import weakref
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -22,6 +23,7 @@ from typing import Any, get_args
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import EmptyResult, LoggingLevel, ServerCapabilities, SetLevelRequestParams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -82,9 +84,12 @@ class ClientLogForwarder(logging.Handler):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # logged from a worker thread: stderr has it
-        send = ctx.session.send_log_message(
-            _to_mcp(record.levelno), record.getMessage(), logger=record.name, related_request_id=ctx.request_id
-        )
+        with warnings.catch_warnings():
+            # Deprecated by 2026-07-28, which is why only 2025-11-25 sessions get here: the warning is noise.
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            send = ctx.session.send_log_message(
+                _to_mcp(record.levelno), record.getMessage(), logger=record.name, related_request_id=ctx.request_id
+            )
         request.sending.append(loop.create_task(_quietly(send)))  # logging is synchronous; sending is not
 
 
