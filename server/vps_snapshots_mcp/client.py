@@ -335,7 +335,8 @@ class SnapshotsClient:
             if snapshot.id == snapshot_id:
                 return snapshot
         raise NotFoundError(
-            f"snapshot {snapshot_id} does not exist; call list_snapshots to see the snapshots there are",
+            f"snapshot {snapshot_id} does not exist; call list_snapshots to see the snapshots there are. "
+            "Nothing was changed.",
             status=None,
         )
 

@@ -134,7 +134,8 @@ class SnapshotsServer(MCPServer[AppContext]):
         if tool is None:
             names = ", ".join(t.name for t in await self.list_tools())
             raise UnknownToolError(
-                f"there is no tool {quoted(name[:64])} in this server's access mode; the tools are {names}."
+                f"there is no tool {quoted(name[:64])} in this server's access mode; the tools are {names}. "
+                "Nothing was changed."
             )
         await self._refuse_unknown_arguments(name, arguments)
         context = context or Context(mcp_server=self)
