@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 _SIMPLE_TYPES = frozenset({"string", "integer", "number", "boolean", "null"})
+_NULLABLE_TYPES = _SIMPLE_TYPES | {"object", "array"}
 
 
 def compact_schema(schema: Any, *, keep_descriptions: bool) -> Any:
@@ -42,8 +43,9 @@ def compact_schema(schema: Any, *, keep_descriptions: bool) -> Any:
     elif isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
         # [{"type": "string", "maxLength": 9}, {"type": "null"}] -> {"type": ["string", "null"], "maxLength": 9}:
         # string keywords constrain strings only, so null stays allowed exactly as before.
+        # The same holds for objects (properties, required) and arrays (items): they constrain only their type.
         (other,) = [o for o in options if o != {"type": "null"}]
-        if isinstance(other.get("type"), str) and other["type"] in _SIMPLE_TYPES and "type" not in out:
+        if isinstance(other.get("type"), str) and other["type"] in _NULLABLE_TYPES and "type" not in out:
             del out["anyOf"]
             out.update(other)
             out["type"] = [other["type"], "null"]
@@ -53,6 +55,12 @@ def compact_schema(schema: Any, *, keep_descriptions: bool) -> Any:
         out["type"].remove("integer")  # every integer is a number
     if "const" in out and out.get("type") == "string" and isinstance(out["const"], str):
         del out["type"]  # a string const says its type
+    if (
+        isinstance(out.get("enum"), list)
+        and out.get("type") == "string"
+        and all(isinstance(v, str) for v in out["enum"])
+    ):
+        del out["type"]  # so does an enum of strings
     return out
 
 

@@ -176,7 +176,11 @@ class SnapshotsServer(MCPServer[AppContext]):
                         "description": " ".join((tool.description or "").split()),  # docstring indentation
                         "input_schema": compact_schema(tool.input_schema, keep_descriptions=True),
                         "output_schema": (
-                            inline_single_use_defs(compact_schema(tool.output_schema, keep_descriptions=False))
+                            # Compacted again once inlined: a nullable reference is now a nullable type it can merge.
+                            compact_schema(
+                                inline_single_use_defs(compact_schema(tool.output_schema, keep_descriptions=False)),
+                                keep_descriptions=False,
+                            )
                             if tool.output_schema is not None
                             else None
                         ),

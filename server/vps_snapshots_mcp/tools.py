@@ -72,7 +72,7 @@ WaitArg = StrictBool
 WaitTimeoutArg = Annotated[StrictInt, Field(ge=10, le=MAX_WAIT_S)]
 SafetySnapshotArg = StrictBool
 TokenArg = Annotated[StrictStr | None, Field(max_length=1024, description="From the preview, once the user agreed.")]
-LimitArg = Annotated[StrictInt, Field(ge=1, le=LIST_MAX, description="The most to list (newest first).")]
+LimitArg = Annotated[StrictInt, Field(ge=1, le=LIST_MAX, description="The most to list.")]
 
 
 # --- read ------------------------------------------------------------------------------------------
@@ -83,8 +83,8 @@ async def list_snapshots(
     server_id: Annotated[StrictInt | None, Field(ge=1, le=MAX_ID, description="Omit for all servers.")] = None,
     limit: LimitArg = LIST_DEFAULT,
 ) -> SnapshotList:
-    """List VPS snapshots, newest first: all, or one server's. Use it first, to find ids, names,
-    statuses (in_progress, completed, failed), sizes and dates. Read-only.
+    """VPS snapshots, newest first: all, or one server's. Use it first, for ids, names, statuses
+    (in_progress, completed, failed), sizes and dates. Read-only.
     """
     app = app_of(ctx)
     if server_id is not None:
@@ -100,8 +100,8 @@ async def list_snapshots(
 
 
 async def get_snapshot(snapshot_id: SnapshotIdArg, ctx: Context[AppContext, Any]) -> Snapshot:
-    """Get one snapshot by id. Use it to follow one being created (completed after 3-10 min) or to check
-    one before acting. Read-only.
+    """One snapshot by id: to follow one being created (completed after 3-10 min), or to check one
+    before acting. Read-only.
     """
     return await look_up(app_of(ctx), snapshot_id, fresh=False)
 
@@ -117,10 +117,10 @@ async def create_snapshot(
     wait: WaitArg = False,
     wait_timeout_s: WaitTimeoutArg = DEFAULT_WAIT_S,
 ) -> CreateResult:
-    """Snapshot a server's disk, e.g. before an update; destroys nothing. Safe to retry: an existing
-    snapshot of that name is returned (already_exists), never duplicated. A server holds 5; when full,
-    fails with quota_exceeded naming the oldest. Takes 3-10 min: poll get_snapshot, or wait=true to wait
-    with progress (until wait_timeout_s, then timed_out). Advise stopping the server first.
+    """Snapshot a server's disk (say, before an update); destroys nothing. Retry-safe: a snapshot of
+    that name is returned (already_exists), never duplicated. 5 per server; when full, quota_exceeded
+    names the oldest. Takes 3-10 min: poll get_snapshot, or wait=true (progress; timed_out after
+    wait_timeout_s). Advise stopping the server first.
     """
     app = app_of(ctx)
     app.check_server_allowed(server_id, what="this snapshot")
@@ -198,11 +198,10 @@ async def restore_snapshot(
     confirmation_token: TokenArg = None,
     safety_snapshot: SafetySnapshotArg = False,
 ) -> RestoreOutcome:
-    """DESTRUCTIVE: overwrite ALL current data on the snapshot's server with it; irreversible; 5-15 min.
+    """DESTRUCTIVE: overwrites ALL current data on the snapshot's server; irreversible; 5-15 min.
     1) Call without confirm: nothing changes; you get a warning and a confirmation_token. Show the
     warning to the user and ask. 2) Only if they agree, call again with confirm=true and the token.
-    safety_snapshot=true (on both calls): snapshot the current state first, restore only once it
-    completed.
+    safety_snapshot=true (both calls): snapshot the current state first; restore once it completed.
     """
     app = app_of(ctx)
     if isinstance(consent, Preview):
