@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -65,35 +66,48 @@ def _wrapped(text: str) -> None:
         _say(f"   │ {line}")
 
 
-async def _runbook(client: Client) -> None:
+class _Runbook:
+    """The runbook's client, and what to do after each of its calls (the benchmark counts requests per step)."""
+
+    def __init__(self, client: Client, after_call: Callable[[], None]) -> None:
+        self.client, self.after_call = client, after_call
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        found = await _call(self.client, tool, arguments)
+        self.after_call()
+        return found
+
+
+async def play_runbook(client: Client, *, after_call: Callable[[], None] = lambda: None) -> None:
+    """The demo's eight calls: list, create and wait, create again, restore (preview, confirm), delete (same), list."""
+    runbook = _Runbook(client, after_call)
     _step(1, f"What snapshots does server {SERVER_ID} have?")
-    listing = await _call(client, "list_snapshots", {"server_id": SERVER_ID})
+    listing = await runbook.call("list_snapshots", {"server_id": SERVER_ID})
     _table(listing["snapshots"])
 
     _step(2, "Snapshot it before the update, waiting until it is completed")
     arguments = {"server_id": SERVER_ID, "name": "before-update", "description": "Before the system update"}
-    created = await _call(client, "create_snapshot", {**arguments, "wait": True})
+    created = await runbook.call("create_snapshot", {**arguments, "wait": True})
     snapshot = created["snapshot"]
     if snapshot["status"] != "completed":
         raise DemoFailed(f"snapshot {snapshot['id']} is {snapshot['status']}")
     _say(f"   {created['message']}")
 
     _step(3, "Asked again (say, after a dropped connection), it makes no duplicate")
-    again = await _call(client, "create_snapshot", arguments)
+    again = await runbook.call("create_snapshot", arguments)
     _say(f"   already_exists={again['already_exists']}: {again['message']}")
 
     _say()
     _say("   (the update is applied... and breaks the server; time to roll back)")
 
     _step(4, "Restore: first a preview, which changes nothing")
-    preview = await _call(client, "restore_snapshot", {"snapshot_id": snapshot["id"]})
+    preview = await runbook.call("restore_snapshot", {"snapshot_id": snapshot["id"]})
     _say(f"   status: {preview['status']}; token expires {preview['expires_at']}")
     _wrapped(preview["warning"])
     _say("   The assistant shows this to the operator, who answers: yes, restore it.")
 
     _step(5, "Confirmed restore, with the token from the preview")
-    restored = await _call(
-        client,
+    restored = await runbook.call(
         "restore_snapshot",
         {"snapshot_id": snapshot["id"], "confirm": True, "confirmation_token": preview["confirmation_token"]},
     )
@@ -102,11 +116,10 @@ async def _runbook(client: Client) -> None:
     _say(f"   {restored['message']}")
 
     _step(6, f"Clean up: delete the old snapshot {OLD_SNAPSHOT_ID}, with confirmation")
-    delete_preview = await _call(client, "delete_snapshot", {"snapshot_id": OLD_SNAPSHOT_ID})
+    delete_preview = await runbook.call("delete_snapshot", {"snapshot_id": OLD_SNAPSHOT_ID})
     _wrapped(delete_preview["warning"])
     _say("   The operator agrees.")
-    deleted = await _call(
-        client,
+    deleted = await runbook.call(
         "delete_snapshot",
         {
             "snapshot_id": OLD_SNAPSHOT_ID,
@@ -117,7 +130,7 @@ async def _runbook(client: Client) -> None:
     _say(f"   {deleted['status']}: {deleted['message']}")
 
     _step(7, "Final list")
-    listing = await _call(client, "list_snapshots", {"server_id": SERVER_ID})
+    listing = await runbook.call("list_snapshots", {"server_id": SERVER_ID})
     _table(listing["snapshots"])
 
 
@@ -139,7 +152,7 @@ async def _main(sandbox_seconds: float) -> None:
     async with Client(params) as client:
         tools = await client.list_tools()
         _say(f"Connected ({client.protocol_version}); tools: {', '.join(t.name for t in tools.tools)}")
-        await _runbook(client)
+        await play_runbook(client)
     _say()
     _say("Done: every destructive step needed a preview and a confirmation token bound to its snapshot.")
 
