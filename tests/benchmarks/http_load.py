@@ -1,0 +1,131 @@
+"""Load over streamable HTTP, for teams: ours against a bare MCPServer HTTP app with the same GET tool.
+
+- stateless: 50 concurrent clients, each making 40 list_snapshots calls; throughput, p50/p99, errors;
+- two replicas of ours sharing one Redis, the clients spread round-robin, against one replica;
+- stateful: the memory each open session costs, with 1,000 sessions open.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+from mcp import Client
+
+from ..support.redis_server import free_port, running_redis
+from .stdio import FLOOR, OURS, median, provider_env, rss_kb
+
+SECRET = "bench-confirm-secret-0123456789"
+
+
+@contextmanager
+def http_process(command: list[str], env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """The command serving HTTP on a free port (put where `{port}` is); yields (MCP URL, pid) once it listens."""
+    port = free_port()
+    full = [part.replace("{port}", str(port)) for part in command]
+    process = subprocess.Popen(full, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # poll until it listens, with a deadline: a process start has no event to wait on
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, f"{full} did not start"
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp", process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def ours_http(url: str, token: str, *extra: str, state_url: str | None = None) -> tuple[list[str], dict[str, str]]:
+    env = provider_env(url, token) | {"VPS_MCP_LOG_LEVEL": "WARNING"}
+    if state_url:
+        env |= {"VPS_MCP_STATE_URL": state_url, "VPS_MCP_CONFIRM_SECRET": SECRET}
+    return [*OURS, "--transport", "http", "--port", "{port}", *extra], env
+
+
+def floor_http(url: str, token: str, *extra: str) -> tuple[list[str], dict[str, str]]:
+    return [*FLOOR, "http", "{port}", *extra], provider_env(url, token)
+
+
+async def load(urls: list[str], clients: int, calls: int) -> dict[str, float]:
+    """`clients` MCP clients (2025-11-25) at once, each making `calls` calls; client i talks to urls[i % len]."""
+    latencies: list[float] = []
+    errors = 0
+
+    async def one_client(index: int) -> None:
+        nonlocal errors
+        async with Client(urls[index % len(urls)], mode="legacy") as session:
+            for _ in range(calls):
+                started = time.perf_counter()
+                result = await session.call_tool("list_snapshots", {"server_id": 12345})
+                latencies.append(time.perf_counter() - started)
+                errors += result.is_error
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    async with anyio.create_task_group() as group:
+        for index in range(clients):
+            group.start_soon(one_client, index)
+    elapsed = time.perf_counter() - started
+    # The load client is Python too: the share of a core it burns says how much machine the servers had left.
+    client_cpu = (time.process_time() - cpu_started) / elapsed
+    ordered = sorted(latencies)
+    return {
+        "calls_per_s": len(latencies) / elapsed,
+        "p50_ms": median(latencies) * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] * 1000,
+        "errors": float(errors),
+        "client_cpu_cores": client_cpu,
+    }
+
+
+def throughput(url: str, token: str, clients: int, calls: int) -> dict[str, Any]:
+    """Ours and the floor, stateless; then two replicas of ours on one Redis."""
+    with http_process(*ours_http(url, token, "--stateless")) as (ours_url, _):
+        ours = anyio.run(load, [ours_url], clients, calls)
+    with http_process(*floor_http(url, token)) as (floor_url, _):
+        floor = anyio.run(load, [floor_url], clients, calls)
+    with tempfile.TemporaryDirectory() as tmp, running_redis(Path(tmp)) as redis, ExitStack() as stack:
+        one = stack.enter_context(http_process(*ours_http(url, token, "--stateless", state_url=redis.url)))
+        single = anyio.run(load, [one[0]], clients, calls)
+        two = stack.enter_context(http_process(*ours_http(url, token, "--stateless", state_url=redis.url)))
+        pair = anyio.run(load, [one[0], two[0]], clients, calls)
+    return {"ours": ours, "floor": floor, "one_replica_redis": single, "two_replicas_redis": pair}
+
+
+def _open_sessions(url: str, count: int) -> None:
+    init = {
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "b", "version": "0"}},
+    }  # fmt: skip
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    with httpx2.Client(timeout=30) as http:
+        for _ in range(count):
+            answer = http.post(url, json=init, headers=headers)
+            assert answer.status_code == 200 and "mcp-session-id" in answer.headers, answer.text[:200]
+
+
+def memory_per_session(url: str, token: str, sessions: int) -> dict[str, float]:
+    """RSS growth per open stateful session, ours and the floor, with `sessions` sessions open."""
+    found: dict[str, float] = {}
+    for name, (command, env) in {"ours": ours_http(url, token), "floor": floor_http(url, token, "stateful")}.items():
+        with http_process(command, env) as (mcp_url, pid):
+            _open_sessions(mcp_url, 20)  # warm-up: code paths and caches loaded
+            before = rss_kb(pid)
+            _open_sessions(mcp_url, sessions)
+            found[f"{name}_kb_per_session"] = (rss_kb(pid) - before) / sessions
+    return found
+
+
+__all__ = ["memory_per_session", "throughput"]

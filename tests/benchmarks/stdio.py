@@ -1,0 +1,186 @@
+"""Measures over stdio, ours against the floor (a bare MCPServer doing the same GET), on both protocol revisions.
+
+Each figure pairs our server and the floor in the same run, against the same simulator process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+HERE = Path(__file__).parent
+FLOOR = [sys.executable, str(HERE / "floor_server.py")]
+OURS = [sys.executable, "-m", "vps_snapshots_mcp"]
+REVISIONS = {"2025-11-25": "legacy", "2026-07-28": "auto"}
+"""Protocol revision -> the SDK client's mode that speaks it."""
+DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the run
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+@contextmanager
+def simulator(latency_ms: float = 0.0) -> Iterator[tuple[str, str]]:
+    """The provider simulator as a separate process on a loopback port; yields (API URL, token)."""
+    process = subprocess.Popen(
+        [*OURS, "sandbox", "--port", "0", "--token", "bench-token-0123456789", "--latency-ms", str(latency_ms)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()
+        url = process.stdout.readline().strip().removeprefix("export VPS_API_URL=")
+        token = process.stdout.readline().strip().removeprefix("export VPS_API_TOKEN=")
+        yield url, token
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def provider_env(url: str, token: str) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", ""), "VPS_API_URL": url, "VPS_API_TOKEN": token}
+
+
+def client(command: list[str], env: dict[str, str], mode: str) -> Client:
+    params = StdioServerParameters(command=command[0], args=command[1:], env=env)
+    return Client(stdio_client(params, errlog=DEVNULL), mode=mode)
+
+
+async def timed(action: Callable[[], Awaitable[object]], count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        await action()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+async def _calls(command: list[str], env: dict[str, str], mode: str, count: int) -> list[float]:
+    async with client(command, env, mode) as session:
+
+        async def one() -> None:
+            result = await session.call_tool("list_snapshots", {"server_id": 12345})
+            assert not result.is_error
+
+        await timed(one, max(5, count // 10))  # warm-up
+        return await timed(one, count)
+
+
+async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, float]:
+    """Median and p95 of one list_snapshots, ours and the floor, alternating in blocks against drift."""
+    env = provider_env(url, token)
+    ours: list[float] = []
+    floor: list[float] = []
+    block = max(10, calls // 4)
+    while len(ours) < calls:
+        ours += await _calls(OURS, env, mode, block)
+        floor += await _calls(FLOOR, env, mode, block)
+    return {
+        "ours_median_ms": median(ours) * 1000,
+        "ours_p95_ms": p95(ours) * 1000,
+        "floor_median_ms": median(floor) * 1000,
+        "floor_p95_ms": p95(floor) * 1000,
+    }
+
+
+async def _bursts(command: list[str], env: dict[str, str], mode: str, rounds: int) -> list[float]:
+    async with client(command, env, mode) as session:
+
+        async def one() -> None:
+            result = await session.call_tool("list_snapshots", {"server_id": 12345})
+            assert not result.is_error
+
+        async def hundred() -> None:
+            async with anyio.create_task_group() as group:
+                for _ in range(100):
+                    group.start_soon(one)
+
+        await one()
+        return await timed(hundred, rounds)
+
+
+async def burst(url: str, token: str, rounds: int, mode: str) -> dict[str, float]:
+    """100 concurrent calls (the simulator answers in 200 ms), ours and the floor."""
+    env = provider_env(url, token)
+    ours: list[float] = []
+    floor: list[float] = []
+    for _ in range(rounds):
+        ours += await _bursts(OURS, env, mode, 1)
+        floor += await _bursts(FLOOR, env, mode, 1)
+    return {"ours_median_ms": median(ours) * 1000, "floor_median_ms": median(floor) * 1000}
+
+
+@dataclass
+class Start:
+    seconds: float
+    rss_kb: int
+    tools_list_bytes: int
+
+
+def _rpc(process: subprocess.Popen[bytes], message: dict[str, Any], *, answer: bool = True) -> bytes:
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(json.dumps(message).encode() + b"\n")
+    process.stdin.flush()
+    return process.stdout.readline() if answer else b""
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cold_start(command: list[str], env: dict[str, str]) -> Start:
+    """Spawn, initialize, list tools (timed); then the process's RSS."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    )
+    try:
+        init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}
+        _rpc(process, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init})
+        _rpc(process, {"jsonrpc": "2.0", "method": "notifications/initialized"}, answer=False)
+        listing = _rpc(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        return Start(time.perf_counter() - started, rss_kb(process.pid), len(listing.rstrip()))
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=30)
+
+
+def cold_starts(url: str, token: str, count: int) -> dict[str, Any]:
+    env = provider_env(url, token)
+    ours: list[Start] = []
+    floor: list[Start] = []
+    for _ in range(count):  # interleaved, so drift on a shared machine hits both alike
+        floor.append(cold_start(FLOOR, env))
+        ours.append(cold_start(OURS, env))
+    return {
+        "ours_median_ms": median([s.seconds for s in ours]) * 1000,
+        "floor_median_ms": median([s.seconds for s in floor]) * 1000,
+        "ours_rss_mb": median([s.rss_kb for s in ours]) / 1024,
+        "floor_rss_mb": median([s.rss_kb for s in floor]) / 1024,
+        "tools_list_bytes": ours[0].tools_list_bytes,
+    }
