@@ -47,12 +47,11 @@ async def list_snapshots(server_id: int | None = None) -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "http":
-        server.settings.log_level = "WARNING"
-        server.run(
-            "streamable-http",
-            host="127.0.0.1",
-            port=int(sys.argv[2]),
-            stateless_http=not (len(sys.argv) > 3 and sys.argv[3] == "stateful"),
-        )
+        import uvicorn
+
+        # Served as ours is: uvicorn at WARNING with no access log (a line per request would slow the floor).
+        stateless = not (len(sys.argv) > 3 and sys.argv[3] == "stateful")
+        app = server.streamable_http_app(stateless_http=stateless, host="127.0.0.1")
+        uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
     else:
         server.run("stdio")

@@ -73,13 +73,14 @@ async def load(urls: list[str], clients: int, calls: int) -> dict[str, float]:
                 latencies.append(time.perf_counter() - started)
                 errors += result.is_error
 
-    started, cpu_started = time.perf_counter(), time.process_time()
+    started, cpu_started, machine_started = time.perf_counter(), time.process_time(), _cpu_ticks()
     async with anyio.create_task_group() as group:
         for index in range(clients):
             group.start_soon(one_client, index)
     elapsed = time.perf_counter() - started
     # The load client is Python too: the share of a core it burns says how much machine the servers had left.
     client_cpu = (time.process_time() - cpu_started) / elapsed
+    busy, total = (after - before for after, before in zip(_cpu_ticks(), machine_started, strict=True))
     ordered = sorted(latencies)
     return {
         "calls_per_s": len(latencies) / elapsed,
@@ -87,7 +88,15 @@ async def load(urls: list[str], clients: int, calls: int) -> dict[str, float]:
         "p99_ms": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] * 1000,
         "errors": float(errors),
         "client_cpu_cores": client_cpu,
+        "machine_busy": busy / total if total else 0.0,
     }
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def throughput(url: str, token: str, clients: int, calls: int) -> dict[str, Any]:

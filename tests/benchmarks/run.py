@@ -204,9 +204,9 @@ def main(argv: list[str]) -> int:
     )
     rows.append(
         (
-            "e. the load client's own CPU, 2 replicas (cores)",
-            f"{pair['client_cpu_cores']:.2f}",
-            f"of {os.cpu_count()}",
+            "e. 2 replicas: machine busy; the load client's own CPU",
+            f"{pair['machine_busy']:.0%}",
+            f"{pair['client_cpu_cores']:.2f} of {os.cpu_count()} cores",
             "",
             "",
             None,

@@ -25,7 +25,8 @@ def test_the_benchmark_suite_runs_and_reports_every_measure(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr[-2000:]
     for measure in ("a. one call, 2025-11-25", "a. one call, 2026-07-28", "b. 100 concurrent calls", "c. cold start",
                     "c. RSS", "c. tools/list", "d. 100 identical lists", "d. 300 waiters", "d. demo runbook",
-                    "e. HTTP", "e. 2 replicas", "f. memory per open session", "g. our code's share"):  # fmt: skip
+                    "e. HTTP", "e. 2 replicas",
+                    "e. 2 replicas: machine busy", "f. memory per open session", "g. our code's share"):  # fmt: skip
         assert measure in done.stdout, measure
     report = json.loads(out.read_text())
     assert set(report["measured"]) == set(report["targets"])
