@@ -30,9 +30,9 @@ from vps_snapshots_mcp.server import SnapshotsServer, build_server
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import HOSTILE_SNAPSHOTS, Fault, ProviderState, create_app, hostile_state
 from vps_snapshots_mcp.simulator.state import SimServer, SimSnapshot
-from vps_snapshots_mcp.timing import Timing
 
 from .conftest import BASE_URL, NOW, TOKEN, ServerFactory, SimTime, connected, preview_token, text_of
+from .support.polling import polls_within
 
 pytestmark = pytest.mark.anyio
 
@@ -358,18 +358,8 @@ async def test_three_hundred_waiters_on_one_snapshot_poll_as_one(
     assert len(done) == 300 and {d["snapshot"]["status"] for d in done} == {"completed"}
     polls = len(provider.requests_to("GET")) - before
     # One look-up each at most, then one poll per interval for all of them together.
-    assert polls - 300 <= polls_until(240.0)
+    assert polls - 300 <= polls_within(240.0)
     assert sim_time.elapsed < 300  # nobody's sleep added to anybody else's
-
-
-def polls_until(seconds: float) -> int:
-    """How many polls one waiter's schedule makes in `seconds`."""
-    elapsed = 0.0
-    for count, interval in enumerate(Timing().poll_intervals(), start=1):
-        elapsed += interval
-        if elapsed >= seconds:
-            return count
-    raise AssertionError("poll_intervals never ends")  # pragma: no cover
 
 
 # --- 6. strict arguments -----------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app, seeded_state
 from vps_snapshots_mcp.timing import Timing
 
+from ..support.polling import polls_within
+
 TOKEN = "bench-token-0123456789"
 URL = "https://provider.bench/api/v1"
 
@@ -74,15 +76,6 @@ async def identical_lists() -> dict[str, int]:
     return {"calls": 100, "provider_gets": len(provider.requests_to("GET"))}
 
 
-def _polls_within(seconds: float) -> int:
-    elapsed = 0.0
-    for count, interval in enumerate(Timing().poll_intervals(), start=1):
-        elapsed += interval
-        if elapsed >= seconds:
-            return count
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 async def many_waiters() -> dict[str, float]:
     provider, time, server = _world()
     async with Client(server) as client:
@@ -93,7 +86,7 @@ async def many_waiters() -> dict[str, float]:
     return {
         "waiters": 300,
         "provider_gets": gets,
-        "poll_intervals": _polls_within(time.elapsed),
+        "poll_intervals": polls_within(time.elapsed),
         "waited_s": time.elapsed,
     }
 
