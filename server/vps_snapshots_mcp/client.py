@@ -252,18 +252,30 @@ class SnapshotsClient:
         self._sleep = timing.sleep
         self._rand = rand
         self._now = timing.now
-        self._http = httpx2.AsyncClient(
-            transport=transport,
-            timeout=httpx2.Timeout(timeout_s, connect=connect_timeout_s),
-            limits=httpx2.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
-            follow_redirects=False,
-            headers={
-                "Authorization": f"Bearer {token.get_secret_value()}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "User-Agent": f"vps-snapshots-mcp/{__version__}",
-            },
-        )
+        self._transport = transport
+        self._limits = httpx2.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
+        self._timeout = httpx2.Timeout(timeout_s, connect=connect_timeout_s)
+        self._headers = {
+            "Authorization": f"Bearer {token.get_secret_value()}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"vps-snapshots-mcp/{__version__}",
+        }
+        self._http_client: httpx2.AsyncClient | None = None
+
+    @property
+    def _http(self) -> httpx2.AsyncClient:
+        # Made at the first request, not at start-up: building one loads the CA bundle (about 20 ms), and a
+        # host starts the server long before, if ever, it calls a tool. No await here, so no race.
+        if self._http_client is None:
+            self._http_client = httpx2.AsyncClient(
+                transport=self._transport,
+                timeout=self._timeout,
+                limits=self._limits,
+                follow_redirects=False,
+                headers=self._headers,
+            )
+        return self._http_client
 
     async def __aenter__(self) -> SnapshotsClient:
         return self
@@ -272,7 +284,8 @@ class SnapshotsClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http_client is not None:
+            await self._http_client.aclose()
 
     @property
     def base_url(self) -> str:

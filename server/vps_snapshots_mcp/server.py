@@ -24,6 +24,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import anyio
+import mcp.server.mcpserver.server as sdk_server
 from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
@@ -75,6 +76,10 @@ class SnapshotsServer(MCPServer[AppContext]):
     _argument_names: dict[str, frozenset[str]] | None = None
     _published: list[MCPTool] | None = None
     audit_log: AuditLog | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with _sdk_logging_setup_skipped_if_configured():
+            super().__init__(*args, **kwargs)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
@@ -204,6 +209,23 @@ class SnapshotsServer(MCPServer[AppContext]):
                 f"{name} has no argument {listed}; it takes {', '.join(sorted(known or ())) or 'none'}. "
                 "Fix the arguments and call again; nothing was changed."
             )
+
+
+@contextmanager
+def _sdk_logging_setup_skipped_if_configured() -> Iterator[None]:
+    """MCPServer's constructor imports rich for a log handler (15 ms of every start) and hands it to
+    logging.basicConfig, which does nothing once the root logger has a handler, as the command line's has.
+    Skipped only then, so nothing changes but the start-up time (mcp<3: the constructor calls it by module name).
+    """
+    if not logging.getLogger().handlers:
+        yield
+        return
+    original = vars(sdk_server)["configure_logging"]
+    setattr(sdk_server, "configure_logging", lambda level="INFO": None)  # noqa: B010 - not re-exported
+    try:
+        yield
+    finally:
+        setattr(sdk_server, "configure_logging", original)  # noqa: B010
 
 
 def _plain_id(value: object) -> int | None:

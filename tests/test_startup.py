@@ -1,0 +1,33 @@
+"""Start-up pays only for what serving needs: a host starts the server far more often than it calls a tool."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+PROBE = """
+import logging, sys
+from vps_snapshots_mcp.cli import configure_logging
+from vps_snapshots_mcp.server import build_server
+from vps_snapshots_mcp.settings import from_sources
+
+if sys.argv[1] == "configured":
+    configure_logging("INFO")
+before = list(logging.getLogger().handlers)
+build_server(from_sources({}, {"VPS_API_URL": "http://127.0.0.1:9/v1", "VPS_API_TOKEN": "t" * 24}))
+print("rich" in sys.modules, logging.getLogger().handlers == before, len(logging.getLogger().handlers))
+"""
+
+
+def _probe(case: str) -> str:
+    done = subprocess.run([sys.executable, "-c", PROBE, case], capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()
+
+
+def test_a_configured_process_skips_the_sdks_rich_log_handler_and_keeps_its_own() -> None:
+    assert _probe("configured") == "False True 1"
+
+
+def test_an_unconfigured_process_gets_the_sdks_logging_as_before() -> None:
+    # Embedding build_server without configuring logging: the SDK's own handler is installed, unchanged.
+    assert _probe("bare") == "True False 1"
