@@ -148,6 +148,14 @@ class ConfirmationRequired(_Schema):
     expires_at: str = Field(description="When the token stops working (ISO 8601, UTC).")
 
 
+class RestorePreview(ConfirmationRequired):
+    action: Literal["restore"] = "restore"
+
+
+class DeletePreview(ConfirmationRequired):
+    action: Literal["delete"] = "delete"
+
+
 class Cancelled(Audited):
     """The user declined or cancelled when asked; nothing was sent to the provider."""
 
@@ -190,15 +198,15 @@ def _object_without_title(schema: dict[str, Any]) -> None:
     schema.pop("title", None)
 
 
-class RestoreOutcome(RootModel[ConfirmationRequired | RestoreStartedResult | Cancelled]):
+class RestoreOutcome(RootModel[RestorePreview | RestoreStartedResult | Cancelled]):
     """A preview, a started restore, or a cancellation; `status` tells which."""
 
-    root: Annotated[ConfirmationRequired | RestoreStartedResult | Cancelled, Field(discriminator="status")]
+    root: Annotated[RestorePreview | RestoreStartedResult | Cancelled, Field(discriminator="status")]
     model_config = ConfigDict(json_schema_extra=_object_without_title)
 
 
-class DeleteOutcome(RootModel[ConfirmationRequired | DeletedResult | Cancelled]):
+class DeleteOutcome(RootModel[DeletePreview | DeletedResult | Cancelled]):
     """A preview, a deletion, or a cancellation; `status` tells which."""
 
-    root: Annotated[ConfirmationRequired | DeletedResult | Cancelled, Field(discriminator="status")]
+    root: Annotated[DeletePreview | DeletedResult | Cancelled, Field(discriminator="status")]
     model_config = ConfigDict(json_schema_extra=_object_without_title)

@@ -1,7 +1,7 @@
 """Published schemas: the same constraints in fewer bytes.
 
 tools/list goes to every client at every start, and its size is part of what a
-host pays for each session (the performance target is 8 KB). These functions
+host pays for each session (the performance target is 7 KiB). These functions
 shrink the schemas the SDK derives from our models without changing what they
 accept; the SDK keeps validating results against the models themselves.
 """
@@ -49,8 +49,13 @@ def compact_schema(schema: Any, *, keep_descriptions: bool) -> Any:
             del out["anyOf"]
             out.update(other)
             out["type"] = [other["type"], "null"]
+    if out.get("type") == "object" and isinstance(out.get("oneOf"), list):
+        # Each branch is checked against an instance the root already requires to be an object.
+        out["oneOf"] = [_without_object_type(branch) for branch in out["oneOf"]]
     if out.get("default", ...) is None:
         del out["default"]  # absent already means null
+    if out.get("type") == "boolean" and out.get("default", ...) is False:
+        del out["default"]  # every flag is opt-in: absent means false, and each tool says what true does
     if isinstance(out.get("type"), list) and {"integer", "number"} <= set(out["type"]):
         out["type"].remove("integer")  # every integer is a number
     if "const" in out and out.get("type") == "string" and isinstance(out["const"], str):
@@ -62,6 +67,12 @@ def compact_schema(schema: Any, *, keep_descriptions: bool) -> Any:
     ):
         del out["type"]  # so does an enum of strings
     return out
+
+
+def _without_object_type(branch: Any) -> Any:
+    if isinstance(branch, dict) and branch.get("type") == "object":
+        return {key: value for key, value in branch.items() if key != "type"}
+    return branch
 
 
 def inline_single_use_defs(schema: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp_types import ToolAnnotations
@@ -38,11 +38,12 @@ from .consent import (
 from .errors import ProviderTimeoutError, SnapshotFailedError, SnapshotsError, Target
 from .models import (
     Cancelled,
-    ConfirmationRequired,
     CreateResult,
     DeletedResult,
     DeleteOutcome,
+    DeletePreview,
     RestoreOutcome,
+    RestorePreview,
     RestoreStartedResult,
     ServerState,
     Snapshot,
@@ -51,6 +52,8 @@ from .models import (
 from .provider_text import plain_or_quoted, quoted, server_label
 from .settings import Settings
 from .waiting import WaitOutcome, format_duration, is_running
+
+PreviewT = TypeVar("PreviewT", RestorePreview, DeletePreview)
 
 MAX_ID = 2**53 - 1  # the largest integer every JSON client represents exactly
 NAME_MAX = 64
@@ -67,12 +70,12 @@ SnapshotIdArg = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 ServerIdArg = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 NameArg = Annotated[StrictStr, Field(min_length=1, max_length=NAME_MAX, pattern=r"^[A-Za-z0-9_-]+$")]
 DescriptionArg = Annotated[StrictStr | None, Field(max_length=DESCRIPTION_MAX)]
-ConfirmArg = Annotated[StrictBool, Field(description="false: preview only. true: execute, with the user's consent.")]
+ConfirmArg = StrictBool  # what confirm=true needs is said once, in the tool's description
 WaitArg = StrictBool
 WaitTimeoutArg = Annotated[StrictInt, Field(ge=10, le=MAX_WAIT_S)]
 SafetySnapshotArg = StrictBool
-TokenArg = Annotated[StrictStr | None, Field(max_length=1024, description="From the preview, once the user agreed.")]
-LimitArg = Annotated[StrictInt, Field(ge=1, le=LIST_MAX, description="The most to list.")]
+TokenArg = Annotated[StrictStr | None, Field(max_length=1024)]
+LimitArg = Annotated[StrictInt, Field(ge=1, le=LIST_MAX)]
 
 
 # --- read ------------------------------------------------------------------------------------------
@@ -80,11 +83,11 @@ LimitArg = Annotated[StrictInt, Field(ge=1, le=LIST_MAX, description="The most t
 
 async def list_snapshots(
     ctx: Context[AppContext, Any],
-    server_id: Annotated[StrictInt | None, Field(ge=1, le=MAX_ID, description="Omit for all servers.")] = None,
+    server_id: Annotated[StrictInt | None, Field(ge=1, le=MAX_ID)] = None,
     limit: LimitArg = LIST_DEFAULT,
 ) -> SnapshotList:
-    """VPS snapshots, newest first: all, or one server's. Use it first, for ids, names, statuses
-    (in_progress, completed, failed), sizes and dates. Read-only.
+    """Snapshots, newest first, of all servers or of server_id. Use it first: ids, names, statuses
+    (in_progress, completed, failed), sizes, dates. Read-only.
     """
     app = app_of(ctx)
     if server_id is not None:
@@ -100,8 +103,8 @@ async def list_snapshots(
 
 
 async def get_snapshot(snapshot_id: SnapshotIdArg, ctx: Context[AppContext, Any]) -> Snapshot:
-    """One snapshot by id: to follow one being created (completed after 3-10 min), or to check one
-    before acting. Read-only.
+    """One snapshot by id: to follow one being created (done in 3-10 min), or to check one before
+    acting on it. Read-only.
     """
     return await look_up(app_of(ctx), snapshot_id, fresh=False)
 
@@ -117,10 +120,9 @@ async def create_snapshot(
     wait: WaitArg = False,
     wait_timeout_s: WaitTimeoutArg = DEFAULT_WAIT_S,
 ) -> CreateResult:
-    """Snapshot a server's disk (say, before an update); destroys nothing. Retry-safe: a snapshot of
-    that name is returned (already_exists), never duplicated. 5 per server; when full, quota_exceeded
-    names the oldest. Takes 3-10 min: poll get_snapshot, or wait=true (progress; timed_out after
-    wait_timeout_s). Advise stopping the server first.
+    """Snapshot a server's disk, e.g. before an update; destroys nothing. Retry-safe: a same-name
+    snapshot is returned (already_exists). 5 per server; if full, quota_exceeded names the oldest.
+    Takes 3-10 min: poll get_snapshot or wait=true. Advise stopping the server first.
     """
     app = app_of(ctx)
     app.check_server_allowed(server_id, what="this snapshot")
@@ -198,14 +200,14 @@ async def restore_snapshot(
     confirmation_token: TokenArg = None,
     safety_snapshot: SafetySnapshotArg = False,
 ) -> RestoreOutcome:
-    """DESTRUCTIVE: overwrites ALL current data on the snapshot's server; irreversible; 5-15 min.
-    1) Call without confirm: nothing changes; you get a warning and a confirmation_token. Show the
-    warning to the user and ask. 2) Only if they agree, call again with confirm=true and the token.
-    safety_snapshot=true (both calls): snapshot the current state first; restore once it completed.
+    """DESTRUCTIVE: overwrites ALL data on the snapshot's server, irreversibly (5-15 min). 1) Without
+    confirm: changes nothing, returns a warning and confirmation_token; show the user the
+    warning and ask. 2) Only if they agree, call again with confirm=true and the token. safety_snapshot=true
+    (both calls) snapshots the server first.
     """
     app = app_of(ctx)
     if isinstance(consent, Preview):
-        return RestoreOutcome(_preview(app, "restore", snapshot, consent, safety_snapshot=safety_snapshot))
+        return RestoreOutcome(_preview(app, RestorePreview, snapshot, consent, safety_snapshot=safety_snapshot))
     if isinstance(consent, Declined):
         return RestoreOutcome(_cancelled("restore", snapshot, consent))
     with concerning(snapshot):  # Approved: the consent is spent; execute
@@ -244,13 +246,13 @@ async def delete_snapshot(
     confirm: ConfirmArg = False,
     confirmation_token: TokenArg = None,
 ) -> DeleteOutcome:
-    """DESTRUCTIVE: delete a snapshot for good. 1) Call without confirm: nothing changes; you get a
-    warning and a confirmation_token. Show the warning to the user and ask. 2) Only if they agree, call
+    """DESTRUCTIVE: delete a snapshot for good. 1) Without confirm: changes nothing, returns a
+    warning and confirmation_token; show the user the warning and ask. 2) Only if they agree, call
     again with confirm=true and the token.
     """
     app = app_of(ctx)
     if isinstance(consent, Preview):
-        return DeleteOutcome(_preview(app, "delete", snapshot, consent))
+        return DeleteOutcome(_preview(app, DeletePreview, snapshot, consent))
     if isinstance(consent, Declined):
         return DeleteOutcome(_cancelled("delete", snapshot, consent))
     with concerning(snapshot):  # Approved: the consent is spent; execute
@@ -269,11 +271,11 @@ def _ids(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def _preview(
-    app: AppContext, action: Action, snapshot: Snapshot, consent: Preview, *, safety_snapshot: bool = False
-) -> ConfirmationRequired:
+    app: AppContext, kind: type[PreviewT], snapshot: Snapshot, consent: Preview, *, safety_snapshot: bool = False
+) -> PreviewT:
+    action: Action = kind.model_fields["action"].default
     issued = app.tokens.mint(action, snapshot, safety_snapshot=safety_snapshot)
-    return ConfirmationRequired(
-        action=action,
+    return kind(
         snapshot=snapshot,
         warning=preview_warning(
             action, snapshot, safety_snapshot=safety_snapshot, user_will_be_asked=consent.user_will_be_asked
@@ -363,7 +365,7 @@ TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(create_snapshot, "Create a snapshot", _annotations(read_only=False, destructive=False, idempotent=False)),
     ToolSpec(
         restore_snapshot,
-        "Restore a server from a snapshot",
+        "Restore a snapshot",
         _annotations(read_only=False, destructive=True, idempotent=False),
     ),
     ToolSpec(delete_snapshot, "Delete a snapshot", _annotations(read_only=False, destructive=True, idempotent=True)),
