@@ -34,7 +34,7 @@ import anyio
 from .economy import economy
 from .http_load import memory_per_session, throughput
 from .profile_call import profile
-from .stdio import REVISIONS, burst, cold_starts, per_call, simulator
+from .stdio import REVISIONS, burst, cold_starts, per_call, simulator, tools_list_bytes
 
 HERE = Path(__file__).parent
 TARGETS: dict[str, tuple[str, float]] = {
@@ -124,16 +124,18 @@ def main(argv: list[str]) -> int:
                 extra,
             )
         )
-        rows.append(
-            (
-                "c. tools/list answer (bytes)",
-                str(start["tools_list_bytes"]),
-                "",
-                "",
-                "tools_list_bytes",
-                start["tools_list_bytes"],
+        for revision, mode in REVISIONS.items():
+            listed = anyio.run(tools_list_bytes, url, token, mode)
+            rows.append(
+                (
+                    f"c. tools/list result, {revision} (bytes)",
+                    str(listed["ours"]),
+                    f"{listed['floor']} (one tool)",
+                    "",
+                    "tools_list_bytes",
+                    listed["ours"],
+                )
             )
-        )
         load = throughput(url, token, clients, each)
         sessions_memory = memory_per_session(url, token, sessions)
     with simulator(latency_ms=200) as (url, token):

@@ -131,11 +131,20 @@ async def burst(url: str, token: str, rounds: int, mode: str) -> dict[str, float
     return {"ours_median_ms": median(ours) * 1000, "floor_median_ms": median(floor) * 1000}
 
 
+async def tools_list_bytes(url: str, token: str, mode: str) -> dict[str, int]:
+    """The tools/list result as a client receives it (the JSON-RPC envelope aside), ours and the floor's."""
+    sizes = {}
+    for name, command in (("ours", OURS), ("floor", FLOOR)):
+        async with client(command, provider_env(url, token), mode) as session:
+            listing = await session.list_tools()
+            sizes[name] = len(listing.model_dump_json(by_alias=True, exclude_none=True).encode())
+    return sizes
+
+
 @dataclass
 class Start:
     seconds: float
     rss_kb: int
-    tools_list_bytes: int
 
 
 def _rpc(process: subprocess.Popen[bytes], message: dict[str, Any], *, answer: bool = True) -> bytes:
@@ -162,8 +171,8 @@ def cold_start(command: list[str], env: dict[str, str]) -> Start:
         init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}
         _rpc(process, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init})
         _rpc(process, {"jsonrpc": "2.0", "method": "notifications/initialized"}, answer=False)
-        listing = _rpc(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
-        return Start(time.perf_counter() - started, rss_kb(process.pid), len(listing.rstrip()))
+        _rpc(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        return Start(time.perf_counter() - started, rss_kb(process.pid))
     finally:
         assert process.stdin is not None
         process.stdin.close()
@@ -182,5 +191,4 @@ def cold_starts(url: str, token: str, count: int) -> dict[str, Any]:
         "floor_median_ms": median([s.seconds for s in floor]) * 1000,
         "ours_rss_mb": median([s.rss_kb for s in ours]) / 1024,
         "floor_rss_mb": median([s.rss_kb for s in floor]) / 1024,
-        "tools_list_bytes": ours[0].tools_list_bytes,
     }
