@@ -13,6 +13,8 @@ import pytest
 from jsonschema import Draft202012Validator
 from mcp.server.mcpserver import MCPServer
 
+from vps_snapshots_mcp.server import SnapshotsServer
+
 from .conftest import ServerFactory, connected, preview_token
 
 pytestmark = pytest.mark.anyio
@@ -45,6 +47,7 @@ def variants(result: dict[str, Any]) -> list[Any]:
     out: list[Any] = [result, [], "text", None]
     for key in result:
         out.append({k: v for k, v in result.items() if k != key})
+        wrong: Any
         for wrong in (None, "x", 7, True, [], {}):
             changed = copy.deepcopy(result)
             changed[key] = wrong
@@ -53,7 +56,7 @@ def variants(result: dict[str, Any]) -> list[Any]:
 
 
 @pytest.fixture
-def server(make_server: ServerFactory) -> MCPServer[Any]:
+def server(make_server: ServerFactory) -> SnapshotsServer:
     return make_server()
 
 
@@ -72,9 +75,9 @@ async def test_inputs_are_judged_alike(server: MCPServer[Any]) -> None:
             assert after.is_valid(arguments) == verdict, (name, arguments)
 
 
-async def test_outputs_are_judged_alike(server: MCPServer[Any]) -> None:
+async def test_outputs_are_judged_alike(server: SnapshotsServer) -> None:
     async with connected(server) as client:
-        calls = [
+        calls: list[tuple[str, dict[str, Any]]] = [
             ("list_snapshots", {}),
             ("get_snapshot", {"snapshot_id": 801}),
             ("create_snapshot", {"server_id": 12345, "name": "schema-check"}),
