@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import tempfile
@@ -59,8 +60,11 @@ def floor_http(url: str, token: str, *extra: str) -> tuple[list[str], dict[str, 
     return [*FLOOR, "http", "{port}", *extra], provider_env(url, token)
 
 
-async def load(urls: list[str], clients: int, calls: int) -> dict[str, float]:
-    """`clients` MCP clients (2025-11-25) at once, each making `calls` calls; client i talks to urls[i % len]."""
+async def load(urls: list[str], clients: int, calls: int, server_pids: tuple[int, ...] = ()) -> dict[str, float]:
+    """`clients` MCP clients (2025-11-25) at once, each making `calls` calls; client i talks to urls[i % len].
+
+    Besides times: how many cores the whole machine, the load client and the servers (`server_pids`) kept busy.
+    """
     latencies: list[float] = []
     errors = 0
 
@@ -74,6 +78,7 @@ async def load(urls: list[str], clients: int, calls: int) -> dict[str, float]:
                 errors += result.is_error
 
     started, cpu_started, machine_started = time.perf_counter(), time.process_time(), _cpu_ticks()
+    servers_started = sum(_process_cpu_s(pid) for pid in server_pids)
     async with anyio.create_task_group() as group:
         for index in range(clients):
             group.start_soon(one_client, index)
@@ -81,6 +86,7 @@ async def load(urls: list[str], clients: int, calls: int) -> dict[str, float]:
     # The load client is Python too: the share of a core it burns says how much machine the servers had left.
     client_cpu = (time.process_time() - cpu_started) / elapsed
     busy, total = (after - before for after, before in zip(_cpu_ticks(), machine_started, strict=True))
+    servers_cpu = (sum(_process_cpu_s(pid) for pid in server_pids) - servers_started) / elapsed
     ordered = sorted(latencies)
     return {
         "calls_per_s": len(latencies) / elapsed,
@@ -89,6 +95,7 @@ async def load(urls: list[str], clients: int, calls: int) -> dict[str, float]:
         "errors": float(errors),
         "client_cpu_cores": client_cpu,
         "machine_busy": busy / total if total else 0.0,
+        "servers_cpu_cores": servers_cpu,
     }
 
 
@@ -99,6 +106,12 @@ def _cpu_ticks() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(url: str, token: str, clients: int, calls: int) -> dict[str, Any]:
     """Ours and the floor, stateless; then two replicas of ours on one Redis."""
     with http_process(*ours_http(url, token, "--stateless")) as (ours_url, _):
@@ -107,9 +120,9 @@ def throughput(url: str, token: str, clients: int, calls: int) -> dict[str, Any]
         floor = anyio.run(load, [floor_url], clients, calls)
     with tempfile.TemporaryDirectory() as tmp, running_redis(Path(tmp)) as redis, ExitStack() as stack:
         one = stack.enter_context(http_process(*ours_http(url, token, "--stateless", state_url=redis.url)))
-        single = anyio.run(load, [one[0]], clients, calls)
+        single = anyio.run(load, [one[0]], clients, calls, (one[1],))
         two = stack.enter_context(http_process(*ours_http(url, token, "--stateless", state_url=redis.url)))
-        pair = anyio.run(load, [one[0], two[0]], clients, calls)
+        pair = anyio.run(load, [one[0], two[0]], clients, calls, (one[1], two[1]))
     return {"ours": ours, "floor": floor, "one_replica_redis": single, "two_replicas_redis": pair}
 
 
