@@ -1,6 +1,6 @@
 """The benchmark suite: every figure is ours against a floor measured in the same run, on the same machine.
 
-    .venv/bin/python -m tests.benchmarks                 # the full run (about 10 minutes on 2 cores)
+    .venv/bin/python -m tests.benchmarks                 # the full run (about 4 minutes on 2 cores)
     .venv/bin/python -m tests.benchmarks --quick         # a smoke run: few repetitions, proves the suite works
 
 The floor is a bare MCPServer whose one tool performs the same httpx2 GET to the same simulator (same client
