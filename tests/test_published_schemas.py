@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from mcp.server.mcpserver import MCPServer
 
 from vps_snapshots_mcp.server import SnapshotsServer
 
 from .conftest import ServerFactory, connected, preview_token
+from .support.tool_definitions import definition, sdk_derived_tools
 
 pytestmark = pytest.mark.anyio
 
@@ -60,15 +60,15 @@ def server(make_server: ServerFactory) -> SnapshotsServer:
     return make_server()
 
 
-async def schemas(server: MCPServer[Any]) -> dict[str, tuple[Any, Any]]:
-    """tool name -> (derived, published) tools."""
-    derived = {tool.name: tool for tool in await MCPServer.list_tools(server)}
-    return {tool.name: (derived[tool.name], tool) for tool in await server.list_tools()}
+async def schemas(server: SnapshotsServer) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """tool name -> (as the SDK derives it, as the server publishes it)."""
+    derived = {tool["name"]: tool for tool in await sdk_derived_tools()}
+    return {tool.name: (derived[tool.name], definition(tool)) for tool in await server.list_tools()}
 
 
-async def test_inputs_are_judged_alike(server: MCPServer[Any]) -> None:
+async def test_inputs_are_judged_alike(server: SnapshotsServer) -> None:
     for name, (derived, published) in (await schemas(server)).items():
-        before, after = Draft202012Validator(derived.input_schema), Draft202012Validator(published.input_schema)
+        before, after = Draft202012Validator(derived["inputSchema"]), Draft202012Validator(published["inputSchema"])
         verdicts = [before.is_valid(arguments) for arguments in ARGUMENTS]
         assert True in verdicts and False in verdicts, f"{name}: the samples must test both ways"
         for arguments, verdict in zip(ARGUMENTS, verdicts, strict=True):
@@ -96,7 +96,7 @@ async def test_outputs_are_judged_alike(server: SnapshotsServer) -> None:
     found = await schemas(server)
     for tool, result in results:
         derived, published = found[tool]
-        before, after = Draft202012Validator(derived.output_schema), Draft202012Validator(published.output_schema)
+        before, after = Draft202012Validator(derived["outputSchema"]), Draft202012Validator(published["outputSchema"])
         assert before.is_valid(result) and after.is_valid(result), (tool, result)
         for instance in variants(result):
             assert after.is_valid(instance) == before.is_valid(instance), (tool, instance)

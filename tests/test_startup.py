@@ -16,18 +16,24 @@ if sys.argv[1] == "configured":
 before = list(logging.getLogger().handlers)
 build_server(from_sources({}, {"VPS_API_URL": "http://127.0.0.1:9/v1", "VPS_API_TOKEN": "t" * 24}))
 print("rich" in sys.modules, logging.getLogger().handlers == before, len(logging.getLogger().handlers))
+print(sorted(m for m in sys.modules if m in ("vps_snapshots_mcp.tools", "vps_snapshots_mcp.consent")))
 """
 
 
-def _probe(case: str) -> str:
+def _probe(case: str) -> list[str]:
     done = subprocess.run([sys.executable, "-c", PROBE, case], capture_output=True, text=True, timeout=60, check=True)
-    return done.stdout.strip()
+    return done.stdout.splitlines()
 
 
 def test_a_configured_process_skips_the_sdks_rich_log_handler_and_keeps_its_own() -> None:
-    assert _probe("configured") == "False True 1"
+    assert _probe("configured")[0] == "False True 1"
 
 
 def test_an_unconfigured_process_gets_the_sdks_logging_as_before() -> None:
     # Embedding build_server without configuring logging: the SDK's own handler is installed, unchanged.
-    assert _probe("bare") == "True False 1"
+    assert _probe("bare")[0] == "True False 1"
+
+
+def test_the_tools_and_the_consent_machinery_load_at_the_first_call_not_at_start() -> None:
+    # tools/list is answered from tools.json (published.py); test_tools_contract checks the first call loads them.
+    assert _probe("configured")[1] == "[]"

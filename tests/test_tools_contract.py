@@ -1,8 +1,10 @@
-"""The tools' contract: a golden `tools/list`, and annotations that tell the truth about behaviour.
+"""The tools' contract: the published `tools.json`, and annotations that tell the truth about behaviour.
 
 Foreign clients and runbooks depend on names, arguments and schemas, so any
-change to them must be deliberate: regenerate the golden file with
-`UPDATE_GOLDEN=1 pytest tests/test_tools_contract.py` and review the diff.
+change to them must be deliberate. The server publishes `tools.json` as it is;
+this module derives it again from the code and fails on any difference:
+regenerate it with `UPDATE_GOLDEN=1 pytest tests/test_tools_contract.py` and
+review the diff.
 """
 
 from __future__ import annotations
@@ -10,25 +12,23 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
-from mcp_types import Tool
 from pydantic import SecretStr
 
 from vps_snapshots_mcp.client import asgi_transport
+from vps_snapshots_mcp.published import TOOLS_JSON
 from vps_snapshots_mcp.server import build_server
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ProviderState, create_app
 from vps_snapshots_mcp.timing import Timing
 
 from .conftest import BASE_URL, TOKEN, SleepRecorder
+from .support.tool_definitions import definition, derived_tools
 
 pytestmark = pytest.mark.anyio
-
-GOLDEN = Path(__file__).parent / "golden" / "tools_list.json"
 
 
 @pytest.fixture
@@ -42,24 +42,22 @@ async def client(provider: ProviderState, sleeps: SleepRecorder) -> AsyncIterato
         yield c
 
 
-def contract(tools: list[Tool]) -> list[dict[str, Any]]:
-    return [
-        tool.model_dump(
-            mode="json",
-            by_alias=True,
-            exclude_none=True,
-            include={"name", "title", "description", "input_schema", "output_schema", "annotations"},
-        )
-        for tool in sorted(tools, key=lambda t: t.name)
-    ]
-
-
-async def test_tools_list_matches_the_golden_file(client: Client) -> None:
-    current = contract((await client.list_tools()).tools)
+async def test_tools_json_is_what_the_code_derives() -> None:
+    derived = json.dumps(await derived_tools(), indent=2, ensure_ascii=False) + "\n"
     if os.environ.get("UPDATE_GOLDEN"):
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
-    assert current == json.loads(GOLDEN.read_text()), "tools/list changed; see this module's docstring"
+        TOOLS_JSON.write_text(derived)
+    assert TOOLS_JSON.read_text() == derived, "tools/list changed; see this module's docstring"
+
+
+async def test_the_server_publishes_tools_json_as_it_is(client: Client) -> None:
+    served = [definition(tool) for tool in (await client.list_tools()).tools]
+    assert served == json.loads(TOOLS_JSON.read_text())
+
+
+async def test_the_first_call_loads_the_tools(client: Client, provider: ProviderState) -> None:
+    result = await client.call_tool("get_snapshot", {"snapshot_id": 801})
+    assert not result.is_error and result.structured_content is not None
+    assert result.structured_content["id"] == 801
 
 
 async def test_the_tools_list_answer_is_small(client: Client) -> None:

@@ -26,17 +26,14 @@ on this process or any other that shares the ledger.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import (
     AcceptedElicitation,
     Context,
@@ -51,6 +48,7 @@ from .confirm import SNAPSHOTS_PER_SERVER, TOKEN_TTL_S, Action, VerifiedToken, e
 from .errors import ConfirmationInvalidError, InvalidStateError, QuotaExceededError, SnapshotsError, Target
 from .models import Snapshot
 from .provider_text import date_label, quoted, server_label
+from .sealed_rounds import sealed_round
 from .settings import ConsentMode
 from .waiting import is_running
 
@@ -126,28 +124,6 @@ def concerning(snapshot: Snapshot) -> Iterator[None]:
         if exc.target is None:
             exc.target = target_of(snapshot)
         raise
-
-
-# --- the round's identity (2026-07-28) ------------------------------------------------------------
-
-_sealed_round: ContextVar[str | None] = ContextVar("vps_snapshots_mcp_sealed_round", default=None)
-
-
-async def remember_sealed_round(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Middleware placed before the SDK unseals `requestState`: keep a digest of the sealed form.
-
-    The sealed form is unique to one round (a fresh nonce and timestamp each), and
-    a client replaying an accepted round echoes it byte for byte; its digest is
-    the ledger key that makes the round single-use.
-    """
-    params = ctx.params if isinstance(ctx.params, Mapping) else {}
-    sealed = params.get("requestState") if ctx.method == "tools/call" else None
-    digest = hashlib.sha256(sealed.encode()).hexdigest() if isinstance(sealed, str) and sealed else None
-    reset = _sealed_round.set(digest)
-    try:
-        return await call_next(ctx)
-    finally:
-        _sealed_round.reset(reset)
 
 
 # --- resolvers ------------------------------------------------------------------------------------
@@ -310,7 +286,7 @@ async def _settle(
         return Declined(answer="cancelled" if answer.action == "cancel" else "declined")
     if not isinstance(answer.data, ConsentForm) or not answer.data.confirm:
         return Declined(answer="declined")
-    round_key = _sealed_round.get() or f"legacy:{secrets.token_hex(16)}"  # a mid-call question cannot be replayed
+    round_key = sealed_round() or f"legacy:{secrets.token_hex(16)}"  # a mid-call question cannot be replayed
     expires_at = app.timing.wall() + TOKEN_TTL_S
     await _spend(app, VerifiedToken(ledger_key=f"round:{round_key}", expires_at=expires_at), action, snapshot.id)
     if verified is not None:

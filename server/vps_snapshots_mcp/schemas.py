@@ -4,6 +4,7 @@ tools/list goes to every client at every start, and its size is part of what a
 host pays for each session (the performance target is 7 KiB). These functions
 shrink the schemas the SDK derives from our models without changing what they
 accept; the SDK keeps validating results against the models themselves.
+`published_form` is how `tools.json` is made from the SDK's tool definitions.
 """
 
 from __future__ import annotations
@@ -11,8 +12,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
+MAX_ID = 2**53 - 1  # the largest integer every JSON client represents exactly
+
 _SIMPLE_TYPES = frozenset({"string", "integer", "number", "boolean", "null"})
 _NULLABLE_TYPES = _SIMPLE_TYPES | {"object", "array"}
+
+
+def published_form(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool definition as the SDK derives it (tools/list JSON) -> as this server publishes it."""
+    published = dict(tool)
+    published["description"] = " ".join(tool.get("description", "").split())  # docstring indentation
+    published["inputSchema"] = compact_schema(tool["inputSchema"], keep_descriptions=True)
+    if tool.get("outputSchema") is not None:
+        # Compacted again once inlined: a nullable reference is now a nullable type it can merge.
+        output = inline_single_use_defs(compact_schema(tool["outputSchema"], keep_descriptions=False))
+        published["outputSchema"] = compact_schema(output, keep_descriptions=False)
+    return published
 
 
 def compact_schema(schema: Any, *, keep_descriptions: bool) -> Any:

@@ -7,7 +7,8 @@
   argument validation, unknown tools and unknown arguments alike;
 - each create/restore/delete attempt is audited from the call's typed result
   or error, and from the changes the provider client saw cross the wire;
-- published schemas are compacted (`schemas.py`).
+- tools/list is the published `tools.json` (`published.py`); the tools
+  themselves, and the consent machinery they use, load at the first call.
 
 The lifespan owns every resource a call uses (the provider client, the consent
 ledger, the audit log) and closes them when the server stops.
@@ -39,16 +40,16 @@ from .app_context import AppContext
 from .audit import AUDITED_TOOLS, Attempt, AuditLog
 from .client import SERVER_RETRY_POLICY, ChangeEvent, SnapshotsClient, Transport
 from .confirm import TOKEN_TTL_S, ConfirmationTokens
-from .consent import remember_sealed_round
 from .errors import InvalidArgumentError, SnapshotsError, UnknownToolError
 from .instructions import instructions_for
 from .prompts import argument_problems, register_prompts
 from .provider_text import escape_unsafe, quoted
-from .schemas import compact_schema, inline_single_use_defs
+from .published import published_tools
+from .schemas import MAX_ID
+from .sealed_rounds import remember_sealed_round
 from .settings import Settings
 from .state import ConsentLedger, open_ledger
 from .timing import Timing
-from .tools import MAX_ID, offered_tools, register_tools
 from .waiting import SnapshotWatches
 
 logger = logging.getLogger(__name__)
@@ -74,12 +75,28 @@ class SnapshotsServer(MCPServer[AppContext]):
     """An MCPServer whose tool errors always start with a stable code, and whose changes are audited."""
 
     _argument_names: dict[str, frozenset[str]] | None = None
-    _published: list[MCPTool] | None = None
+    _tools_loaded = False
     audit_log: AuditLog | None = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, published: list[dict[str, Any]], **kwargs: Any) -> None:
         with _sdk_logging_setup_skipped_if_configured():
             super().__init__(*args, **kwargs)
+        self._published = [MCPTool.model_validate(tool) for tool in published]
+
+    def _load_tools(self) -> None:
+        """Register the offered tools with the SDK, once: at the first call rather than at every start."""
+        if self._tools_loaded:
+            return
+        from .tools import TOOLS, register_tools
+
+        offered = {tool.name for tool in self._published}
+        register_tools(self, tuple(spec for spec in TOOLS if spec.name in offered))
+        self._tools_loaded = True
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        # The SDK asks for a tool's schema before it dispatches a call (mcp<3: this private hook).
+        self._load_tools()
+        return super()._tool_input_schema(name)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
@@ -135,6 +152,7 @@ class SnapshotsServer(MCPServer[AppContext]):
         """The tool and its typed result, before the SDK turns it into content; every failure as a SnapshotsError."""
         # The SDK's own call_tool converts the result at once; the audit needs it typed, so the tool is run
         # here, through the tool manager the SDK registered it with.
+        self._load_tools()
         tool = self._tool_manager.get_tool(name)
         if tool is None:
             names = ", ".join(t.name for t in await self.list_tools())
@@ -173,26 +191,6 @@ class SnapshotsServer(MCPServer[AppContext]):
         return await super().get_prompt(name, arguments, context)
 
     async def list_tools(self) -> list[MCPTool]:
-        # tools/list is sent at every start and often after; publish schemas without the noise.
-        if self._published is None:
-            self._published = [
-                tool.model_copy(
-                    update={
-                        "description": " ".join((tool.description or "").split()),  # docstring indentation
-                        "input_schema": compact_schema(tool.input_schema, keep_descriptions=True),
-                        "output_schema": (
-                            # Compacted again once inlined: a nullable reference is now a nullable type it can merge.
-                            compact_schema(
-                                inline_single_use_defs(compact_schema(tool.output_schema, keep_descriptions=False)),
-                                keep_descriptions=False,
-                            )
-                            if tool.output_schema is not None
-                            else None
-                        ),
-                    }
-                )
-                for tool in await super().list_tools()
-            ]
         return self._published
 
     async def _refuse_unknown_arguments(self, name: str, arguments: dict[str, Any]) -> None:
@@ -345,18 +343,18 @@ def build_server(
         from .auth import oauth_for  # PyJWT is needed only for OAuth
 
         auth["auth"], auth["token_verifier"] = oauth_for(settings)
-    offered = offered_tools(settings)
+    published = published_tools(settings)
     server = SnapshotsServer(
         SERVER_NAME,
+        published=published,
         title="VPS Snapshots",
         version=__version__,
-        instructions=instructions_for(settings, frozenset(spec.name for spec in offered)),
+        instructions=instructions_for(settings, frozenset(tool["name"] for tool in published)),
         lifespan=lifespan,
         log_level=settings.log_level,
         request_state_security=_request_state_security(secret),
         **auth,
     )
-    register_tools(server, offered)
     register_prompts(server, settings, list_servers)
     _install_round_memory(server)
     client_logging.install(server, settings.log_level, *settings.secrets())

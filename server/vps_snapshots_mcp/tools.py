@@ -4,11 +4,9 @@ Each tool's docstring is what the model reads: when to use it, what it returns,
 what it costs. Consent for restore and delete is settled before the body runs
 (`consent.py`); the body matches on the typed `Consent` it is given.
 
-Which tools a server offers follows from each tool's own annotations, checked
-as the table is registered (`offered_in`): read-only tools are always there;
-`--read-only` leaves out everything else, and `--no-destructive` leaves out the
-destructive ones. The instructions (`instructions.py`) describe only what is
-offered.
+What tools/list shows is generated from this table into `tools.json`
+(`published.py`), which also decides, from each tool's annotations, what an
+access mode offers. The server loads this module at the first tool call.
 """
 
 from __future__ import annotations
@@ -50,12 +48,11 @@ from .models import (
     SnapshotList,
 )
 from .provider_text import plain_or_quoted, quoted, server_label
-from .settings import Settings
+from .schemas import MAX_ID
 from .waiting import WaitOutcome, format_duration, is_running
 
 PreviewT = TypeVar("PreviewT", RestorePreview, DeletePreview)
 
-MAX_ID = 2**53 - 1  # the largest integer every JSON client represents exactly
 NAME_MAX = 64
 DESCRIPTION_MAX = 500
 DEFAULT_WAIT_S = 900
@@ -373,23 +370,9 @@ TOOLS: tuple[ToolSpec, ...] = (
 """Every tool, in the order tools/list shows them."""
 
 
-def offered_in(settings: Settings, spec: ToolSpec) -> bool:
-    """Whether the access mode offers this tool, from its annotations alone."""
-    if spec.annotations.read_only_hint:
-        return True
-    if settings.read_only:
-        return False
-    return settings.destructive_tools_enabled or not spec.annotations.destructive_hint
-
-
-def offered_tools(settings: Settings) -> tuple[ToolSpec, ...]:
-    """The tools this access mode offers, in table order."""
-    return tuple(spec for spec in TOOLS if offered_in(settings, spec))
-
-
 def register_tools(server: MCPServer[AppContext], specs: tuple[ToolSpec, ...]) -> None:
     for spec in specs:
         server.add_tool(spec.fn, title=spec.title, annotations=spec.annotations)
 
 
-__all__ = ["TOOLS", "ToolSpec", "offered_in", "offered_tools", "register_tools"]
+__all__ = ["TOOLS", "ToolSpec", "register_tools"]
