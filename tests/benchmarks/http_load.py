@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +62,29 @@ def floor_http(url: str, token: str, *extra: str) -> tuple[list[str], dict[str, 
     return [*FLOOR, "http", "{port}", *extra], provider_env(url, token)
 
 
-async def load(urls: list[str], clients: int, calls: int, server_pids: tuple[int, ...] = ()) -> dict[str, float]:
+CALL = json.dumps(
+    {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+     "params": {"name": "list_snapshots", "arguments": {"server_id": 12345}}}
+).encode()  # fmt: skip
+HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2025-11-25",
+}
+
+
+async def load(
+    urls: list[str], clients: int, calls: int, server_pids: tuple[int, ...] = (), *, light: bool = False
+) -> dict[str, float]:
     """`clients` MCP clients (2025-11-25) at once, each making `calls` calls; client i talks to urls[i % len].
 
+    `light`: each client is a bare JSON-RPC POST per call on one shared connection pool (what a stateless
+    server needs, nothing more), so the load costs the machine less CPU than the SDK's client.
     Besides times: how many cores the whole machine, the load client and the servers (`server_pids`) kept busy.
     """
     latencies: list[float] = []
     errors = 0
+    pool = httpx2.AsyncClient(limits=httpx2.Limits(max_connections=clients, max_keepalive_connections=clients))
 
     async def one_client(index: int) -> None:
         nonlocal errors
@@ -77,11 +95,20 @@ async def load(urls: list[str], clients: int, calls: int, server_pids: tuple[int
                 latencies.append(time.perf_counter() - started)
                 errors += result.is_error
 
+    async def one_light_client(index: int) -> None:
+        nonlocal errors
+        for _ in range(calls):
+            started = time.perf_counter()
+            answer = await pool.post(urls[index % len(urls)], content=CALL, headers=HEADERS, timeout=60)
+            latencies.append(time.perf_counter() - started)
+            data = answer.text.partition("data: ")[2] if answer.status_code == 200 else ""
+            errors += not data or json.loads(data).get("result", {}).get("isError", True)
+
     started, cpu_started, machine_started = time.perf_counter(), time.process_time(), _cpu_ticks()
     servers_started = sum(_process_cpu_s(pid) for pid in server_pids)
-    async with anyio.create_task_group() as group:
+    async with pool, anyio.create_task_group() as group:
         for index in range(clients):
-            group.start_soon(one_client, index)
+            group.start_soon(one_light_client if light else one_client, index)
     elapsed = time.perf_counter() - started
     # The load client is Python too: the share of a core it burns says how much machine the servers had left.
     client_cpu = (time.process_time() - cpu_started) / elapsed
@@ -121,9 +148,15 @@ def throughput(url: str, token: str, clients: int, calls: int) -> dict[str, Any]
     with tempfile.TemporaryDirectory() as tmp, running_redis(Path(tmp)) as redis, ExitStack() as stack:
         one = stack.enter_context(http_process(*ours_http(url, token, "--stateless", state_url=redis.url)))
         single = anyio.run(load, [one[0]], clients, calls, (one[1],))
+        single_light = anyio.run(partial(load, [one[0]], clients, calls, (one[1],), light=True))
         two = stack.enter_context(http_process(*ours_http(url, token, "--stateless", state_url=redis.url)))
+        anyio.run(load, [two[0]], 2, 5)  # warm-up, as the first replica had: its first call loads the tools
         pair = anyio.run(load, [one[0], two[0]], clients, calls, (one[1], two[1]))
-    return {"ours": ours, "floor": floor, "one_replica_redis": single, "two_replicas_redis": pair}
+        pair_light = anyio.run(partial(load, [one[0], two[0]], clients, calls, (one[1], two[1]), light=True))
+    return {
+        "ours": ours, "floor": floor, "one_replica_redis": single, "two_replicas_redis": pair,
+        "one_replica_light_client": single_light, "two_replicas_light_client": pair_light,
+    }  # fmt: skip
 
 
 def _open_sessions(url: str, count: int) -> None:

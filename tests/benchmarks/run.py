@@ -192,36 +192,40 @@ def main(argv: list[str]) -> int:
             ratio,
         )
     )
-    single, pair = load["one_replica_redis"], load["two_replicas_redis"]
-    scaling = pair["calls_per_s"] / single["calls_per_s"]
-    rows.append(
-        (
-            "e. 2 replicas + Redis vs 1 (calls/s)",
-            f"{pair['calls_per_s']:.0f}",
-            f"{single['calls_per_s']:.0f}",
-            f"{scaling:.2f}x",
-            "replicas_scaling",
-            scaling,
-        )
-    )
     cores = os.cpu_count() or 1
-    for label, run in (("1 replica", single), ("2 replicas", pair)):
-        busy = run["machine_busy"] * cores
+    runs = (
+        ("SDK clients", load["one_replica_redis"], load["two_replicas_redis"], "replicas_scaling"),
+        ("light JSON-RPC clients", load["one_replica_light_client"], load["two_replicas_light_client"], ""),
+    )
+    for client_kind, single, pair, target in runs:
+        scaling = pair["calls_per_s"] / single["calls_per_s"]
         rows.append(
             (
-                f"e. {label}: cores busy (load client / replicas / provider, Redis, rest)",
-                f"{busy:.2f} of {cores}",
-                f"{run['client_cpu_cores']:.2f} / {run['servers_cpu_cores']:.2f} / "
-                f"{busy - run['client_cpu_cores'] - run['servers_cpu_cores']:.2f}",
-                "",
-                "",
-                None,
+                f"e. 2 replicas + Redis vs 1, {client_kind} (calls/s)",
+                f"{pair['calls_per_s']:.0f}",
+                f"{single['calls_per_s']:.0f}",
+                f"{scaling:.2f}x",
+                target,
+                scaling if target else None,
             )
         )
-    # Every call costs the machine the same CPU whichever replica serves it (the MCP client, a replica, the
-    # provider, Redis): the one-replica run's busy cores times the target ratio is what the target would need.
-    needed = TARGETS["replicas_scaling"][1] * single["machine_busy"] * cores
-    rows.append(("e. cores 1.6x the one-replica calls/s would need", f"{needed:.2f}", f"{cores} here", "", "", None))
+        for label, run in (("1 replica", single), ("2 replicas", pair)):
+            busy = run["machine_busy"] * cores
+            rows.append(
+                (
+                    f"e. {label}, {client_kind}: cores busy (load client / replicas / provider, Redis, rest)",
+                    f"{busy:.2f} of {cores}",
+                    f"{run['client_cpu_cores']:.2f} / {run['servers_cpu_cores']:.2f} / "
+                    f"{busy - run['client_cpu_cores'] - run['servers_cpu_cores']:.2f}",
+                    "",
+                    "",
+                    None,
+                )
+            )
+        # Every call costs the machine the same CPU whichever replica serves it (the client, a replica, the
+        # provider, Redis): the one-replica run's busy cores times the target ratio is what the target needs.
+        needed = TARGETS["replicas_scaling"][1] * single["machine_busy"] * cores
+        rows.append((f"e. {client_kind}: cores for 1.6x one replica", f"{needed:.2f}", f"{cores} here", "", "", None))
     errors = sum(run["errors"] for run in load.values())
     rows.append(("e. errors in every HTTP run", f"{errors:.0f}", "", "", "", None))
     memory_ratio = sessions_memory["ours_kb_per_session"] / sessions_memory["floor_kb_per_session"]

@@ -26,7 +26,8 @@ def test_the_benchmark_suite_runs_and_reports_every_measure(tmp_path: Path) -> N
     for measure in ("a. one call, 2025-11-25", "a. one call, 2026-07-28", "b. 100 concurrent calls", "c. cold start",
                     "c. RSS", "c. tools/list", "d. 100 identical lists", "d. 300 waiters", "d. demo runbook",
                     "e. HTTP", "e. 2 replicas",
-                    "e. 1 replica: cores busy", "e. 2 replicas: cores busy", "e. cores 1.6x",
+                    "e. 1 replica, SDK clients: cores busy", "e. 2 replicas, light JSON-RPC clients: cores busy",
+                    "SDK clients: cores for 1.6x", "e. 2 replicas + Redis vs 1, light JSON-RPC clients",
                     "f. memory per open session", "g. our code's share"):  # fmt: skip
         assert measure in done.stdout, measure
     report = json.loads(out.read_text())
@@ -36,4 +37,5 @@ def test_the_benchmark_suite_runs_and_reports_every_measure(tmp_path: Path) -> N
     assert report["measured"]["waiter_gets_per_interval"] <= 1
     load = report["details"]["load"]
     assert all(run["errors"] == 0 for run in load.values())
-    assert load["one_replica_redis"]["servers_cpu_cores"] > 0 and load["two_replicas_redis"]["servers_cpu_cores"] > 0
+    replica_runs = ("one_replica_redis", "two_replicas_redis", "one_replica_light_client", "two_replicas_light_client")
+    assert all(load[run]["servers_cpu_cores"] > 0 for run in replica_runs)
