@@ -7,8 +7,8 @@ unknown fields are ignored, unknown statuses are kept as plain strings, and
 cannot be acted on.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: pydantic would evaluate every annotation string as each class
+# is made, and these classes are made at every start.
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, RootModel

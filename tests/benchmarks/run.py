@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", type=Path, default=HERE / "last-run.json", help="where to write the results")
     args = parser.parse_args(argv)
     starts, calls, rounds, clients, each, sessions, profiled = (
-        (3, 20, 1, 5, 4, 20, 50) if args.quick else (25, 400, 5, 50, 40, 1000, 1000)
+        (3, 20, 1, 5, 4, 20, 50) if args.quick else (41, 400, 5, 50, 40, 1000, 1000)
     )
     rows: list[tuple[str, str, str, str, str, float | None]] = []  # measure, ours, floor, vs, target name, value
 
