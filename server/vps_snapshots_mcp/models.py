@@ -149,10 +149,14 @@ class ConfirmationRequired(_Schema):
 
 
 class RestorePreview(ConfirmationRequired):
+    """restore_snapshot's preview: its schema names the one action it can be about."""
+
     action: Literal["restore"] = "restore"
 
 
 class DeletePreview(ConfirmationRequired):
+    """delete_snapshot's preview."""
+
     action: Literal["delete"] = "delete"
 
 
