@@ -7,6 +7,14 @@ import sys
 
 PROBE = """
 import logging, sys
+
+class ImportsAsked:  # records every top-level import asked for, whether or not it is installed
+    asked = set()
+    def find_spec(self, name, path=None, target=None):
+        self.asked.add(name.split(".")[0])
+        return None
+
+sys.meta_path.insert(0, ImportsAsked())
 from vps_snapshots_mcp.cli import configure_logging
 from vps_snapshots_mcp.server import build_server
 from vps_snapshots_mcp.settings import from_sources
@@ -15,7 +23,7 @@ if sys.argv[1] == "configured":
     configure_logging("INFO")
 before = list(logging.getLogger().handlers)
 build_server(from_sources({}, {"VPS_API_URL": "http://127.0.0.1:9/v1", "VPS_API_TOKEN": "t" * 24}))
-print("rich" in sys.modules, logging.getLogger().handlers == before, len(logging.getLogger().handlers))
+print("rich" in ImportsAsked.asked, logging.getLogger().handlers == before, len(logging.getLogger().handlers))
 print(sorted(m for m in sys.modules if m in ("vps_snapshots_mcp.tools", "vps_snapshots_mcp.consent")))
 """
 
