@@ -25,10 +25,17 @@ from starlette.routing import Route
 
 from vps_snapshots_mcp.client import SnapshotsClient, asgi_transport
 from vps_snapshots_mcp.errors import UpstreamError
-from vps_snapshots_mcp.provider_text import RedactingFilter, escape_unsafe, quoted
+from vps_snapshots_mcp.provider_text import RedactingFilter, clean, clean_json, escape_unsafe, quoted
 from vps_snapshots_mcp.server import SnapshotsServer, build_server
 from vps_snapshots_mcp.settings import Settings
-from vps_snapshots_mcp.simulator import HOSTILE_SNAPSHOTS, Fault, ProviderState, create_app, hostile_state
+from vps_snapshots_mcp.simulator import (
+    HOSTILE_SNAPSHOTS,
+    HOSTILE_STRINGS,
+    Fault,
+    ProviderState,
+    create_app,
+    hostile_state,
+)
 from vps_snapshots_mcp.simulator.state import SimServer, SimSnapshot
 
 from .conftest import BASE_URL, NOW, TOKEN, ServerFactory, SimTime, connected, preview_token, text_of
@@ -416,3 +423,19 @@ def test_an_escaped_character_stays_valid_json_above_the_basic_plane(char: str) 
     escaped = escape_unsafe(text)
     assert escaped.isascii() and json.loads(escaped) == {"name": f"a{char}b"}
     assert json.loads(quoted(f"a{char}b")) == f"a{char}b"
+
+
+def test_clean_json_cleans_every_string_and_key_as_clean_does_one() -> None:
+    strings = [*HOSTILE_STRINGS, f"x{TOKEN}y", f"Authorization: Bearer {TOKEN}", "bearer abc.def", "\ud800", "é\udfff"]
+
+    def reference(node: Any) -> Any:  # the definition, one string at a time
+        if isinstance(node, str):
+            return clean(node, TOKEN)
+        if isinstance(node, dict):
+            return {clean(k, TOKEN): reference(v) for k, v in node.items()}
+        return [reference(item) for item in node] if isinstance(node, list) else node
+
+    data = {"records": [{s: s, "n": 1, "ok": True, "none": None, "list": [s, 2.5]} for s in strings], TOKEN: "k"}
+    cleaned = clean_json(data, TOKEN, "")
+    assert cleaned == reference(data)
+    assert TOKEN not in json.dumps(cleaned) and "\\ud800" not in json.dumps(cleaned)

@@ -39,7 +39,7 @@ def redact(text: str, *secrets: str) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
-    return _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    return _BEARER.sub(_redacted_bearer, text)
 
 
 def clean(text: str, *secrets: str) -> str:
@@ -49,13 +49,39 @@ def clean(text: str, *secrets: str) -> str:
 
 def clean_json(data: Any, *secrets: str) -> Any:
     """Parsed provider JSON with every string in it (keys too) cleaned; numbers, booleans and null as they were."""
-    if isinstance(data, str):
-        return clean(data, *secrets)
-    if isinstance(data, list):
-        return [clean_json(item, *secrets) for item in data]
-    if isinstance(data, dict):
-        return {clean(str(key), *secrets): clean_json(value, *secrets) for key, value in data.items()}
-    return data
+    # Every answer goes through here, so the walk is one closure with the common cases first: an ASCII string
+    # holds no surrogate, and the same keys come back in every record.
+    live_secrets = [secret for secret in secrets if secret]
+    keys: dict[str, str] = {}
+
+    def text(value: str) -> str:
+        if not value.isascii():
+            value = _SURROGATES.sub("\ufffd", value)
+        for secret in live_secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return _BEARER.sub(_redacted_bearer, value)
+
+    def key(name: str) -> str:
+        found = keys.get(name)
+        if found is None:
+            found = keys[name] = text(name)
+        return found
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, str):
+            return text(node)
+        if isinstance(node, dict):
+            return {key(str(name)): walk(value) for name, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    return walk(data)
+
+
+def _redacted_bearer(match: re.Match[str]) -> str:
+    return f"{match.group(1)}{match.group(2)}{REDACTED}"
 
 
 def _escape(char: str) -> str:
