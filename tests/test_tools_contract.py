@@ -45,13 +45,13 @@ async def client(provider: ProviderState, sleeps: SleepRecorder) -> AsyncIterato
 async def test_tools_json_is_what_the_code_derives() -> None:
     derived = json.dumps(await derived_tools(), indent=2, ensure_ascii=False) + "\n"
     if os.environ.get("UPDATE_GOLDEN"):
-        TOOLS_JSON.write_text(derived)
-    assert TOOLS_JSON.read_text() == derived, "tools/list changed; see this module's docstring"
+        TOOLS_JSON.write_text(derived, encoding="utf-8")
+    assert TOOLS_JSON.read_text(encoding="utf-8") == derived, "tools/list changed; see this module's docstring"
 
 
 async def test_the_server_publishes_tools_json_as_it_is(client: Client) -> None:
     served = [definition(tool) for tool in (await client.list_tools()).tools]
-    assert served == json.loads(TOOLS_JSON.read_text())
+    assert served == json.loads(TOOLS_JSON.read_bytes())
 
 
 async def test_the_first_call_loads_the_tools(client: Client, provider: ProviderState) -> None:

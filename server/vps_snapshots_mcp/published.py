@@ -37,7 +37,8 @@ def offered_in(settings: Settings, annotations: dict[str, Any]) -> bool:
 
 def published_tools(settings: Settings) -> list[dict[str, Any]]:
     """The definitions of the tools this access mode offers, in table order, as tools/list JSON."""
-    return [tool for tool in json.loads(TOOLS_JSON.read_text()) if offered_in(settings, tool["annotations"])]
+    # Bytes: JSON is UTF-8 whatever the locale says.
+    return [tool for tool in json.loads(TOOLS_JSON.read_bytes()) if offered_in(settings, tool["annotations"])]
 
 
 __all__ = ["TOOLS_JSON", "offered_in", "published_tools"]
