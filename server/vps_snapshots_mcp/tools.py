@@ -198,9 +198,9 @@ async def restore_snapshot(
     safety_snapshot: SafetySnapshotArg = False,
 ) -> RestoreOutcome:
     """DESTRUCTIVE: overwrites ALL data on the snapshot's server, irreversibly (5-15 min). 1) Without
-    confirm: changes nothing, returns a warning and confirmation_token; show the user the
-    warning and ask. 2) Only if they agree, call again with confirm=true and the token. safety_snapshot=true
-    (both calls) snapshots the server first.
+    confirm: changes nothing, returns a warning and confirmation_token; show the user the warning and
+    ask. 2) Only if they agree, call again with confirm=true and the token. safety_snapshot=true (both
+    calls) snapshots the server first.
     """
     app = app_of(ctx)
     if isinstance(consent, Preview):
