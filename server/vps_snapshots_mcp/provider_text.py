@@ -31,13 +31,13 @@ REDACTED = "[redacted]"
 
 def normalise(text: str) -> str:
     """The same text with lone surrogates replaced by U+FFFD."""
-    return _SURROGATES.sub("\ufffd", text)
+    return text if text.isascii() else _SURROGATES.sub("\ufffd", text)  # ASCII holds no surrogate
 
 
 def redact(text: str, *secrets: str) -> str:
     """`text` without the given secrets or any `Bearer <credential>`-shaped value."""
     for secret in secrets:
-        if secret:
+        if secret and secret in text:
             text = text.replace(secret, REDACTED)
     return _BEARER.sub(_redacted_bearer, text)
 
@@ -49,28 +49,17 @@ def clean(text: str, *secrets: str) -> str:
 
 def clean_json(data: Any, *secrets: str) -> Any:
     """Parsed provider JSON with every string in it (keys too) cleaned; numbers, booleans and null as they were."""
-    # Every answer goes through here, so the walk is one closure with the common cases first: an ASCII string
-    # holds no surrogate, and the same keys come back in every record.
-    live_secrets = [secret for secret in secrets if secret]
-    keys: dict[str, str] = {}
-
-    def text(value: str) -> str:
-        if not value.isascii():
-            value = _SURROGATES.sub("\ufffd", value)
-        for secret in live_secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return _BEARER.sub(_redacted_bearer, value)
+    keys: dict[str, str] = {}  # the same keys come back in every record: each is cleaned once per answer
 
     def key(name: str) -> str:
         found = keys.get(name)
         if found is None:
-            found = keys[name] = text(name)
+            found = keys[name] = clean(name, *secrets)
         return found
 
     def walk(node: Any) -> Any:
         if isinstance(node, str):
-            return text(node)
+            return clean(node, *secrets)
         if isinstance(node, dict):
             return {key(str(name)): walk(value) for name, value in node.items()}
         if isinstance(node, list):
@@ -135,7 +124,7 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(normalise(message), *self._secrets)
+        cleaned = clean(message, *self._secrets)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         if record.exc_info and record.exc_info[1] is not None:
