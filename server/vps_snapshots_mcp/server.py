@@ -74,7 +74,6 @@ def _observe_change(event: ChangeEvent) -> None:
 class SnapshotsServer(MCPServer[AppContext]):
     """An MCPServer whose tool errors always start with a stable code, and whose changes are audited."""
 
-    _argument_names: dict[str, frozenset[str]] | None = None
     _tools_loaded = False
     audit_log: AuditLog | None = None
 
@@ -82,6 +81,9 @@ class SnapshotsServer(MCPServer[AppContext]):
         with _sdk_logging_setup_skipped_if_configured():
             super().__init__(*args, **kwargs)
         self._published = [MCPTool.model_validate(tool) for tool in published]
+        self._argument_names = {
+            tool.name: frozenset(tool.input_schema.get("properties", {})) for tool in self._published
+        }
 
     def _load_tools(self) -> None:
         """Register the offered tools with the SDK, once: at the first call rather than at every start."""
@@ -160,7 +162,7 @@ class SnapshotsServer(MCPServer[AppContext]):
                 f"there is no tool {quoted(name[:64])} in this server's access mode; the tools are {names}. "
                 "Nothing was changed."
             )
-        await self._refuse_unknown_arguments(name, arguments)
+        self._refuse_unknown_arguments(name, arguments)
         context = context or Context(mcp_server=self)
         try:
             result: BaseModel | InputRequiredResult = await tool.run(arguments, context, convert_result=False)
@@ -193,12 +195,8 @@ class SnapshotsServer(MCPServer[AppContext]):
     async def list_tools(self) -> list[MCPTool]:
         return self._published
 
-    async def _refuse_unknown_arguments(self, name: str, arguments: dict[str, Any]) -> None:
+    def _refuse_unknown_arguments(self, name: str, arguments: dict[str, Any]) -> None:
         # A misspelt argument (say `confirmation-token`) must not be silently ignored.
-        if self._argument_names is None:
-            self._argument_names = {
-                tool.name: frozenset(tool.input_schema.get("properties", {})) for tool in await self.list_tools()
-            }
         known = self._argument_names.get(name)
         unknown = sorted(set(arguments) - known) if known is not None else []
         if unknown:
