@@ -25,7 +25,14 @@ from starlette.routing import Route
 
 from vps_snapshots_mcp.client import SnapshotsClient, asgi_transport
 from vps_snapshots_mcp.errors import UpstreamError
-from vps_snapshots_mcp.provider_text import RedactingFilter, clean, clean_json, escape_unsafe, quoted
+from vps_snapshots_mcp.provider_text import (
+    RedactingFilter,
+    clean,
+    clean_json,
+    escape_unsafe,
+    parse_clean_json,
+    quoted,
+)
 from vps_snapshots_mcp.server import SnapshotsServer, build_server
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import (
@@ -439,3 +446,38 @@ def test_clean_json_cleans_every_string_and_key_as_clean_does_one() -> None:
     cleaned = clean_json(data, TOKEN, "")
     assert cleaned == reference(data)
     assert TOKEN not in json.dumps(cleaned) and "\\ud800" not in json.dumps(cleaned)
+
+
+def _bodies_that_hide_what_needs_cleaning() -> list[bytes]:
+    """Provider bodies where a secret, a bearer credential or a lone surrogate only appears once parsed."""
+    slashed = "abc/def-0123456789"  # a secret with a slash, which JSON may write as `\\/`
+    split = json.dumps({"m": slashed}).replace("/", "\\/")
+    return [
+        json.dumps({"m": f"x{TOKEN}y"}).encode(),  # the plain echo
+        json.dumps({TOKEN: 1}).encode(),  # in a key
+        json.dumps({"m": TOKEN}, ensure_ascii=True).replace(TOKEN[0], f"\\u{ord(TOKEN[0]):04x}", 1).encode(),
+        split.encode(),
+        b'{"m": "Authorization: \\u0042earer abc.def"}',  # the word itself escaped
+        b'{"m": "bearer\\tabc.def"}',  # an escaped tab as the gap
+        b'{"Bearer xyz": 1}',
+        b'{"m": "\\ud800"}',  # an escaped lone surrogate
+        b'{"m": "a\xed\xa0\x80b"}',  # a surrogate encoded as UTF-8, which json.loads lets through
+        json.dumps({"m": f"\u00e9 {TOKEN}"}, ensure_ascii=False).encode("utf-16"),
+        *(
+            json.dumps({"name": s, s: s}, ensure_ascii=a).encode("utf-8", "surrogatepass")
+            for s in HOSTILE_STRINGS
+            for a in (True, False)
+        ),
+        json.dumps({"name": "web-server-01", "size_mb": 5120, "ok": True, "none": None}).encode(),
+        json.dumps({"name": "caf\u00e9 \u2603"}, ensure_ascii=False).encode(),
+    ]
+
+
+@pytest.mark.parametrize("body", _bodies_that_hide_what_needs_cleaning())
+def test_parsing_provider_bytes_cleans_exactly_what_parsing_then_cleaning_does(body: bytes) -> None:
+    # parse_clean_json may skip the walk when the bytes prove there is nothing to clean; it must never be wrong.
+    secrets = (TOKEN, "abc/def-0123456789")
+    parsed = parse_clean_json(body, *secrets)
+    assert parsed == clean_json(json.loads(body), *secrets)
+    text = json.dumps(parsed)
+    assert TOKEN not in text and "abc/def" not in text and "\\ud800" not in text and "abc.def" not in text

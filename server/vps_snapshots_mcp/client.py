@@ -89,7 +89,7 @@ from .errors import (
     UpstreamError,
 )
 from .models import CreatedSnapshot, RestoreStarted, ServerRef, Snapshot
-from .provider_text import clean, clean_json, quoted
+from .provider_text import clean, clean_json, parse_clean_json, quoted
 from .single_flight import SingleFlight
 from .timing import Timing
 
@@ -600,7 +600,7 @@ class SnapshotsClient:
 
     def _cleaned_json(self, response: httpx2.Response) -> Any:
         """The answer's JSON with every string in it cleaned (normalised, redacted). Raises ValueError."""
-        return clean_json(response.json(), *self._secrets)
+        return parse_clean_json(response.content, *self._secrets)
 
     def _json(self, response: httpx2.Response) -> Any:
         try:
