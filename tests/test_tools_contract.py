@@ -60,6 +60,26 @@ async def test_the_first_call_loads_the_tools(client: Client, provider: Provider
     assert result.structured_content["id"] == 801
 
 
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("list_snapshots", {}),
+        ("get_snapshot", {"snapshot_id": 801}),
+        ("create_snapshot", {"server_id": 12345, "name": "nightly", "description": "before the update"}),
+        ("restore_snapshot", {"snapshot_id": 801}),
+        ("delete_snapshot", {"snapshot_id": 798}),
+    ],
+)
+async def test_each_result_is_also_its_structured_content_as_compact_json_text(
+    client: Client, tool: str, arguments: dict[str, Any]
+) -> None:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error and len(result.content) == 1 and result.content[0].type == "text"
+    text = result.content[0].text
+    assert json.loads(text) == result.structured_content
+    assert text == json.dumps(result.structured_content, ensure_ascii=False, separators=(",", ":"))
+
+
 async def test_the_tools_list_answer_is_small(client: Client) -> None:
     listing = (await client.list_tools()).model_dump_json(by_alias=True, exclude_none=True)
     # The size target (7 KiB) is a count of bytes, not a timing, so the suite guards it too.

@@ -26,9 +26,9 @@ from typing import Any
 
 import anyio
 import mcp.server.mcpserver.server as sdk_server
+import pydantic_core
 from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.mcpserver.tools import Tool
 from mcp.server.request_state import RequestStateBoundary
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, TextContent
@@ -111,7 +111,7 @@ class SnapshotsServer(MCPServer[AppContext]):
         )
         with self._attempt_in_progress(attempt if audited else None):
             try:
-                tool, typed = await self._run_tool(name, arguments, context)
+                typed = await self._run_tool(name, arguments, context)
             except SnapshotsError as exc:
                 attempt.from_error(exc)
                 logger.info("%s refused or failed: %s", name, exc.code)
@@ -127,14 +127,7 @@ class SnapshotsServer(MCPServer[AppContext]):
         if isinstance(typed, InputRequiredResult):
             return typed  # an elicitation round still open: the attempt is recorded when it ends
         await self._audit(audited, attempt.from_result(typed))
-        converted = tool.fn_metadata.convert_result(typed)
-        assert isinstance(converted, CallToolResult)
-        # The text a model reads is the result as JSON; provider strings in it must not move or hide text.
-        converted.content = [
-            block.model_copy(update={"text": escape_unsafe(block.text)}) if isinstance(block, TextContent) else block
-            for block in converted.content
-        ]
-        return converted
+        return _tool_result(typed)
 
     @contextmanager
     def _attempt_in_progress(self, attempt: Attempt | None) -> Iterator[None]:
@@ -150,8 +143,8 @@ class SnapshotsServer(MCPServer[AppContext]):
 
     async def _run_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None
-    ) -> tuple[Tool, BaseModel | InputRequiredResult]:
-        """The tool and its typed result, before the SDK turns it into content; every failure as a SnapshotsError."""
+    ) -> BaseModel | InputRequiredResult:
+        """The tool's typed result, before it is turned into content; every failure as a SnapshotsError."""
         # The SDK's own call_tool converts the result at once; the audit needs it typed, so the tool is run
         # here, through the tool manager the SDK registered it with.
         self._load_tools()
@@ -174,7 +167,7 @@ class SnapshotsServer(MCPServer[AppContext]):
             if isinstance(cause, ValidationError):
                 raise _invalid_arguments(cause) from None
             raise
-        return tool, result
+        return result
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppContext, Any] | None = None
@@ -222,6 +215,19 @@ def _sdk_logging_setup_skipped_if_configured() -> Iterator[None]:
         yield
     finally:
         setattr(sdk_server, "configure_logging", original)  # noqa: B010
+
+
+def _tool_result(typed: BaseModel) -> CallToolResult:
+    """A tool's typed result as structured content, and the same as compact JSON text for text-only clients.
+
+    Built here rather than by the SDK's converter, which serialises the result twice (indented text, then
+    the structured form), validates it again and copies the text to escape it. Compact text costs a model
+    fewer tokens than indented text for the same JSON.
+    """
+    structured = typed.model_dump(mode="json", by_alias=True)
+    # The text a model reads is the result as JSON; provider strings in it must not move or hide text.
+    text = escape_unsafe(pydantic_core.to_json(structured).decode())
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
 
 def _plain_id(value: object) -> int | None:
