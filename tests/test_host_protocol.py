@@ -21,9 +21,9 @@ pytestmark = [
 
 
 @pytest.fixture(autouse=True)
-def records_at_every_level(caplog: pytest.LogCaptureFixture) -> None:
-    """As the CLI sets it up: the package's records are made at every level; each sink filters."""
-    caplog.set_level(logging.DEBUG, logger="vps_snapshots_mcp")
+def records_made_from_error_up(caplog: pytest.LogCaptureFixture) -> None:
+    """The package logger starts above every level these tests ask for: the server must lower it to forward more."""
+    caplog.set_level(logging.ERROR, logger="vps_snapshots_mcp")
 
 
 async def test_a_2025_session_declares_logging_and_gets_records_at_the_level_it_set(
@@ -41,6 +41,7 @@ async def test_a_2025_session_declares_logging_and_gets_records_at_the_level_it_
         await client.set_logging_level("error")
         await client.call_tool("list_snapshots", {"server_id": 12345})
         assert received == []  # a warning, below the level this session asked for
+        assert not logging.getLogger("vps_snapshots_mcp").isEnabledFor(logging.DEBUG)  # nobody reads them yet
         await client.set_logging_level("debug")
         provider.inject(Fault.error(503, f"echo Bearer {TOKEN}", times=3))
         await client.call_tool("list_snapshots", {"server_id": 12345})

@@ -95,8 +95,8 @@ def configure_logging(level: str, *secrets: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Our own records are made at every level: a client may ask for more through logging/setLevel.
-    logging.getLogger("vps_snapshots_mcp").setLevel(logging.DEBUG)
+    # Our own records are made from this level up (a record nobody reads costs a call its making); a session
+    # that asks for more through logging/setLevel lowers the package logger's level (client_logging).
     # httpx-style libraries log full URLs and headers at DEBUG; ours logs what matters without them.
     for noisy in ("httpx2", "httpcore", "httpcore2", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

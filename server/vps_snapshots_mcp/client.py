@@ -455,7 +455,9 @@ class SnapshotsClient:
                 continue
 
             status = response.status_code
-            logger.debug("%s %s -> %d (%.0f ms)", method, _path(url), status, (time.perf_counter() - started) * 1000)
+            if logger.isEnabledFor(logging.DEBUG):  # its arguments cost a URL parse
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                logger.debug("%s %s -> %d (%.0f ms)", method, _path(url), status, elapsed_ms)
             if 200 <= status < 300:
                 return response
             if status == 404 and method == "DELETE" and may_have_landed:

@@ -69,7 +69,7 @@ class ClientLogForwarder(logging.Handler):
     def __init__(self, default_level: int, *secrets: str) -> None:
         super().__init__(level=logging.DEBUG)
         self.addFilter(RedactingFilter(*secrets))
-        self._default = default_level
+        self.default_level = default_level
         self._levels: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
 
     def set_level(self, session: object, level: LoggingLevel) -> None:
@@ -77,7 +77,7 @@ class ClientLogForwarder(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         request = _request.get()
-        if request is None or record.levelno < self._levels.get(_connection_of(request.ctx), self._default):
+        if request is None or record.levelno < self._levels.get(_connection_of(request.ctx), self.default_level):
             return
         ctx = request.ctx
         try:
@@ -113,8 +113,11 @@ def install(server: MCPServer[Any], default_level: str, *secrets: str) -> Client
         package.removeHandler(old)  # one forwarder per process: the last server built owns it
     package.addHandler(forwarder)
 
+    _make_records_from(package, forwarder.default_level)
+
     async def set_level(ctx: ServerRequestContext[Any, Any], params: SetLevelRequestParams) -> EmptyResult:
         forwarder.set_level(_connection_of(ctx), params.level)
+        _make_records_from(package, _TO_PYTHON[params.level])
         return EmptyResult()
 
     async def remember_request(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
@@ -135,6 +138,16 @@ def install(server: MCPServer[Any], default_level: str, *secrets: str) -> Client
     lowlevel.get_capabilities = _without_logging_when_modern(lowlevel.get_capabilities)  # type: ignore[method-assign]
     server.middleware.append(remember_request)
     return forwarder
+
+
+def _make_records_from(logger: logging.Logger, level: int) -> None:
+    """Lower the logger's level so that it makes records at `level`; never raise it, as another sink may need more.
+
+    Records are made only from the lowest level a sink asked for (stderr, the server's default, a session), so a
+    call whose debug lines nobody reads does not pay for making and filtering them.
+    """
+    if not logger.isEnabledFor(level):
+        logger.setLevel(level)
 
 
 def _without_logging_when_modern(
