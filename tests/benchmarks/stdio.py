@@ -104,6 +104,46 @@ async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, flo
     }
 
 
+def _raw_calls(command: list[str], env: dict[str, str], count: int) -> list[float]:
+    """Times of `count` list_snapshots over a bare JSON-RPC pipe (2025-11-25): no SDK client work at all."""
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    )
+    try:
+        init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}
+        _rpc(process, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
+        _rpc(process, {"jsonrpc": "2.0", "method": "notifications/initialized"}, answer=False)
+        _rpc(process, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        call = {"name": "list_snapshots", "arguments": {"server_id": 12345}}
+        times = []
+        for request_id in range(2, count + max(5, count // 10) + 2):
+            started = time.perf_counter()
+            answer = _rpc(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": call})
+            times.append(time.perf_counter() - started)
+            assert b'"isError":false' in answer, answer[:200]
+        return times[-count:]  # the first tenth warms up
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=30)
+
+
+def per_call_raw(url: str, token: str, calls: int) -> dict[str, float]:
+    """One list_snapshots with a bare JSON-RPC client, ours and the floor: the servers' own share of a call.
+
+    The SDK's client checks a structured result against the tool's output schema (with `jsonschema`) and parses
+    it into objects; this client only writes the request and reads the answer's line.
+    """
+    env = provider_env(url, token)
+    ours: list[float] = []
+    floor: list[float] = []
+    block = max(10, calls // 4)
+    while len(ours) < calls:
+        ours += _raw_calls(OURS, env, block)
+        floor += _raw_calls(FLOOR, env, block)
+    return {"ours_median_ms": median(ours) * 1000, "floor_median_ms": median(floor) * 1000}
+
+
 async def _bursts(command: list[str], env: dict[str, str], mode: str, rounds: int) -> list[float]:
     async with client(command, env, mode) as session:
 

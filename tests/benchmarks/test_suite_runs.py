@@ -23,7 +23,8 @@ def test_the_benchmark_suite_runs_and_reports_every_measure(tmp_path: Path) -> N
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    for measure in ("a. one call, 2025-11-25", "a. one call, 2026-07-28", "b. 100 concurrent calls", "c. cold start",
+    for measure in ("a. one call, 2025-11-25", "a. one call, 2026-07-28", "a. one call, bare JSON-RPC client",
+                    "b. 100 concurrent calls", "c. cold start",
                     "c. RSS", "c. tools/list", "d. 100 identical lists", "d. 300 waiters", "d. demo runbook",
                     "e. HTTP", "e. 2 replicas",
                     "e. 1 replica, SDK clients: cores busy", "e. 2 replicas, light JSON-RPC clients: cores busy",
