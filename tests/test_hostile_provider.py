@@ -5,10 +5,11 @@ Each test is an attack first: it failed before the defence it names was built.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import unicodedata
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from vps_snapshots_mcp.client import SnapshotsClient, asgi_transport
@@ -288,6 +289,53 @@ async def test_an_answer_past_the_size_limit_is_an_upstream_error(make_server: S
         result = await client.call_tool("list_snapshots", {})
     assert result.is_error
     assert text_of(result).startswith("upstream_error: the provider's answer is larger than 1,000,000 bytes")
+
+
+def _answering(body: Response) -> SnapshotsServer:
+    """A server whose provider answers every list with `body`, reading at most 1,000,000 bytes of an answer."""
+
+    async def answer(request: Request) -> Response:
+        return body
+
+    app = Starlette(routes=[Route("/api/v1/snapshots/", answer)])
+    settings = Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL, max_response_bytes=1_000_000)
+    return build_server(settings, transport=asgi_transport(app))
+
+
+def _list_body(padding: int) -> bytes:
+    return json.dumps({"results": [{"id": 801, "server": {"id": 12345}, "name": "x" * padding}]}).encode()
+
+
+async def test_an_answer_without_a_length_past_the_size_limit_is_an_upstream_error() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(30):
+            yield b" " * 100_000  # 3 MB of whitespace, a chunk at a time, with no Content-Length to refuse early
+        yield _list_body(1)
+
+    async with connected(_answering(StreamingResponse(chunks(), media_type="application/json"))) as client:
+        result = await client.call_tool("list_snapshots", {})
+    assert result.is_error
+    assert text_of(result).startswith("upstream_error: the provider's answer is larger than 1,000,000 bytes")
+
+
+async def test_a_compressed_answer_is_bounded_by_its_decompressed_size() -> None:
+    bomb = gzip.compress(b" " * 5_000_000 + _list_body(1))  # about 5 KB on the wire, declared as such
+    headers = {"content-encoding": "gzip"}
+    async with connected(_answering(Response(bomb, media_type="application/json", headers=headers))) as client:
+        result = await client.call_tool("list_snapshots", {})
+    assert result.is_error
+    assert text_of(result).startswith("upstream_error: the provider's answer is larger than 1,000,000 bytes")
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+async def test_an_answer_within_the_limit_is_read_whole_compressed_or_not(compressed: bool) -> None:
+    body = _list_body(900_000)  # just under the limit
+    headers = {"content-encoding": "gzip"} if compressed else {}
+    content = gzip.compress(body) if compressed else body
+    async with connected(_answering(Response(content, media_type="application/json", headers=headers))) as client:
+        result = await client.call_tool("list_snapshots", {})
+    assert not result.is_error and result.structured_content is not None
+    assert result.structured_content["snapshots"][0]["name"] == "x" * 900_000
 
 
 async def test_a_long_list_is_cut_at_the_limit_and_says_so(make_server: ServerFactory, provider: ProviderState) -> None:

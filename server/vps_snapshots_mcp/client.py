@@ -477,13 +477,17 @@ class SnapshotsClient:
             raise self._error_for(response, operation, target)
 
     async def _request(self, method: str, url: str, *, params: Mapping[str, Any] | None, json: Any) -> httpx2.Response:
-        """One request, its answer read in full but never more than `max_response_bytes`."""
+        """One request, its answer read in full but never more than `max_response_bytes` (once decompressed)."""
         request = self._http.build_request(method, url, params=params, json=json)
         response = await self._http.send(request, stream=True)
         try:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self._max_response_bytes:
                 raise self._too_large(method, response.status_code)
+            if declared.isdigit() and "content-encoding" not in response.headers:
+                # HTTP/1.1 framing reads exactly the declared length, within the limit: read it as it comes.
+                await response.aread()
+                return response
             body = bytearray()
             async for chunk in response.aiter_bytes():  # decoded: a compressed bomb is bounded too
                 body += chunk
