@@ -22,9 +22,10 @@ from vps_snapshots_mcp.settings import from_sources
 if sys.argv[1] == "configured":
     configure_logging("INFO")
 before = list(logging.getLogger().handlers)
-build_server(from_sources({}, {"VPS_API_URL": "http://127.0.0.1:9/v1", "VPS_API_TOKEN": "t" * 24}))
+server = build_server(from_sources({}, {"VPS_API_URL": "http://127.0.0.1:9/v1", "VPS_API_TOKEN": "t" * 24}))
 print("rich" in ImportsAsked.asked, logging.getLogger().handlers == before, len(logging.getLogger().handlers))
 print(sorted(m for m in sys.modules if m in ("vps_snapshots_mcp.tools", "vps_snapshots_mcp.consent")))
+print(len(server._prompt_manager.list_prompts()))
 """
 
 
@@ -45,3 +46,8 @@ def test_an_unconfigured_process_gets_the_sdks_logging_as_before() -> None:
 def test_the_tools_and_the_consent_machinery_load_at_the_first_call_not_at_start() -> None:
     # tools/list is answered from tools.json (published.py); test_tools_contract checks the first call loads them.
     assert _probe("configured")[1] == "[]"
+
+
+def test_the_prompts_register_at_the_first_prompts_request_not_at_start() -> None:
+    # test_prompts lists and renders them through a client; registering three costs about 3.5 ms at every start.
+    assert _probe("configured")[2] == "0"

@@ -81,13 +81,17 @@ def argument_problems(fn: Callable[..., Any], arguments: dict[str, Any]) -> list
     return []
 
 
-def register_prompts(server: MCPServer[Any], settings: Settings, list_servers: ListServers) -> None:
-    """Offer the runbooks whose tools exist in this access mode, with server_id completion."""
+def register_prompts(server: MCPServer[Any], settings: Settings) -> None:
+    """Offer the runbooks whose tools exist in this access mode."""
     if settings.write_tools_enabled:
         server.prompt(name="safe_update", title="Safe update with a snapshot to roll back to")(safe_update)
     if settings.destructive_tools_enabled:
         server.prompt(name="rollback", title="Roll a server back to a snapshot")(rollback)
         server.prompt(name="cleanup_snapshots", title="Clean up old snapshots")(cleanup_snapshots)
+
+
+def register_completion(server: MCPServer[Any], list_servers: ListServers) -> None:
+    """Complete a prompt's server_id from the servers seen in the snapshot list."""
 
     @server.completion()  # type: ignore[untyped-decorator, no-untyped-call]  # the SDK leaves it untyped
     async def complete(

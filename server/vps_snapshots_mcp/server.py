@@ -8,7 +8,8 @@
 - each create/restore/delete attempt is audited from the call's typed result
   or error, and from the changes the provider client saw cross the wire;
 - tools/list is the published `tools.json` (`published.py`); the tools
-  themselves, and the consent machinery they use, load at the first call.
+  themselves, and the consent machinery they use, load at the first call,
+  and the runbook prompts at the first prompts request.
 
 The lifespan owns every resource a call uses (the provider client, the consent
 ledger, the audit log) and closes them when the server stops.
@@ -32,6 +33,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.request_state import RequestStateBoundary
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, TextContent
+from mcp_types import Prompt as MCPPrompt
 from mcp_types import Tool as MCPTool
 from pydantic import BaseModel, ValidationError
 
@@ -42,7 +44,7 @@ from .client import SERVER_RETRY_POLICY, ChangeEvent, SnapshotsClient, Transport
 from .confirm import TOKEN_TTL_S, ConfirmationTokens
 from .errors import InvalidArgumentError, SnapshotsError, UnknownToolError
 from .instructions import instructions_for
-from .prompts import argument_problems, register_prompts
+from .prompts import argument_problems, register_completion, register_prompts
 from .provider_text import escape_unsafe, quoted
 from .published import published_tools
 from .schemas import MAX_ID
@@ -75,11 +77,13 @@ class SnapshotsServer(MCPServer[AppContext]):
     """An MCPServer whose tool errors always start with a stable code, and whose changes are audited."""
 
     _tools_loaded = False
+    _prompts_loaded = False
     audit_log: AuditLog | None = None
 
-    def __init__(self, *args: Any, published: list[dict[str, Any]], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, published: list[dict[str, Any]], settings: Settings, **kwargs: Any) -> None:
         with _sdk_logging_setup_skipped_if_configured():
             super().__init__(*args, **kwargs)
+        self._settings = settings
         self._published = [MCPTool.model_validate(tool) for tool in published]
         self._argument_names = {
             tool.name: frozenset(tool.input_schema.get("properties", {})) for tool in self._published
@@ -169,11 +173,22 @@ class SnapshotsServer(MCPServer[AppContext]):
             raise
         return result
 
+    def _load_prompts(self) -> None:
+        """Register the runbook prompts with the SDK, once: when a client first asks for prompts, not at start."""
+        if not self._prompts_loaded:
+            register_prompts(self, self._settings)
+            self._prompts_loaded = True
+
+    async def list_prompts(self) -> list[MCPPrompt]:
+        self._load_prompts()
+        return await super().list_prompts()
+
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppContext, Any] | None = None
     ) -> GetPromptResult | InputRequiredResult:
         # A wrong prompt or argument is the caller's mistake: invalid params (-32602), naming it and the rule,
         # instead of the SDK's "Error rendering prompt" with the reason only in a traceback.
+        self._load_prompts()
         prompt = self._prompt_manager.get_prompt(name)
         if prompt is None:
             names = ", ".join(p.name for p in await self.list_prompts()) or "none"
@@ -351,6 +366,7 @@ def build_server(
     server = SnapshotsServer(
         SERVER_NAME,
         published=published,
+        settings=settings,
         title="VPS Snapshots",
         version=__version__,
         instructions=instructions_for(settings, frozenset(tool["name"] for tool in published)),
@@ -359,7 +375,7 @@ def build_server(
         request_state_security=_request_state_security(secret),
         **auth,
     )
-    register_prompts(server, settings, list_servers)
+    register_completion(server, list_servers)
     _install_round_memory(server)
     client_logging.install(server, settings.log_level, *settings.secrets())
     return server
