@@ -24,7 +24,17 @@ if sys.argv[1] == "configured":
 before = list(logging.getLogger().handlers)
 server = build_server(from_sources({}, {"VPS_API_URL": "http://127.0.0.1:9/v1", "VPS_API_TOKEN": "t" * 24}))
 print("rich" in ImportsAsked.asked, logging.getLogger().handlers == before, len(logging.getLogger().handlers))
-print(sorted(m for m in sys.modules if m in ("vps_snapshots_mcp.tools", "vps_snapshots_mcp.consent")))
+
+import anyio
+from mcp import Client
+
+async def start():  # what a host does at every start: initialize (the lifespan opens), then tools/list
+    async with Client(server, mode="legacy") as client:
+        await client.list_tools()
+
+anyio.run(start)
+loaded = ("tools", "consent", "client", "models", "waiting")
+print(sorted(m for m in sys.modules if m in {f"vps_snapshots_mcp.{name}" for name in loaded}))
 print(len(server._prompt_manager.list_prompts()))
 """
 
@@ -43,8 +53,9 @@ def test_an_unconfigured_process_gets_the_sdks_logging_as_before() -> None:
     assert _probe("bare")[0] == "True False 1"
 
 
-def test_the_tools_and_the_consent_machinery_load_at_the_first_call_not_at_start() -> None:
+def test_the_tools_the_consent_machinery_and_the_provider_client_load_at_the_first_call_not_at_start() -> None:
     # tools/list is answered from tools.json (published.py); test_tools_contract checks the first call loads them.
+    # The provider client, its records (models) and the shared waits are made at the first call (app_context).
     assert _probe("configured")[1] == "[]"
 
 

@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx2
 import pytest
 from mcp import Client
 from pydantic import SecretStr
@@ -78,6 +79,22 @@ async def test_each_result_is_also_its_structured_content_as_compact_json_text(
     text = result.content[0].text
     assert json.loads(text) == result.structured_content
     assert text == json.dumps(result.structured_content, ensure_ascii=False, separators=(",", ":"))
+
+
+async def test_the_provider_client_a_call_made_is_closed_with_the_server(provider: ProviderState) -> None:
+    closed: list[bool] = []
+
+    class ClosingRecorded(httpx2.ASGITransport):
+        async def aclose(self) -> None:
+            closed.append(True)
+            await super().aclose()
+
+    transport = ClosingRecorded(app=create_app(provider, token=TOKEN))
+    server = build_server(Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL), transport=transport)
+    async with Client(server) as client:
+        assert not (await client.call_tool("get_snapshot", {"snapshot_id": 801})).is_error  # made here
+        assert closed == []
+    assert closed == [True]
 
 
 async def test_the_tools_list_answer_is_small(client: Client) -> None:

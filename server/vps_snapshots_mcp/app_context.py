@@ -1,35 +1,68 @@
-"""What every tool call can reach: the resources the server's lifespan opened, and the settings."""
+"""What every tool call can reach: the settings, and the resources the server's lifespan owns.
+
+The provider client, and the waits shared through it, are made at the first
+call that uses them, not when the server starts: a host starts the server far
+more often than it calls a tool, and answering `initialize` and `tools/list`
+needs neither (nor the modules that define them and the provider's records).
+The consent ledger opens at start, so a wrong `--state-url` path fails there.
+The lifespan closes whatever was opened.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
 
-from .client import SnapshotsClient
-from .confirm import ConfirmationTokens
 from .errors import ForbiddenError
-from .models import Snapshot
 from .settings import Settings
 from .single_flight import SingleFlight
-from .state import ConsentLedger
 from .timing import Timing
-from .waiting import SnapshotWatches
+
+if TYPE_CHECKING:
+    from .client import SnapshotsClient
+    from .confirm import ConfirmationTokens
+    from .models import Snapshot
+    from .state import ConsentLedger
+    from .waiting import SnapshotWatches
 
 
-@dataclass(frozen=True)
 class AppContext:
     """Lives as long as the server's lifespan, which opens and closes everything here."""
 
-    client: SnapshotsClient
-    tokens: ConfirmationTokens
-    ledger: ConsentLedger
-    settings: Settings
-    timing: Timing
-    watches: SnapshotWatches
-    creates: SingleFlight[tuple[int, str], tuple[Snapshot, bool]] = field(default_factory=SingleFlight)
-    """Find-or-create of one name on one server, shared by concurrent calls."""
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        timing: Timing,
+        tokens: ConfirmationTokens,
+        ledger: ConsentLedger,
+        open_client: Callable[[], SnapshotsClient],
+    ) -> None:
+        self.settings = settings
+        self.timing = timing
+        self.tokens = tokens
+        self.ledger = ledger
+        self._open_client = open_client
+        self.creates: SingleFlight[tuple[int, str], tuple[Snapshot, bool]] = SingleFlight()
+        """Find-or-create of one name on one server, shared by concurrent calls."""
+
+    # No await happens while one of these is made, so concurrent calls cannot make two.
+    @cached_property
+    def client(self) -> SnapshotsClient:
+        return self._open_client()
+
+    @cached_property
+    def watches(self) -> SnapshotWatches:
+        from .waiting import SnapshotWatches
+
+        return SnapshotWatches(self.client, self.timing)
+
+    @property
+    def client_opened(self) -> bool:
+        return "client" in self.__dict__  # where cached_property keeps what it made
 
     def check_server_allowed(self, server_id: int | None, *, what: str) -> None:
         allowed = self.settings.allowed_servers

@@ -41,13 +41,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio.to_thread
 from pydantic import BaseModel
 
 from .errors import SnapshotsError
-from .models import Audited, ConfirmationRequired, ConsentKind, CreateResult, DeletedResult, RestoreStartedResult
+
+if TYPE_CHECKING:
+    from .models import ConsentKind
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,9 @@ class Attempt:
 
     def from_result(self, result: BaseModel) -> Attempt:
         """Fill in the outcome and target from a tool's typed result."""
+        # Imported here, as a result exists only once a tool has run: start-up does not load the models.
+        from .models import Audited, ConfirmationRequired, CreateResult, DeletedResult, RestoreStartedResult
+
         inner = getattr(result, "root", result)  # restore/delete answer with a union wrapped in a RootModel
         if isinstance(inner, CreateResult):
             self._about(inner.snapshot.server_id, inner.snapshot.id, inner.snapshot.name)

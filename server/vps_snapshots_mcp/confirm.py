@@ -22,11 +22,13 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfirmationInvalidError
-from .models import Snapshot
 from .provider_text import date_label, quoted, server_label
+
+if TYPE_CHECKING:  # start-up does not load the models: the server answers tools/list without them
+    from .models import Snapshot
 
 Action = Literal["restore", "delete"]
 TOKEN_TTL_S = 600

@@ -12,7 +12,8 @@
   and the runbook prompts at the first prompts request.
 
 The lifespan owns every resource a call uses (the provider client, the consent
-ledger, the audit log) and closes them when the server stops.
+ledger, the audit log) and closes them when the server stops; the provider
+client is made at the first call that needs it (`app_context.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp.server.mcpserver.server as sdk_server
@@ -35,12 +36,11 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, TextContent
 from mcp_types import Prompt as MCPPrompt
 from mcp_types import Tool as MCPTool
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from . import __version__, client_logging
 from .app_context import AppContext
 from .audit import AUDITED_TOOLS, Attempt, AuditLog
-from .client import SERVER_RETRY_POLICY, ChangeEvent, SnapshotsClient, Transport
 from .confirm import TOKEN_TTL_S, ConfirmationTokens
 from .errors import InvalidArgumentError, SnapshotsError, UnknownToolError
 from .instructions import instructions_for
@@ -52,7 +52,9 @@ from .sealed_rounds import remember_sealed_round
 from .settings import Settings
 from .state import ConsentLedger, open_ledger
 from .timing import Timing
-from .waiting import SnapshotWatches
+
+if TYPE_CHECKING:
+    from .client import ChangeEvent, SnapshotsClient, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +234,27 @@ def _sdk_logging_setup_skipped_if_configured() -> Iterator[None]:
         setattr(sdk_server, "configure_logging", original)  # noqa: B010
 
 
+def _provider_client(
+    settings: Settings, api_token: SecretStr, transport: Transport | None, timing: Timing
+) -> SnapshotsClient:
+    """The provider client the settings describe; made at the first call that needs it (see app_context)."""
+    from .client import SERVER_RETRY_POLICY, SnapshotsClient  # with the provider's records: not at start
+
+    return SnapshotsClient(
+        base_url=settings.api_url,
+        token=api_token,
+        timeout_s=settings.timeout_s,
+        connect_timeout_s=settings.connect_timeout_s,
+        transport=transport,
+        timing=timing,
+        retry=SERVER_RETRY_POLICY,
+        max_concurrency=settings.max_concurrency,
+        max_response_bytes=settings.max_response_bytes,
+        max_records=settings.max_records,
+        on_change=_observe_change,
+    )
+
+
 def _tool_result(typed: BaseModel) -> CallToolResult:
     """A tool's typed result as structured content, and the same as compact JSON text for text-only clients.
 
@@ -306,39 +329,27 @@ def build_server(
         audit_log = AuditLog(settings.audit_log, now=timing.now) if settings.audit_log else None
         assert isinstance(server, SnapshotsServer)
         server.audit_log = audit_log
+        app = AppContext(
+            settings=settings,
+            timing=timing,
+            tokens=tokens,
+            ledger=consent_ledger,
+            open_client=lambda: _provider_client(settings, api_token, transport, timing),
+        )
+        live.append(app)
         try:
-            async with SnapshotsClient(
-                base_url=settings.api_url,
-                token=api_token,
-                timeout_s=settings.timeout_s,
-                connect_timeout_s=settings.connect_timeout_s,
-                transport=transport,
-                timing=timing,
-                retry=SERVER_RETRY_POLICY,
-                max_concurrency=settings.max_concurrency,
-                max_response_bytes=settings.max_response_bytes,
-                max_records=settings.max_records,
-                on_change=_observe_change,
-            ) as client:
-                app = AppContext(
-                    client=client,
-                    tokens=tokens,
-                    ledger=consent_ledger,
-                    settings=settings,
-                    timing=timing,
-                    watches=SnapshotWatches(client, timing),
-                )
-                live.append(app)
-                try:
-                    yield app
-                finally:
-                    live.remove(app)
+            yield app
         finally:
-            server.audit_log = None
-            if audit_log is not None:
-                audit_log.close()
-            if ledger is None:
-                await consent_ledger.aclose()
+            live.remove(app)
+            try:
+                if app.client_opened:
+                    await app.client.aclose()
+            finally:
+                server.audit_log = None
+                if audit_log is not None:
+                    audit_log.close()
+                if ledger is None:
+                    await consent_ledger.aclose()
 
     async def list_servers() -> list[tuple[int, str | None]]:
         """Servers seen in the snapshot list (the API has no server list), for argument completion."""
