@@ -132,7 +132,8 @@ class SnapshotsServer(MCPServer[AppContext]):
                 raise
         if isinstance(typed, InputRequiredResult):
             return typed  # an elicitation round still open: the attempt is recorded when it ends
-        await self._audit(audited, attempt.from_result(typed))
+        if audited:  # reading the result is only for the audit record
+            await self._audit(audited, attempt.from_result(typed))
         return _tool_result(typed)
 
     @contextmanager
