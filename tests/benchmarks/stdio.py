@@ -106,26 +106,15 @@ async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, flo
 
 def _raw_calls(command: list[str], env: dict[str, str], count: int) -> list[float]:
     """Times of `count` list_snapshots over a bare JSON-RPC pipe (2025-11-25): no SDK client work at all."""
-    process = subprocess.Popen(
-        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
-    )
-    try:
-        init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}
-        _rpc(process, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init})
-        _rpc(process, {"jsonrpc": "2.0", "method": "notifications/initialized"}, answer=False)
-        _rpc(process, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    with _listed(command, env) as process:
         call = {"name": "list_snapshots", "arguments": {"server_id": 12345}}
         times = []
-        for request_id in range(2, count + max(5, count // 10) + 2):
+        for request_id in range(3, count + max(5, count // 10) + 3):
             started = time.perf_counter()
             answer = _rpc(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": call})
             times.append(time.perf_counter() - started)
             assert b'"isError":false' in answer, answer[:200]
         return times[-count:]  # the first tenth warms up
-    finally:
-        assert process.stdin is not None
-        process.stdin.close()
-        process.wait(timeout=30)
 
 
 def per_call_raw(url: str, token: str, calls: int) -> dict[str, float]:
@@ -201,9 +190,9 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def cold_start(command: list[str], env: dict[str, str]) -> Start:
-    """Spawn, initialize, list tools (timed); then the process's RSS."""
-    started = time.perf_counter()
+@contextmanager
+def _listed(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """A server spawned with a bare JSON-RPC pipe: initialized (2025-11-25) and its tools listed once."""
     process = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
     )
@@ -212,11 +201,18 @@ def cold_start(command: list[str], env: dict[str, str]) -> Start:
         _rpc(process, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init})
         _rpc(process, {"jsonrpc": "2.0", "method": "notifications/initialized"}, answer=False)
         _rpc(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
-        return Start(time.perf_counter() - started, rss_kb(process.pid))
+        yield process
     finally:
         assert process.stdin is not None
         process.stdin.close()
         process.wait(timeout=30)
+
+
+def cold_start(command: list[str], env: dict[str, str]) -> Start:
+    """Spawn, initialize, list tools (timed); then the process's RSS."""
+    started = time.perf_counter()
+    with _listed(command, env) as process:
+        return Start(time.perf_counter() - started, rss_kb(process.pid))
 
 
 def cold_starts(url: str, token: str, count: int) -> dict[str, Any]:
