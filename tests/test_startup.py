@@ -60,5 +60,6 @@ def test_the_tools_the_consent_machinery_and_the_provider_client_load_at_the_fir
 
 
 def test_the_prompts_register_at_the_first_prompts_request_not_at_start() -> None:
-    # test_prompts lists and renders them through a client; registering three costs about 3.5 ms at every start.
+    # test_long_operations and test_host_protocol list and render them through a client; registering three costs
+    # about 3.5 ms at every start.
     assert _probe("configured")[2] == "0"
