@@ -4,7 +4,8 @@ The provider client, and the waits shared through it, are made at the first
 call that uses them, not when the server starts: a host starts the server far
 more often than it calls a tool, and answering `initialize` and `tools/list`
 needs neither (nor the modules that define them and the provider's records).
-The consent ledger opens at start, so a wrong `--state-url` path fails there.
+The consent ledger is made at start: it is cheap (SQLite and Redis connect at
+their first use).
 The lifespan closes whatever was opened.
 """
 

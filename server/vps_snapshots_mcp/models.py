@@ -8,7 +8,7 @@ cannot be acted on.
 """
 
 # No `from __future__ import annotations` here: pydantic would evaluate every annotation string as each class
-# is made, and these classes are made at every start.
+# is made, and these classes are made in every server process (at its first tool call).
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, RootModel
