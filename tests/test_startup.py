@@ -63,3 +63,13 @@ def test_the_prompts_register_at_the_first_prompts_request_not_at_start() -> Non
     # test_long_operations and test_host_protocol list and render them through a client; registering three costs
     # about 3.5 ms at every start.
     assert _probe("configured")[2] == "0"
+
+
+def test_the_http_app_loads_neither_the_tools_nor_the_provider_client() -> None:
+    probe = (
+        "import sys, vps_snapshots_mcp.http_app; "
+        "print(sorted(m for m in sys.modules if m.split('.')[-1] in ('tools', 'consent', 'client', 'models') "
+        "and m.startswith('vps_snapshots_mcp.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

@@ -20,8 +20,8 @@ import secrets
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp_types import JSONRPCMessage, jsonrpc_message_adapter
 
+from .schemas import MAX_WAIT_S
 from .state import MARGIN_S, EventLog
-from .tools import MAX_WAIT_S
 
 logger = logging.getLogger(__name__)
 

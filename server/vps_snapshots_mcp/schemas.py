@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 MAX_ID = 2**53 - 1  # the largest integer every JSON client represents exactly
+MAX_WAIT_S = 3600  # the longest wait_timeout_s a call may ask for; stream events are kept as long (and more)
 
 _SIMPLE_TYPES = frozenset({"string", "integer", "number", "boolean", "null"})
 _NULLABLE_TYPES = _SIMPLE_TYPES | {"object", "array"}

@@ -48,7 +48,7 @@ from .models import (
     SnapshotList,
 )
 from .provider_text import plain_or_quoted, quoted, server_label
-from .schemas import MAX_ID
+from .schemas import MAX_ID, MAX_WAIT_S
 from .waiting import WaitOutcome, format_duration, is_running
 
 PreviewT = TypeVar("PreviewT", RestorePreview, DeletePreview)
@@ -56,7 +56,6 @@ PreviewT = TypeVar("PreviewT", RestorePreview, DeletePreview)
 NAME_MAX = 64
 DESCRIPTION_MAX = 500
 DEFAULT_WAIT_S = 900
-MAX_WAIT_S = 3600
 
 LIST_DEFAULT = 100
 LIST_MAX = 500
