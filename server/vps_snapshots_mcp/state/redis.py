@@ -70,7 +70,7 @@ class RedisEventLog:
 
     async def append(self, stream_id: str, payload: str | None) -> str:
         event_id = str(await self._redis.incr(EVENTS_PREFIX + "last-id"))
-        stream_key = EVENTS_PREFIX + "stream:" + hashlib.sha256(stream_id.encode()).hexdigest()
+        stream_key = _stream_key(stream_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.rpush(stream_key, json.dumps([event_id, payload]))
             pipe.pexpire(stream_key, self._ttl_ms)
@@ -85,9 +85,13 @@ class RedisEventLog:
         if stream is None:
             return None
         stream_id = stream.decode() if isinstance(stream, bytes) else str(stream)
-        stream_key = EVENTS_PREFIX + "stream:" + hashlib.sha256(stream_id.encode()).hexdigest()
-        events = [json.loads(raw) for raw in await self._redis.lrange(stream_key, 0, -1)]
+        events = [json.loads(raw) for raw in await self._redis.lrange(_stream_key(stream_id), 0, -1)]
         return stream_id, [(i, payload) for i, payload in events if int(i) > int(event_id)]
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+def _stream_key(stream_id: str) -> str:
+    # Hashed: a stream id is the SDK's, of any length and alphabet.
+    return EVENTS_PREFIX + "stream:" + hashlib.sha256(stream_id.encode()).hexdigest()

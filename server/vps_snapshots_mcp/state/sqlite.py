@@ -31,12 +31,30 @@ def connect(path: str) -> sqlite3.Connection:
     return db
 
 
-class SqliteLedger:
-    def __init__(self, path: str, *, wall: Callable[[], float]) -> None:
+class _StateFile:
+    """One connection to the state file, opened at its first use; `_lock` serialises every use of it."""
+
+    def __init__(self, path: str) -> None:
         self._path = path
-        self._wall = wall
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = connect(self._path)
+        return self._db
+
+    async def aclose(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+class SqliteLedger(_StateFile):
+    def __init__(self, path: str, *, wall: Callable[[], float]) -> None:
+        super().__init__(path)
+        self._wall = wall
 
     @property
     def shared(self) -> bool:
@@ -45,11 +63,6 @@ class SqliteLedger:
     @property
     def description(self) -> str:
         return f"sqlite {self._path}"
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._db = connect(self._path)
-        return self._db
 
     def _redeem(self, key: str, forget_after: float) -> bool:
         with self._lock:
@@ -80,27 +93,14 @@ class SqliteLedger:
                 "change may run. Nothing was changed. Check that the file is writable, then try again."
             ) from None
 
-    async def aclose(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
 
-
-class SqliteEventLog:
+class SqliteEventLog(_StateFile):
     """Events in the state file, kept `ttl_s` on the wall clock (processes on one machine share it)."""
 
     def __init__(self, path: str, *, ttl_s: float, wall: Callable[[], float] = time.time) -> None:
-        self._path = path
+        super().__init__(path)
         self._ttl_s = ttl_s
         self._wall = wall
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._db = connect(self._path)
-        return self._db
 
     def _append(self, stream_id: str, payload: str | None) -> str:
         now = self._wall()
@@ -133,9 +133,3 @@ class SqliteEventLog:
 
     async def after(self, event_id: str) -> tuple[str, list[tuple[str, str | None]]] | None:
         return await anyio.to_thread.run_sync(self._after, event_id)
-
-    async def aclose(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
