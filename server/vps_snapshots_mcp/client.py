@@ -532,7 +532,7 @@ class SnapshotsClient:
     def _error_for(self, response: httpx2.Response, operation: Operation, target: str) -> ProviderError:
         status = response.status_code
         said = provider_message(response, *self._secrets)
-        quoted_said = f" (provider: {quoted(said)})" if said else ""
+        quoted_said = _as_provider_said(said)
         if status == 401:
             return UnauthorizedError(
                 "the provider rejected the API token (HTTP 401); check VPS_API_TOKEN. Nothing was changed.",
@@ -670,10 +670,15 @@ def _not_found_message(operation: Operation, target: str) -> str:
     return "the provider answered 404 for the snapshot list; check VPS_API_URL. Nothing was changed."
 
 
+def _as_provider_said(said: str | None) -> str:
+    """` (provider: "...")` to append to an error, quoted as data; empty when the provider said nothing."""
+    return f" (provider: {quoted(said)})" if said else ""
+
+
 def _bad_request_error(status: int, said: str | None, operation: Operation, target: str) -> ProviderError:
     """Tell a 400's meaning apart by the provider's message and the endpoint it came from."""
     text = (said or "").lower()
-    quoted_said = f" (provider: {quoted(said)})" if said else ""
+    quoted_said = _as_provider_said(said)
     if "limit" in text or "quota" in text or "maximum" in text:
         return QuotaExceededError(
             f"{target} already has the most snapshots the provider allows (5){quoted_said}; delete an old "

@@ -130,6 +130,11 @@ def _options() -> list[tuple[dataclasses.Field[Any], Option]]:
     return [(f, f.metadata["option"]) for f in dataclasses.fields(Settings) if "option" in f.metadata]
 
 
+def _check_between(flag: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise SettingsError(f"{flag} must be between {low} and {high}")
+
+
 def is_loopback_host(host: str) -> bool:
     """True for `localhost` and any loopback address (127.0.0.0/8, ::1)."""
     if host.lower() == "localhost":
@@ -413,12 +418,9 @@ class Settings:
             raise SettingsError("--allowed-servers needs at least one server id")
         if self.confirm_secret is not None and len(self.confirm_secret.get_secret_value()) < 16:
             raise SettingsError("VPS_MCP_CONFIRM_SECRET must be at least 16 characters")
-        if not 1 <= self.max_concurrency <= 1000:
-            raise SettingsError("--max-concurrency must be between 1 and 1000")
-        if not 1024 <= self.max_response_bytes <= 1024**3:
-            raise SettingsError("--max-response-bytes must be between 1024 and 1073741824")
-        if not 1 <= self.max_records <= 1_000_000:
-            raise SettingsError("--max-records must be between 1 and 1000000")
+        _check_between("--max-concurrency", self.max_concurrency, 1, 1000)
+        _check_between("--max-response-bytes", self.max_response_bytes, 1024, 1024**3)
+        _check_between("--max-records", self.max_records, 1, 1_000_000)
         if self.state_url is not None:
             check_state_url(self.state_url)
         if self.transport == "http":
