@@ -27,6 +27,7 @@ from pydantic import AnyHttpUrl, SecretStr
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .principal import reset_static_token_principal, set_static_token_principal, static_token_principal
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -43,10 +44,19 @@ class StaticTokenMiddleware:
     def __init__(self, app: ASGIApp, token: SecretStr) -> None:
         self._app = app
         self._expected = token.get_secret_value().encode()
+        self._principal = static_token_principal(self._expected)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._authorized(scope):
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self._app(scope, receive, send)
+            return
+        if self._authorized(scope):
+            # Everything this request does (and the messages it sends on) is this token's principal's.
+            handle = set_static_token_principal(self._principal)
+            try:
+                await self._app(scope, receive, send)
+            finally:
+                reset_static_token_principal(handle)
             return
         response = JSONResponse(
             {"error": "invalid_token", "error_description": "Send Authorization: Bearer <VPS_MCP_AUTH_TOKEN>."},
@@ -96,6 +106,7 @@ class JwtTokenVerifier:
             expires_at=int(claims["exp"]),
             resource=self._audience,
             subject=str(claims["sub"]) if "sub" in claims else None,
+            claims={"iss": self._issuer},  # the principal is the issuer and the subject (principal.py)
         )
 
 
