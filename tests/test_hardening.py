@@ -170,8 +170,9 @@ async def test_a_slow_provider_call_does_not_hold_up_others(client: Client, prov
 
     async with anyio.create_task_group() as group:
         group.start_soon(slow)
-        while not provider.requests:  # noqa: ASYNC110 - until the slow request has reached the provider
-            await anyio.sleep(0.005)
+        with anyio.fail_after(5):
+            while not provider.requests:  # noqa: ASYNC110 - until the slow request has reached the provider
+                await anyio.sleep(0.005)
         for _ in range(3):
             group.start_soon(fast)
     assert order[:3] == ["fast", "fast", "fast"] and order[3] == "slow"
@@ -315,8 +316,9 @@ async def test_a_cancellation_while_the_delete_is_in_flight_is_recorded_as_unkno
 
         async with anyio.create_task_group() as group:
             group.start_soon(delete)
-            while not provider.requests_to("DELETE"):  # noqa: ASYNC110 - until the DELETE has reached the provider
-                await anyio.sleep(0.005)
+            with anyio.fail_after(5):
+                while not provider.requests_to("DELETE"):  # noqa: ASYNC110 - until the DELETE has reached the provider
+                    await anyio.sleep(0.005)
             scope.cancel()
         with anyio.fail_after(5):
             while len(records(audit_path)) < 2:  # noqa: ASYNC110 - a file has no event

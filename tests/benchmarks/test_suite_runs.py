@@ -11,6 +11,8 @@ import pytest
 
 
 @pytest.mark.slow
+@pytest.mark.benchmark
+@pytest.mark.timeout(900)
 def test_the_benchmark_suite_runs_and_reports_every_measure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
