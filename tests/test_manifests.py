@@ -131,7 +131,18 @@ def test_every_manifest_names_the_package_version() -> None:
     assert mcpb()["version"] == __version__
     [container] = kubernetes("deployment.yaml")["spec"]["template"]["spec"]["containers"]
     assert container["image"].endswith(f":{__version__}")
-    assert f'"vps-snapshots-mcp=={__version__}"' in (MANIFESTS / "kubernetes" / "Containerfile").read_text()
+    assert f"vps-snapshots-mcp:{__version__}" in (MANIFESTS / "kubernetes" / "Containerfile").read_text()
+
+
+def test_the_image_installs_the_extras_the_deployment_needs() -> None:
+    # A replica given a redis:// state URL without the `redis` extra exits at start: a crash loop.
+    [container] = kubernetes("deployment.yaml")["spec"]["template"]["spec"]["containers"]
+    state_url = next(e["value"] for e in container["env"] if e["name"] == "VPS_MCP_STATE_URL")
+    containerfile = (MANIFESTS / "kubernetes" / "Containerfile").read_text()
+    [install] = [line for line in containerfile.splitlines() if "pip install" in line]
+    assert state_url.startswith("redis://")
+    assert '".[redis]"' in install, install  # the checked-out source, with the extra
+    assert "USER 10001" in containerfile and "HEALTHCHECK" in containerfile
 
 
 # --- host configurations ---------------------------------------------------------------------------------
