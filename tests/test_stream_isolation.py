@@ -17,9 +17,11 @@ from typing import Any
 
 import httpx2
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .support.processes import http_server
 from .support.redis_server import RedisServer
+from .test_http import issuer, mint, oauth_server, serve, signing_key  # noqa: F401 - fixtures
 from .test_resumable_streams import ACCEPT, VERSION, events
 
 pytestmark = pytest.mark.slow
@@ -29,14 +31,14 @@ BEARER = {"Authorization": f"Bearer {AUTH_TOKEN}"}
 GUESSES = [str(n) for n in range(0, 40)]
 
 
-def open_session(http: httpx2.Client, url: str) -> dict[str, str]:
+def open_session(http: httpx2.Client, url: str, bearer: dict[str, str] = BEARER) -> dict[str, str]:
     initialize = {
         "jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
     }  # fmt: skip
-    answer = http.post(f"{url}/mcp", json=initialize, headers={**ACCEPT, **BEARER})
+    answer = http.post(f"{url}/mcp", json=initialize, headers={**ACCEPT, **bearer})
     assert answer.status_code == 200, answer.text
-    headers = {**ACCEPT, **BEARER, "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
+    headers = {**ACCEPT, **bearer, "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
     http.post(f"{url}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
     return headers
 
@@ -65,17 +67,19 @@ def replay(http: httpx2.Client, url: str, headers: dict[str, str], last_event_id
     return got
 
 
-def alice_previews_a_delete(http: httpx2.Client, url: str) -> tuple[list[str], str]:
+def alice_previews_a_delete(http: httpx2.Client, url: str, bearer: dict[str, str] = BEARER) -> tuple[list[str], str]:
     """Alice's delete preview: her event ids and the confirmation token her answer carries."""
-    alice = open_session(http, url)
+    alice = open_session(http, url, bearer)
     answer = call(http, url, alice, "delete_snapshot", {"snapshot_id": 798})
     token = answer[-1]["data"]["result"]["structuredContent"]["confirmation_token"]
     assert token
     return [e["id"] for e in answer if "id" in e], token
 
 
-def assert_bob_reads_nothing_of_alice(http: httpx2.Client, url: str, alice_ids: list[str], token: str) -> None:
-    bob = open_session(http, url)
+def assert_bob_reads_nothing_of_alice(
+    http: httpx2.Client, url: str, alice_ids: list[str], token: str, bearer: dict[str, str] = BEARER
+) -> None:
+    bob = open_session(http, url, bearer)
     for last_event_id in GUESSES + alice_ids:
         got = replay(http, url, bob, last_event_id)
         assert token not in json.dumps(got), f"Last-Event-ID {last_event_id} replayed Alice's answer to Bob"
@@ -108,6 +112,20 @@ def test_another_replica_on_the_same_redis_replays_nothing_of_alices_stream(redi
         alice_ids, token = alice_previews_a_delete(http, first)
         assert_bob_reads_nothing_of_alice(http, second, alice_ids, token)
         assert_bob_reads_nothing_of_alice(http, first, alice_ids, token)
+
+
+def test_with_oauth_another_user_replays_nothing_of_alices_stream(
+    oauth_server: str,  # noqa: F811 - the fixtures imported above
+    issuer: str,  # noqa: F811
+    signing_key: rsa.RSAPrivateKey,  # noqa: F811
+) -> None:
+    def bearer(subject: str) -> dict[str, str]:
+        claims = {"iss": issuer, "aud": f"{oauth_server}/mcp", "scope": "vps-snapshots", "sub": subject}
+        return {"Authorization": f"Bearer {mint(signing_key, **claims)}"}
+
+    with httpx2.Client(timeout=30) as http:
+        alice_ids, token = alice_previews_a_delete(http, oauth_server, bearer("alice"))
+        assert_bob_reads_nothing_of_alice(http, oauth_server, alice_ids, token, bearer("bob"))
 
 
 @pytest.mark.parametrize("store", ["memory", "sqlite", "redis"])
