@@ -73,7 +73,9 @@ def alice_previews_a_delete(http: httpx2.Client, url: str, bearer: dict[str, str
     answer = call(http, url, alice, "delete_snapshot", {"snapshot_id": 798})
     token = answer[-1]["data"]["result"]["structuredContent"]["confirmation_token"]
     assert token
-    return [e["id"] for e in answer if "id" in e], token
+    ids = [e["id"] for e in answer if "id" in e]
+    assert token in json.dumps(replay(http, url, alice, ids[0]))  # Alice herself can resume it
+    return ids, token
 
 
 def assert_bob_reads_nothing_of_alice(
