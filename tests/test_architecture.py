@@ -58,7 +58,7 @@ def test_only_the_protocol_rooms_import_the_sdk() -> None:
     }
     assert users <= {
         "server.py", "tools.py", "consent.py", "app_context.py", "prompts.py", "demo.py", "http_app.py", "auth.py",
-        "client_logging.py", "resumable_streams.py", "sealed_rounds.py", "principal.py",
+        "client_logging.py", "resumable_streams.py", "sealed_rounds.py", "principal.py", "sdk_seam.py",
     }  # fmt: skip
     assert "confirm.py" not in users and "client.py" not in users  # tokens and HTTP know nothing of MCP
 

@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from . import __version__
+from . import __version__, sdk_seam
 from .auth import StaticTokenMiddleware
-from .resumable_streams import EVENT_TTL_S, RETRY_MS, ResumableStreams
+from .resumable_streams import EVENT_TTL_S, RETRY_MS, NoStreams, ResumableStreams
 from .settings import Settings
 from .state import open_event_log
 
@@ -59,18 +59,24 @@ def create_http_app(server: MCPServer[Any], settings: Settings) -> ASGIApp:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
-    # Stateful sessions resume a dropped stream from the state store's event log; stateless ones have no
-    # session to resume.
-    resumable = None if settings.stateless else ResumableStreams(open_event_log(settings.state_url, ttl_s=EVENT_TTL_S))
+    # Stateful sessions resume a dropped stream from the state store's event log, each session from its own
+    # events only (the SDK's one store is replaced per session, see sdk_seam); stateless ones have no session
+    # to resume.
+    resumable = None
+    if not settings.stateless:
+        sdk_seam.self_check()
+        resumable = ResumableStreams(open_event_log(settings.state_url, ttl_s=EVENT_TTL_S))
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=settings.stateless,
-        event_store=resumable,
+        event_store=NoStreams() if resumable is not None else None,
         retry_interval=RETRY_MS if resumable is not None else None,
         max_request_body_size=settings.max_body_bytes,
         transport_security=transport_security(settings),
         host=settings.host,
     )
+    if resumable is not None:
+        sdk_seam.store_events_per_session(server.session_manager, resumable.for_session)
     if settings.auth_token is not None:
         app = StaticTokenMiddleware(app, settings.auth_token)
     return app

@@ -16,11 +16,19 @@ A ledger that cannot record (Redis down, the SQLite file unwritable) raises
 outlive their consent's expiry by `MARGIN_S`, judged on a clock that never steps
 back, so neither a clock change nor pruning can make a spent consent usable again.
 
-The event log keeps the events of each HTTP response stream for `ttl_s`, so a
-client that lost the connection can ask for what it missed (`Last-Event-ID`).
-It lives where the ledger lives (`open_event_log`): in memory, in the SQLite
-file, or in Redis. Its payloads are opaque strings: this package knows nothing
-of MCP.
+The event log keeps the events of each HTTP response stream, so a client that
+lost the connection can ask for what it missed (`Last-Event-ID`). It lives where
+the ledger lives (`open_event_log`): in memory, in the SQLite file, or in Redis.
+Its payloads are opaque strings: this package knows nothing of MCP.
+
+Every event belongs to one session (an opaque key naming the MCP session and its
+caller) and is found only through it: `after` looks an id up in its own session
+and nowhere else. Event ids are chosen by the caller (random, never a counter).
+Events are bounded in bytes, per session (`MAX_SESSION_BYTES`: its oldest go
+first) and in total (`MAX_BYTES`; in Redis `REDIS_MAX_BYTES`: the oldest, or the
+least recently active sessions, go first), and forgotten `ttl_s` after they were
+kept or when their session ends (`forget`). An event larger than a session may
+hold is not kept: its stream goes on, only its resumption is lost.
 """
 
 from __future__ import annotations
@@ -53,15 +61,38 @@ class ConsentLedger(Protocol):
     async def aclose(self) -> None: ...
 
 
-class EventLog(Protocol):
-    """Events of response streams, kept for a while and read back after a given one."""
+MAX_SESSION_BYTES = 4 * 1024 * 1024
+"""The most event bytes one session keeps: its oldest events go first."""
+MAX_BYTES = 64 * 1024 * 1024
+"""The most event bytes kept in memory or in the SQLite file, all sessions together."""
+REDIS_MAX_BYTES = 16 * 1024 * 1024
+"""The most event bytes kept in Redis, all replicas together: a small share of the memory the ledger needs."""
+EVENT_OVERHEAD_BYTES = 256
+"""Counted for every event on top of its payload, so a flood of tiny events is bounded too."""
 
-    async def append(self, stream_id: str, payload: str | None) -> str:
-        """Keep one event (None: a priming event with no message) and answer its id, unique and increasing."""
+
+def event_bytes(event_id: str, stream_id: str, payload: str | None) -> int:
+    """The bytes an event is counted for against the bounds."""
+    body = len(payload.encode()) if payload is not None else 0
+    return EVENT_OVERHEAD_BYTES + len(event_id) + len(stream_id.encode()) + body
+
+
+class EventLog(Protocol):
+    """Events of response streams, each kept in one session, bounded in bytes, read back after a given one."""
+
+    async def append(self, session: str, event_id: str, stream_id: str, payload: str | None) -> bool:
+        """Keep one event (None: a priming event with no message) under `event_id`, after the session's others.
+
+        False when it is not kept (larger than a session may hold).
+        """
         ...
 
-    async def after(self, event_id: str) -> tuple[str, list[tuple[str, str | None]]] | None:
-        """The stream of `event_id` and its later events, oldest first; None when `event_id` is unknown or gone."""
+    async def after(self, session: str, event_id: str) -> tuple[str, list[tuple[str, str | None]]] | None:
+        """The stream of `event_id` in `session` and its later events, oldest first; None when it is not there."""
+        ...
+
+    async def forget(self, session: str) -> None:
+        """Drop every event of `session` (it ended: nobody can resume its streams any more)."""
         ...
 
     async def aclose(self) -> None: ...

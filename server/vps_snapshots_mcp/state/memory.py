@@ -6,8 +6,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from . import MARGIN_S
+from . import MARGIN_S, MAX_BYTES, MAX_SESSION_BYTES, event_bytes
 
 
 class MemoryLedger:
@@ -38,45 +39,83 @@ class MemoryLedger:
 
 
 MAX_EVENTS = 20_000
-"""The most events kept at once, whatever their age: memory stays bounded under any flood."""
+"""The most events kept at once, whatever their size: the per-event bookkeeping stays bounded too."""
+
+
+@dataclass(frozen=True)
+class _Event:
+    stream_id: str
+    payload: str | None
+    kept_at: float
+    size: int
 
 
 class MemoryEventLog:
-    def __init__(self, *, ttl_s: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+    """Events per session, oldest first; the oldest go first past `ttl_s`, a session's bytes or all bytes."""
+
+    def __init__(
+        self,
+        *,
+        ttl_s: float,
+        max_bytes: int = MAX_BYTES,
+        max_session_bytes: int = MAX_SESSION_BYTES,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._ttl_s = ttl_s
+        self._max_bytes = max_bytes
+        self._max_session_bytes = max_session_bytes
         self._monotonic = monotonic
-        self._next_id = 0
-        # event id -> (stream, payload, when kept), oldest first; streams -> their event ids
-        self._events: OrderedDict[int, tuple[str, str | None, float]] = OrderedDict()
-        self._streams: dict[str, list[int]] = {}
+        self._sessions: dict[str, OrderedDict[str, _Event]] = {}  # session -> its events by id, oldest first
+        self._session_bytes: dict[str, int] = {}
+        self._order: OrderedDict[tuple[str, str], None] = OrderedDict()  # (session, event id), oldest first
+        self.accounted_bytes = 0
+        """The bytes of every event kept, as counted against the bounds."""
 
-    async def append(self, stream_id: str, payload: str | None) -> str:
+    async def append(self, session: str, event_id: str, stream_id: str, payload: str | None) -> bool:
         now = self._monotonic()
-        self._forget(now)
-        self._next_id += 1
-        self._events[self._next_id] = (stream_id, payload, now)
-        self._streams.setdefault(stream_id, []).append(self._next_id)
-        return str(self._next_id)
+        self._forget_old(now)
+        size = event_bytes(event_id, stream_id, payload)
+        if size > self._max_session_bytes:
+            return False
+        self._sessions.setdefault(session, OrderedDict())[event_id] = _Event(stream_id, payload, now, size)
+        self._session_bytes[session] = self._session_bytes.get(session, 0) + size
+        self._order[(session, event_id)] = None
+        self.accounted_bytes += size
+        while self._session_bytes[session] > self._max_session_bytes:
+            self._drop(session, next(iter(self._sessions[session])))
+        while self.accounted_bytes > self._max_bytes or len(self._order) > MAX_EVENTS:
+            self._drop(*next(iter(self._order)))
+        return True
 
-    async def after(self, event_id: str) -> tuple[str, list[tuple[str, str | None]]] | None:
-        self._forget(self._monotonic())
-        found = self._events.get(int(event_id)) if event_id.isdigit() else None
-        if found is None:
+    async def after(self, session: str, event_id: str) -> tuple[str, list[tuple[str, str | None]]] | None:
+        self._forget_old(self._monotonic())
+        events = self._sessions.get(session)
+        found = events.get(event_id) if events is not None else None
+        if events is None or found is None:
             return None
-        stream_id = found[0]
-        later = [i for i in self._streams[stream_id] if i > int(event_id)]
-        return stream_id, [(str(i), self._events[i][1]) for i in later]
+        ids = list(events)
+        later = [(i, events[i]) for i in ids[ids.index(event_id) + 1 :]]
+        return found.stream_id, [(i, e.payload) for i, e in later if e.stream_id == found.stream_id]
 
-    def _forget(self, now: float) -> None:
-        while self._events:
-            oldest, (stream_id, _, kept_at) = next(iter(self._events.items()))
-            if kept_at >= now - self._ttl_s and len(self._events) < MAX_EVENTS:
+    async def forget(self, session: str) -> None:
+        for event_id in list(self._sessions.get(session, ())):
+            self._drop(session, event_id)
+
+    def _forget_old(self, now: float) -> None:
+        while self._order:
+            session, event_id = next(iter(self._order))
+            if self._sessions[session][event_id].kept_at >= now - self._ttl_s:
                 return
-            del self._events[oldest]
-            ids = self._streams[stream_id]
-            ids.remove(oldest)  # the oldest of its stream: first in the list
-            if not ids:
-                del self._streams[stream_id]
+            self._drop(session, event_id)
+
+    def _drop(self, session: str, event_id: str) -> None:
+        event = self._sessions[session].pop(event_id)
+        del self._order[(session, event_id)]
+        self.accounted_bytes -= event.size
+        self._session_bytes[session] -= event.size
+        if not self._sessions[session]:
+            del self._sessions[session]
+            del self._session_bytes[session]
 
     async def aclose(self) -> None:
         return None

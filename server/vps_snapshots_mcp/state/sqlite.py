@@ -10,16 +10,20 @@ from collections.abc import Callable
 import anyio.to_thread
 
 from ..errors import StateUnavailableError
-from . import MARGIN_S
+from . import MARGIN_S, MAX_BYTES, MAX_SESSION_BYTES, event_bytes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS consent (key TEXT PRIMARY KEY, forget_after REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS high_water (id INTEGER PRIMARY KEY CHECK (id = 1), seen REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, payload TEXT, forget_after REAL NOT NULL
+DROP TABLE IF EXISTS events;
+CREATE TABLE IF NOT EXISTS session_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL, event_id TEXT NOT NULL, stream TEXT NOT NULL,
+    payload TEXT, size INTEGER NOT NULL, forget_after REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_stream ON events (stream, id);
-CREATE INDEX IF NOT EXISTS events_by_age ON events (forget_after);
+CREATE UNIQUE INDEX IF NOT EXISTS session_events_by_id ON session_events (session, event_id);
+CREATE INDEX IF NOT EXISTS session_events_by_session ON session_events (session, seq, size);
+CREATE INDEX IF NOT EXISTS session_events_by_age ON session_events (forget_after);
+CREATE TABLE IF NOT EXISTS session_events_bytes (id INTEGER PRIMARY KEY CHECK (id = 1), total INTEGER NOT NULL);
 """
 
 
@@ -95,41 +99,114 @@ class SqliteLedger(_StateFile):
 
 
 class SqliteEventLog(_StateFile):
-    """Events in the state file, kept `ttl_s` on the wall clock (processes on one machine share it)."""
+    """Events in the state file per session, kept `ttl_s` on the wall clock (processes on one machine share it).
 
-    def __init__(self, path: str, *, ttl_s: float, wall: Callable[[], float] = time.time) -> None:
+    Bounded in bytes per session and in total (`session_events_bytes` keeps the total, updated in the same
+    transaction as the rows): past a bound, the oldest events go first.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        ttl_s: float,
+        max_bytes: int = MAX_BYTES,
+        max_session_bytes: int = MAX_SESSION_BYTES,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__(path)
         self._ttl_s = ttl_s
+        self._max_bytes = max_bytes
+        self._max_session_bytes = max_session_bytes
         self._wall = wall
 
-    def _append(self, stream_id: str, payload: str | None) -> str:
+    def _append(self, session: str, event_id: str, stream_id: str, payload: str | None) -> bool:
+        size = event_bytes(event_id, stream_id, payload)
+        if size > self._max_session_bytes:
+            return False
         now = self._wall()
         with self._lock:
             db = self._connection()
-            db.execute("DELETE FROM events WHERE forget_after < ?", (now,))
-            cursor = db.execute(
-                "INSERT INTO events (stream, payload, forget_after) VALUES (?, ?, ?)",
-                (stream_id, payload, now + self._ttl_s),
-            )
-            return str(cursor.lastrowid)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                total = self._total(db) - self._delete(db, "forget_after < ?", (now,))
+                db.execute(
+                    "INSERT INTO session_events (session, event_id, stream, payload, size, forget_after)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (session, event_id, stream_id, payload, size, now + self._ttl_s),
+                )
+                total += size
+                (mine,) = db.execute("SELECT SUM(size) FROM session_events WHERE session = ?", (session,)).fetchone()
+                if mine > self._max_session_bytes:
+                    total -= self._delete_oldest(db, mine - self._max_session_bytes, session)
+                if total > self._max_bytes:
+                    total -= self._delete_oldest(db, total - self._max_bytes, None)
+                db.execute("INSERT OR REPLACE INTO session_events_bytes (id, total) VALUES (1, ?)", (total,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return True
 
-    def _after(self, event_id: str) -> tuple[str, list[tuple[str, str | None]]] | None:
-        if not event_id.isdigit():
-            return None
+    @staticmethod
+    def _total(db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT total FROM session_events_bytes WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _delete(db: sqlite3.Connection, where: str, parameters: tuple[object, ...]) -> int:
+        """Delete the rows matching `where`; the bytes they held."""
+        (freed,) = db.execute(f"SELECT COALESCE(SUM(size), 0) FROM session_events WHERE {where}", parameters).fetchone()  # noqa: S608 - fixed clauses
+        db.execute(f"DELETE FROM session_events WHERE {where}", parameters)  # noqa: S608 - fixed clauses
+        return int(freed)
+
+    @classmethod
+    def _delete_oldest(cls, db: sqlite3.Connection, at_least: int, session: str | None) -> int:
+        """Delete the oldest events (of `session`, or of all) until `at_least` bytes are freed; the bytes freed."""
+        where, parameters = ("session = ?", (session,)) if session is not None else ("1", ())
+        rows = db.execute(f"SELECT seq, size FROM session_events WHERE {where} ORDER BY seq", parameters)  # noqa: S608 - fixed clauses
+        freed, last = 0, None
+        for seq, size in rows:
+            freed, last = freed + size, seq
+            if freed >= at_least:
+                break
+        rows.close()
+        return 0 if last is None else cls._delete(db, f"{where} AND seq <= ?", (*parameters, last))
+
+    def _after(self, session: str, event_id: str) -> tuple[str, list[tuple[str, str | None]]] | None:
         with self._lock:
             db = self._connection()
             row = db.execute(
-                "SELECT stream FROM events WHERE id = ? AND forget_after >= ?", (int(event_id), self._wall())
+                "SELECT seq, stream FROM session_events WHERE session = ? AND event_id = ? AND forget_after >= ?",
+                (session, event_id, self._wall()),
             ).fetchone()
             if row is None:
                 return None
+            seq, stream_id = row
             later = db.execute(
-                "SELECT id, payload FROM events WHERE stream = ? AND id > ? ORDER BY id", (row[0], int(event_id))
+                "SELECT event_id, payload FROM session_events WHERE session = ? AND stream = ? AND seq > ?"
+                " ORDER BY seq",
+                (session, stream_id, seq),
             ).fetchall()
-        return str(row[0]), [(str(i), payload) for i, payload in later]
+        return str(stream_id), [(str(i), payload) for i, payload in later]
 
-    async def append(self, stream_id: str, payload: str | None) -> str:
-        return await anyio.to_thread.run_sync(self._append, stream_id, payload)
+    def _forget(self, session: str) -> None:
+        with self._lock:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                total = self._total(db) - self._delete(db, "session = ?", (session,))
+                db.execute("INSERT OR REPLACE INTO session_events_bytes (id, total) VALUES (1, ?)", (total,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
-    async def after(self, event_id: str) -> tuple[str, list[tuple[str, str | None]]] | None:
-        return await anyio.to_thread.run_sync(self._after, event_id)
+    async def append(self, session: str, event_id: str, stream_id: str, payload: str | None) -> bool:
+        return await anyio.to_thread.run_sync(self._append, session, event_id, stream_id, payload)
+
+    async def after(self, session: str, event_id: str) -> tuple[str, list[tuple[str, str | None]]] | None:
+        return await anyio.to_thread.run_sync(self._after, session, event_id)
+
+    async def forget(self, session: str) -> None:
+        await anyio.to_thread.run_sync(self._forget, session)
