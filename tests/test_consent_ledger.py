@@ -33,7 +33,7 @@ from vps_snapshots_mcp.state.sqlite import SqliteLedger
 from vps_snapshots_mcp.timing import Timing
 
 from .conftest import TOKEN, ServerFactory, connected, preview_token, text_of
-from .support.processes import replica
+from .support.processes import http_server, replica
 from .support.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -206,11 +206,17 @@ def _env(api_url: str, **extra: str) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "VPS_API_URL": api_url, "VPS_API_TOKEN": TOKEN, **extra}
 
 
+AUTH_TOKEN = "client-auth-token-0123456789abcdef"
+
+
 @asynccontextmanager
-async def over_http(url: str) -> AsyncIterator[Client]:
+async def over_http(url: str, *, elicit: bool = True) -> AsyncIterator[Client]:
+    """A client (that can ask its user, unless `elicit` is False) presenting the client token the servers share."""
     async with (
-        httpx2.AsyncClient() as http,
-        Client(streamable_http_client(url, http_client=http), elicitation_callback=says_yes) as client,
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {AUTH_TOKEN}"}) as http,
+        Client(
+            streamable_http_client(url, http_client=http), elicitation_callback=says_yes if elicit else None
+        ) as client,
     ):
         yield client
 
@@ -220,8 +226,8 @@ async def test_two_replicas_sharing_redis_execute_each_consent_once(
     served_provider: str, provider: ProviderState, redis_server: RedisServer
 ) -> None:
     with (
-        replica(served_provider, SECRET, redis_server.url) as a_url,
-        replica(served_provider, SECRET, redis_server.url) as b_url,
+        replica(served_provider, SECRET, redis_server.url, auth_token=AUTH_TOKEN) as a_url,
+        replica(served_provider, SECRET, redis_server.url, auth_token=AUTH_TOKEN) as b_url,
     ):
         async with over_http(f"{a_url}/mcp") as a, over_http(f"{b_url}/mcp") as b:
             # A token minted on A executes on B once, and is refused on A after.
@@ -252,7 +258,7 @@ async def test_two_replicas_sharing_redis_execute_each_consent_once(
 
 
 @pytest.mark.slow
-async def test_a_stdio_server_restarted_with_sqlite_refuses_a_replayed_token(
+async def test_a_stdio_server_restarted_refuses_a_token_from_before_the_restart(
     served_provider: str, provider: ProviderState, tmp_path: Path
 ) -> None:
     params = StdioServerParameters(
@@ -267,6 +273,31 @@ async def test_a_stdio_server_restarted_with_sqlite_refuses_a_replayed_token(
     provider.servers[12345].status = "running"
     async with Client(params) as restarted:  # the host restarted the server within the token's 10 minutes
         replayed = await restarted.call_tool("restore_snapshot", confirmed)
+    # Over stdio the caller is the server process: a restarted server is another caller.
+    assert text_of(replayed).startswith("confirmation_invalid: this confirmation token was previewed by another")
+    assert [r.path for r in provider.mutations] == ["/api/v1/snapshots/801/restore/"]
+
+
+@pytest.mark.slow
+async def test_an_http_server_restarted_with_sqlite_refuses_a_replayed_token(
+    served_provider: str, provider: ProviderState, tmp_path: Path
+) -> None:
+    environment = {
+        "VPS_API_URL": served_provider,
+        "VPS_API_TOKEN": TOKEN,
+        "VPS_MCP_CONFIRM_SECRET": SECRET,
+        "VPS_MCP_STATE_URL": f"sqlite:///{tmp_path}/c.db",
+        "VPS_MCP_AUTH_TOKEN": AUTH_TOKEN,  # the same caller before and after the restart
+    }
+    with http_server([], environment) as url:
+        async with over_http(f"{url}/mcp", elicit=False) as first:
+            token = await preview_token(first, "restore_snapshot", 801)
+            confirmed = {"snapshot_id": 801, "confirm": True, "confirmation_token": token}
+            assert not (await first.call_tool("restore_snapshot", confirmed)).is_error
+    provider.servers[12345].status = "running"
+    with http_server([], environment) as url:  # restarted within the token's 10 minutes
+        async with over_http(f"{url}/mcp", elicit=False) as restarted:
+            replayed = await restarted.call_tool("restore_snapshot", confirmed)
     assert text_of(replayed).startswith("confirmation_invalid: this consent was already used")
     assert [r.path for r in provider.mutations] == ["/api/v1/snapshots/801/restore/"]
 

@@ -109,7 +109,10 @@ async def test_healthz_answers_with_the_version(serve: ServeFn) -> None:
 async def test_list_and_a_confirmed_delete_over_http(
     serve: ServeFn, provider: ProviderState, mode: str, revision: str, stateless: bool
 ) -> None:
-    with serve(stateless=stateless) as url:
+    # Stateless on 2025-11-25 nobody can be asked, so only token mode takes a token alone there
+    # (tests/test_consent_binding.py shows the default refusing it).
+    consent = "token" if stateless and mode == "legacy" else "auto"
+    with serve(stateless=stateless, consent=consent) as url:
         async with (
             http_client() as http,
             Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode) as client,
@@ -293,12 +296,19 @@ async def test_a_token_minted_by_one_replica_executes_on_another(
     served_provider: str, provider: ProviderState, tmp_path: Path
 ) -> None:
     secret, state = "replicas-share-this-secret-0123", f"sqlite:///{tmp_path}/consent.db"
-    with replica(served_provider, secret, state) as first, replica(served_provider, secret, state) as second:
-        async with connect(first) as a:
+    # One caller on both replicas (the same client token): a confirmation token is its previewer's alone.
+    with (
+        replica(served_provider, secret, state, auth_token=AUTH_TOKEN) as first,
+        replica(served_provider, secret, state, auth_token=AUTH_TOKEN) as second,
+    ):
+        async with connect(first, AUTH_TOKEN) as a:
             preview = await a.call_tool("delete_snapshot", {"snapshot_id": 798})
         assert preview.structured_content is not None
         token = preview.structured_content["confirmation_token"]
-        async with http_client() as http, Client(streamable_http_client(f"{second}/mcp", http_client=http)) as b:
+        async with (
+            http_client(AUTH_TOKEN) as http,
+            Client(streamable_http_client(f"{second}/mcp", http_client=http)) as b,
+        ):
             done = await b.call_tool(
                 "delete_snapshot", {"snapshot_id": 798, "confirm": True, "confirmation_token": token}
             )

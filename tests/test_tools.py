@@ -214,7 +214,7 @@ async def test_a_preview_changes_nothing_and_carries_a_warning_and_token(
     preview = await ok(client, f"{action}_snapshot", snapshot_id=801)
     assert preview["status"] == "confirmation_required" and preview["action"] == action
     assert preview["snapshot"]["id"] == 801
-    assert preview["confirmation_token"].startswith("v1.")
+    assert preview["confirmation_token"].startswith("v2.")
     assert preview["expires_at"] == "2026-11-27T12:10:00Z"  # NOW + 10 minutes, on the one clock
     assert "cannot be undone" in preview["warning"] and "Show this warning to the user" in preview["warning"]
     assert provider.mutations == []

@@ -1,11 +1,15 @@
 """Confirmation tokens and the words of consent: mint, verify, warn. No I/O.
 
-A token is `v1.<payload>.<signature>`: the payload (base64url JSON) names the
+A token is `v2.<payload>.<signature>`: the payload (base64url JSON) names the
 action, snapshot id, server id, the snapshot's `created_at` and the options the
-user saw (a safety snapshot first, or not), an expiry, the issuing key's
-fingerprint and a random nonce; the signature is HMAC-SHA256 under a server
-secret. `verify` checks all of it against the snapshot as it is now and returns
-the key under which the consent ledger (`state/`) spends it, once.
+user saw (a safety snapshot first, or not), who previewed it (a keyed digest of
+the caller's principal, `principal.py`: it names nobody to whoever reads the
+token), whether the preview said the user will be asked directly, an expiry,
+the issuing key's fingerprint and a random nonce; the signature is HMAC-SHA256
+under a server secret. `verify` checks all of it against the snapshot as it is
+now and against the caller, and returns the key under which the consent ledger
+(`state/`) spends it, once. A `v1` token (from before callers were bound) is
+not valid.
 
 Expiry is judged on a clock that never steps back (`Timing.wall`), so setting
 the system clock back cannot revive a token.
@@ -34,7 +38,7 @@ Action = Literal["restore", "delete"]
 TOKEN_TTL_S = 600
 SNAPSHOTS_PER_SERVER = 5
 """The provider's documented limit; every message that names it reads it from here."""
-_VERSION = "v1"
+_VERSION = "v2"
 
 
 def nothing_changed(action: Action, snapshot_id: int) -> str:
@@ -72,11 +76,30 @@ def consequences(action: Action, snapshot: Snapshot, *, safety_snapshot: bool = 
     )
 
 
+CANNOT_CONFIRM_HERE = (
+    "This connection cannot confirm it: the server keeps no sessions (stateless HTTP) and, on protocol "
+    "2025-11-25, can neither ask the user directly nor tell whether this client could, so it does not take a "
+    "confirmation token alone as the user's consent. A client on protocol 2026-07-28 (the user is asked "
+    "directly), or a server with sessions, can do it."
+)
+"""Why a stateless 2025-11-25 connection cannot confirm a restore or delete (unless the operator chose tokens)."""
+
+
 def preview_warning(
-    action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False, user_will_be_asked: bool = False
+    action: Action,
+    snapshot: Snapshot,
+    *,
+    safety_snapshot: bool = False,
+    user_will_be_asked: bool = False,
+    confirmable: bool = True,
 ) -> str:
-    """The preview's warning: the consequences, then what the model must do with them."""
+    """The preview's warning: the consequences, then what the model must do with them.
+
+    `confirmable` is False where this connection cannot confirm at all (stateless HTTP on 2025-11-25).
+    """
     what = consequences(action, snapshot, safety_snapshot=safety_snapshot)
+    if not confirmable:
+        return f"{action.upper()} WARNING: {what} {CANNOT_CONFIRM_HERE} Tell the user so."
     if user_will_be_asked:
         return (
             f"{action.upper()} WARNING: {what} To go ahead, call {action}_snapshot again with "
@@ -108,6 +131,8 @@ class VerifiedToken:
 
     ledger_key: str
     expires_at: float
+    user_will_be_asked: bool = False
+    """The preview said the user will be asked directly: only that question can confirm it."""
 
 
 def _b64(data: bytes) -> str:
@@ -128,7 +153,16 @@ class ConfirmationTokens:
         self._wall = wall
         self._ttl_s = ttl_s
 
-    def mint(self, action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> IssuedToken:
+    def mint(
+        self,
+        action: Action,
+        snapshot: Snapshot,
+        *,
+        principal: str,
+        safety_snapshot: bool = False,
+        user_will_be_asked: bool = False,
+    ) -> IssuedToken:
+        """A token for this action on this snapshot, redeemable only by `principal` (a `Principal.key`)."""
         expires = int(self._wall()) + self._ttl_s
         payload = {
             "a": action,
@@ -136,6 +170,8 @@ class ConfirmationTokens:
             "s": snapshot.id,
             "v": snapshot.server_id,
             "c": snapshot.created_at,
+            "p": self._principal_tag(principal),
+            "w": user_will_be_asked,
             "e": expires,
             "i": self._issuer,
             "n": _b64(secrets.token_bytes(12)),
@@ -144,9 +180,19 @@ class ConfirmationTokens:
         token = f"{_VERSION}.{body}.{self._sign(body)}"
         return IssuedToken(token=token, expires_at=datetime.fromtimestamp(expires, UTC))
 
-    def verify(self, token: str, action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> VerifiedToken:
-        """Check the token against the snapshot as it is now; raise if it does not fit."""
+    def verify(
+        self, token: str, action: Action, snapshot: Snapshot, *, principal: str, safety_snapshot: bool = False
+    ) -> VerifiedToken:
+        """Check the token against the caller and the snapshot as it is now; raise if it does not fit."""
         payload = self._verified_payload(token, action, snapshot.id)
+        tag = payload.get("p")
+        if not isinstance(tag, str) or not hmac.compare_digest(tag.encode(), self._principal_tag(principal).encode()):
+            # Said before anything about the token's target: it tells another caller nothing about it.
+            raise ConfirmationInvalidError(
+                "this confirmation token was previewed by another caller: a token confirms only for the caller "
+                "who previewed it (the same OAuth user, the same VPS_MCP_AUTH_TOKEN, or, without client "
+                "authentication, the same server process). " + nothing_changed(action, snapshot.id)
+            )
         if payload.get("a") != action:
             raise ConfirmationInvalidError(
                 f"this confirmation token was issued for {payload.get('a')}, not {action}. "
@@ -168,7 +214,11 @@ class ConfirmationTokens:
                 f"snapshot {snapshot.id} has changed since the preview, so it is not what the user agreed to. "
                 + nothing_changed(action, snapshot.id)
             )
-        return VerifiedToken(ledger_key=f"token:{payload.get('n')}", expires_at=float(payload["e"]))
+        return VerifiedToken(
+            ledger_key=f"token:{payload.get('n')}",
+            expires_at=float(payload["e"]),
+            user_will_be_asked=payload.get("w") is True,
+        )
 
     def _verified_payload(self, token: str, action: Action, snapshot_id: int) -> dict[str, Any]:
         forged = ConfirmationInvalidError(
@@ -199,6 +249,10 @@ class ConfirmationTokens:
                 f"the confirmation token expired at {expired_at}. " + nothing_changed(action, snapshot_id)
             )
         return payload
+
+    def _principal_tag(self, principal: str) -> str:
+        """Names the caller in a token without revealing who it is: a digest under the server's key."""
+        return _b64(hmac.new(self._key, b"principal\x00" + principal.encode(), hashlib.sha256).digest()[:12])
 
     def _sign(self, body: str) -> str:
         return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())

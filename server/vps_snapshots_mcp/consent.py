@@ -18,6 +18,15 @@ by `--consent` mode and what the client can do:
     token            a token executes without asking; without one, a client
                      that can ask asks (weaker: the model holds the token)
 
+Consent belongs to its caller. A token is redeemable only by the principal who
+previewed it (`principal.py`: OAuth issuer and subject, the static token's
+identity, or this process), on any replica sharing the confirm secret. A preview
+that said the user will be asked is redeemable only through that question, and a
+question the user declined or cancelled voids the token it was asked about.
+Where the client's abilities are unknown (stateless HTTP on 2025-11-25: no back
+channel, and the initialize capabilities are gone by the next request), nobody
+can be asked, so only `token` mode takes a token alone; the others refuse.
+
 Single use: the token's nonce, and on 2026-07-28 the sealed `requestState` of
 the accepted round, are spent in the consent ledger (`state/`) before the
 provider is called, so a replayed round or a reused token executes nothing,
@@ -44,9 +53,18 @@ from mcp.server.mcpserver import (
 from pydantic import BaseModel, Field
 
 from .app_context import AppContext, app_of
-from .confirm import SNAPSHOTS_PER_SERVER, TOKEN_TTL_S, Action, VerifiedToken, elicitation_message, nothing_changed
+from .confirm import (
+    CANNOT_CONFIRM_HERE,
+    SNAPSHOTS_PER_SERVER,
+    TOKEN_TTL_S,
+    Action,
+    VerifiedToken,
+    elicitation_message,
+    nothing_changed,
+)
 from .errors import ConfirmationInvalidError, InvalidStateError, QuotaExceededError, SnapshotsError, Target
 from .models import Snapshot
+from .principal import current_principal
 from .provider_text import date_label, quoted, server_label
 from .sealed_rounds import sealed_round
 from .settings import ConsentMode
@@ -66,15 +84,21 @@ class Step(Enum):
     ASK = "ask"
     REFUSE_NO_TOKEN = "refuse_no_token"  # noqa: S105 - a step name, not a secret
     REFUSE_CANNOT_ELICIT = "refuse_cannot_elicit"
+    REFUSE_UNKNOWN_CLIENT = "refuse_unknown_client"
 
 
-def decide(*, confirm: bool, has_token: bool, client_can_elicit: bool, mode: ConsentMode) -> Step:
+def decide(
+    *, confirm: bool, has_token: bool, client_can_elicit: bool, mode: ConsentMode, client_known: bool = True
+) -> Step:
+    """`client_known`: whether this request says what the client can do (not on stateless 2025-11-25)."""
     if not confirm:
         return Step.PREVIEW
     if mode == "token" and has_token:
         return Step.TOKEN
     if client_can_elicit:
         return Step.ASK
+    if not client_known and mode != "token":
+        return Step.REFUSE_UNKNOWN_CLIENT
     if mode == "elicitation":
         return Step.REFUSE_CANNOT_ELICIT
     return Step.TOKEN if has_token else Step.REFUSE_NO_TOKEN
@@ -83,6 +107,10 @@ def decide(*, confirm: bool, has_token: bool, client_can_elicit: bool, mode: Con
 @dataclass(frozen=True)
 class Preview:
     user_will_be_asked: bool
+    principal: str
+    """Who previewed (`Principal.key`): the token is minted for this caller alone."""
+    confirmable: bool = True
+    """False where this connection cannot confirm at all (stateless HTTP on 2025-11-25, not in token mode)."""
 
 
 @dataclass(frozen=True)
@@ -184,9 +212,25 @@ def client_can_elicit(ctx: Context[AppContext, Any]) -> bool:
     return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
 
 
+def client_known(ctx: Context[AppContext, Any]) -> bool:
+    """Whether this request says what the client can do.
+
+    Not on stateless HTTP with 2025-11-25: each request is its own connection, the capabilities the client
+    declared at initialize are gone, and there is no back channel to ask on. 2026-07-28 requests carry the
+    client's capabilities in every request's `_meta`; stdio and stateful HTTP keep the handshake's.
+    """
+    return ctx.client_capabilities is not None
+
+
 def _step(confirm: bool, token: str | None, ctx: Context[AppContext, Any]) -> Step:
     mode = app_of(ctx).settings.consent
-    return decide(confirm=confirm, has_token=bool(token), client_can_elicit=client_can_elicit(ctx), mode=mode)
+    return decide(
+        confirm=confirm,
+        has_token=bool(token),
+        client_can_elicit=client_can_elicit(ctx),
+        mode=mode,
+        client_known=client_known(ctx),
+    )
 
 
 def _question(
@@ -202,7 +246,9 @@ def _question(
     if token:
         # A token that does not fit is refused before the user is bothered with a question.
         with concerning(snapshot):
-            app_of(ctx).tokens.verify(token, action, snapshot, safety_snapshot=safety_snapshot)
+            app_of(ctx).tokens.verify(
+                token, action, snapshot, principal=current_principal().key, safety_snapshot=safety_snapshot
+            )
     return Elicit(elicitation_message(action, snapshot, safety_snapshot=safety_snapshot), ConsentForm)
 
 
@@ -263,8 +309,13 @@ async def _settle(
 ) -> Consent:
     app = app_of(ctx)
     step = _step(confirm, token, ctx)
+    principal = current_principal().key
     if step is Step.PREVIEW:
-        return Preview(user_will_be_asked=client_can_elicit(ctx) and app.settings.consent != "token")
+        return Preview(
+            user_will_be_asked=client_can_elicit(ctx) and app.settings.consent != "token",
+            principal=principal,
+            confirmable=client_known(ctx) or app.settings.consent == "token",
+        )
     if step is Step.REFUSE_NO_TOKEN:
         raise ConfirmationInvalidError(
             "confirm=true needs the confirmation_token from a preview, and this client cannot ask the user "
@@ -276,16 +327,33 @@ async def _settle(
             f"and this client cannot ask its user (no form elicitation). Nothing was changed. Use an MCP client "
             f"that supports elicitation to {action} snapshot {snapshot.id}."
         )
-    verified = app.tokens.verify(token, action, snapshot, safety_snapshot=safety_snapshot) if token else None
+    if step is Step.REFUSE_UNKNOWN_CLIENT:
+        raise ConfirmationInvalidError(
+            f"{CANNOT_CONFIRM_HERE} Nothing was changed. To {action} snapshot {snapshot.id}, connect on protocol "
+            "2026-07-28 or to a server with sessions; an operator who accepts the weaker token-only consent can "
+            "run the server with --consent token."
+        )
+    verified = (
+        app.tokens.verify(token, action, snapshot, principal=principal, safety_snapshot=safety_snapshot)
+        if token
+        else None
+    )
     if step is Step.TOKEN:
         assert verified is not None
+        if verified.user_will_be_asked:
+            raise ConfirmationInvalidError(
+                "the preview of this confirmation token said the user will be asked directly, and this connection "
+                "cannot ask its user (it declared no form elicitation), so the token alone does not confirm it. "
+                f"Call {action}_snapshot with confirm=true and this token from the client that previewed it, "
+                "where the user is asked. Nothing was changed."
+            )
         await _spend(app, verified, action, snapshot.id)
         logger.info("%s of snapshot %s confirmed by token", action, snapshot.id)
         return Approved(by="token")
     if not isinstance(answer, AcceptedElicitation):
-        return Declined(answer="cancelled" if answer.action == "cancel" else "declined")
+        return await _declined(app, verified, "cancelled" if answer.action == "cancel" else "declined")
     if not isinstance(answer.data, ConsentForm) or not answer.data.confirm:
-        return Declined(answer="declined")
+        return await _declined(app, verified, "declined")
     round_key = sealed_round() or f"legacy:{secrets.token_hex(16)}"  # a mid-call question cannot be replayed
     expires_at = app.timing.wall() + TOKEN_TTL_S
     await _spend(app, VerifiedToken(ledger_key=f"round:{round_key}", expires_at=expires_at), action, snapshot.id)
@@ -293,6 +361,17 @@ async def _settle(
         await _spend(app, verified, action, snapshot.id)  # the token the model carried is used up too
     logger.info("%s of snapshot %s confirmed by the user through elicitation", action, snapshot.id)
     return Approved(by="elicitation")
+
+
+async def _declined(
+    app: AppContext, verified: VerifiedToken | None, answer: Literal["declined", "cancelled"]
+) -> Declined:
+    """The user said no: the token the question was about is void, here and on every process sharing the ledger."""
+    if verified is not None:
+        # Spent without a change: from now on it is "already used" everywhere. If the ledger cannot record
+        # it, the refusal (state_unavailable) says nothing was changed, and nothing was.
+        await app.ledger.redeem(verified.ledger_key, expires_at=verified.expires_at)
+    return Declined(answer=answer)
 
 
 async def _spend(app: AppContext, consent: VerifiedToken, action: Action, snapshot_id: int) -> None:

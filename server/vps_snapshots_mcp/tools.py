@@ -270,11 +270,21 @@ def _preview(
     app: AppContext, kind: type[PreviewT], snapshot: Snapshot, consent: Preview, *, safety_snapshot: bool = False
 ) -> PreviewT:
     action: Action = kind.model_fields["action"].default
-    issued = app.tokens.mint(action, snapshot, safety_snapshot=safety_snapshot)
+    issued = app.tokens.mint(
+        action,
+        snapshot,
+        principal=consent.principal,
+        safety_snapshot=safety_snapshot,
+        user_will_be_asked=consent.user_will_be_asked,
+    )
     return kind(
         snapshot=snapshot,
         warning=preview_warning(
-            action, snapshot, safety_snapshot=safety_snapshot, user_will_be_asked=consent.user_will_be_asked
+            action,
+            snapshot,
+            safety_snapshot=safety_snapshot,
+            user_will_be_asked=consent.user_will_be_asked,
+            confirmable=consent.confirmable,
         ),
         confirmation_token=issued.token,
         expires_at=issued.expires_at.isoformat().replace("+00:00", "Z"),

@@ -16,14 +16,20 @@ from .redis_server import free_port
 
 
 @contextmanager
-def replica(api_url: str, secret: str, state_url: str) -> Iterator[str]:
-    """The server as its own process, stateless, on its own port; yields its base URL once healthy."""
+def replica(api_url: str, secret: str, state_url: str, *, auth_token: str | None = None) -> Iterator[str]:
+    """The server as its own process, stateless, on its own port; yields its base URL once healthy.
+
+    Replicas that should honour each other's confirmation tokens need one caller on all of them: a shared
+    `auth_token` (or OAuth). Without client authentication each process is its own caller.
+    """
     environment = {
         "VPS_API_URL": api_url,
         "VPS_API_TOKEN": TOKEN,
         "VPS_MCP_CONFIRM_SECRET": secret,
         "VPS_MCP_STATE_URL": state_url,
     }
+    if auth_token is not None:
+        environment["VPS_MCP_AUTH_TOKEN"] = auth_token
     with http_server(["--stateless"], environment) as url:
         yield url
 
