@@ -240,3 +240,36 @@ def test_the_log_filter_removes_a_percent_encoded_secret_from_messages_and_trace
 def test_text_without_a_secret_keeps_its_percent_escapes() -> None:
     text = "/api/v1/snapshots/?cursor=%7B%22a%22%3A1%7D&done=50%"
     assert clean(text, TOKEN) == text and not hides_encoded(text, TOKEN)
+
+
+# --- 5. no answer makes an uncoded error ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["http://[::1", "https://provider.test/api/v1/snapshots/?a=\x00b", "/api/v1/snapshots/" + "a" * 70_000, "?p=\x7f"],
+)
+async def test_a_next_link_that_is_no_url_is_a_coded_error(
+    provider: ProviderState, sim_time: SimTime, caplog: pytest.LogCaptureFixture, link: str
+) -> None:
+    provider.page_size = 2
+    as_json = json.dumps(link)[1:-1].encode()  # as the provider writes it inside its JSON string
+    original = b"https://provider.test/api/v1/snapshots/?page=2"
+    async with connected(_server(provider, sim_time, replacing(original, as_json))) as client:
+        result = await client.call_tool("list_snapshots", {})
+    _assert_coded_refusal(result)
+    assert "pagination link" in text_of(result) and text_of(result).endswith("Nothing was changed.")
+    assert len(provider.requests_to("GET")) == 1
+    assert not any(r.exc_info for r in caplog.records)  # no traceback
+
+
+@pytest.mark.parametrize("retry_after", ["\u00b2", "\u00b9\u00b2", "1\u00b3"])
+async def test_a_retry_after_of_non_ascii_digits_is_no_uncoded_error(
+    provider: ProviderState, sim_time: SimTime, retry_after: str
+) -> None:
+    # str.isdigit() holds for superscripts, which float() refuses; Latin-1 header bytes decode to them.
+    provider.inject(Fault.rate_limit(retry_after, times=3))
+    async with connected(_server(provider, sim_time, lambda body: body)) as client:
+        result = await client.call_tool("list_snapshots", {})
+    _assert_coded_refusal(result, "rate_limited")
+    assert len(provider.requests_to("GET")) == 3

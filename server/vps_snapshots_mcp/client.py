@@ -159,7 +159,7 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit() alone holds for superscripts, which float() refuses
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -485,6 +485,7 @@ class SnapshotsClient:
         response = await self._http.send(request, stream=True)
         try:
             declared = response.headers.get("content-length", "")
+            declared = declared if declared.isascii() else ""  # isdigit() holds for superscripts; int() refuses
             if declared.isdigit() and int(declared) > self._max_response_bytes:
                 raise self._too_large(method, response.status_code)
             if declared.isdigit() and "content-encoding" not in response.headers:
@@ -642,8 +643,14 @@ class SnapshotsClient:
         return snapshots, next_link, len(raw_items)
 
     def _follow(self, link: str, *, current: str) -> str:
-        url = urljoin(current, link)
-        parts = urlsplit(url)
+        try:
+            url = urljoin(current, link)
+            parts = urlsplit(url)
+            httpx2.URL(url)  # what sending it would parse: a NUL, a bad IPv6 host, 64 KB of path
+        except (ValueError, httpx2.InvalidURL):
+            raise UpstreamError(
+                "the provider's pagination link is not a valid URL; not following it. Nothing was changed."
+            ) from None
         if (parts.scheme, parts.netloc) != self._origin:
             # Following it would send the API token to another host.
             raise UpstreamError("the provider's pagination link points outside the API; not following it")
