@@ -237,6 +237,16 @@ def test_the_log_filter_removes_a_percent_encoded_secret_from_messages_and_trace
     assert "[redacted]" in lines[0] and lines[0].endswith("/?p=2 -> 404") and "details withheld" in lines[1]
 
 
+def test_a_line_decoded_to_remove_a_secret_gains_no_new_line() -> None:
+    log_filter = RedactingFilter(TOKEN)
+    forged = f"/a/%0A2026-01-01 INFO fake%0D%0Aline%E2%80%A8/{percent_encoded(TOKEN, upper=True)}"
+    record = logging.LogRecord("x", logging.DEBUG, __file__, 1, "GET %s", (forged,), None)
+    assert log_filter.filter(record)
+    line = record.getMessage()
+    assert "[redacted]" in line and not holds_token(line)
+    assert "\n" not in line and "\r" not in line and "\u2028" not in line and "%0A" in line
+
+
 def test_text_without_a_secret_keeps_its_percent_escapes() -> None:
     text = "/api/v1/snapshots/?cursor=%7B%22a%22%3A1%7D&done=50%"
     assert clean(text, TOKEN) == text and not hides_encoded(text, TOKEN)

@@ -51,7 +51,18 @@ def redact(text: str, *secrets: str) -> str:
     redacted in place without knowing where each character came from.
     """
     text = _redact_plain(text, secrets)
-    return _redact_percent_encoded(text, secrets, _MAX_DECODINGS) if "%" in text else text
+    if "%" not in text:
+        return text
+    decoded = _redact_percent_encoded(text, secrets, _MAX_DECODINGS)
+    # What decoding made of `%0A` and the like is encoded again: a log line cannot gain a new line by it.
+    return text if decoded == text else _DECODED_CONTROLS.sub(_percent_encoded, decoded)
+
+
+_DECODED_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _percent_encoded(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode())
 
 
 _MAX_DECODINGS = 4
@@ -62,7 +73,7 @@ def _redact_plain(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         if secret and secret in text:
             text = text.replace(secret, REDACTED)
-    return _BEARER.sub(_redacted_bearer, text)
+    return _BEARER.sub(_redacted_bearer, text) if "bearer" in text.lower() else text
 
 
 def _reveals(text: str, secrets: tuple[str, ...]) -> bool:
