@@ -222,12 +222,23 @@ async def test_the_provider_message_is_taken_from_common_fields(body: dict[str, 
 async def test_a_plain_text_error_is_quoted_cleaned_and_truncated(
     client: SnapshotsClient, provider: ProviderState
 ) -> None:
-    provider.inject(Fault.text(500, "disk\x00 failure\n\n" + "x" * 500))
+    provider.inject(Fault.text(500, "disk\x1b failure\x07\n\n" + "x" * 500))
     with pytest.raises(UpstreamError) as caught:
         await client.list_snapshots()
     message = str(caught.value)
-    assert "disk failure" in message and "\x00" not in message and "\n" not in message
+    assert "disk failure" in message and "\x1b" not in message and "\n" not in message
     assert len(message) < 400
+
+
+async def test_an_error_body_with_a_nul_is_not_quoted(client: SnapshotsClient, provider: ProviderState) -> None:
+    # A NUL is how UTF-16 shows through a UTF-8 decoder: quoted with NULs as spaces, it spelled out the token.
+    provider.inject(Fault.text(500, "\x00".join("disk failure")))
+    with pytest.raises(UpstreamError) as caught:
+        await client.list_snapshots()
+    assert (
+        str(caught.value)
+        == "upstream_error: the provider failed with HTTP 500; try again shortly. Nothing was changed."
+    )
 
 
 async def test_malformed_json_is_an_upstream_error(client: SnapshotsClient, provider: ProviderState) -> None:

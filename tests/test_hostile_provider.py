@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import anyio
 import pytest
@@ -27,6 +28,10 @@ from starlette.routing import Route
 from vps_snapshots_mcp.client import SnapshotsClient, asgi_transport
 from vps_snapshots_mcp.errors import UpstreamError
 from vps_snapshots_mcp.provider_text import (
+    MALFORMED,
+    NOT_FINITE,
+    NOT_UTF8,
+    NotJson,
     RedactingFilter,
     clean,
     clean_json,
@@ -500,6 +505,7 @@ def _bodies_that_hide_what_needs_cleaning() -> list[bytes]:
     """Provider bodies where a secret, a bearer credential or a lone surrogate only appears once parsed."""
     slashed = "abc/def-0123456789"  # a secret with a slash, which JSON may write as `\\/`
     split = json.dumps({"m": slashed}).replace("/", "\\/")
+    encoded = "".join(f"%{ord(c):02x}" for c in TOKEN)
     return [
         json.dumps({"m": f"x{TOKEN}y"}).encode(),  # the plain echo
         json.dumps({TOKEN: 1}).encode(),  # in a key
@@ -509,14 +515,13 @@ def _bodies_that_hide_what_needs_cleaning() -> list[bytes]:
         b'{"m": "bearer\\tabc.def"}',  # an escaped tab as the gap
         b'{"Bearer xyz": 1}',
         b'{"m": "\\ud800"}',  # an escaped lone surrogate
-        b'{"m": "a\xed\xa0\x80b"}',  # a surrogate encoded as UTF-8, which json.loads lets through
-        json.dumps({"m": f"\u00e9 {TOKEN}"}, ensure_ascii=False).encode("utf-16"),
-        *(
-            json.dumps({"name": s, s: s}, ensure_ascii=a).encode("utf-8", "surrogatepass")
-            for s in HOSTILE_STRINGS
-            for a in (True, False)
-        ),
-        json.dumps({"name": "web-server-01", "size_mb": 5120, "ok": True, "none": None}).encode(),
+        json.dumps({"next": f"/api/v1/snapshots/?cursor={encoded}"}).encode(),  # percent-encoded, lower hex
+        json.dumps({"next": f"?c={encoded.upper().replace('%25', '%')}", "k": 1.5}).encode(),  # upper hex
+        json.dumps({"m": "Bearer%20abc.def"}).encode(),
+        json.dumps({"m": "".join(f"%25{ord(c):02X}" for c in TOKEN)}).encode(),  # encoded twice
+        *(json.dumps({"name": s, s: s}, ensure_ascii=True).encode() for s in HOSTILE_STRINGS),
+        *(json.dumps({"name": s}, ensure_ascii=False).encode() for s in HOSTILE_STRINGS[1:]),
+        json.dumps({"name": "web-server-01", "size_mb": 5120, "ok": True, "none": None, "done": "50%"}).encode(),
         json.dumps({"name": "caf\u00e9 \u2603"}, ensure_ascii=False).encode(),
     ]
 
@@ -529,3 +534,30 @@ def test_parsing_provider_bytes_cleans_exactly_what_parsing_then_cleaning_does(b
     assert parsed == clean_json(json.loads(body), *secrets)
     text = json.dumps(parsed)
     assert TOKEN not in text and "abc/def" not in text and "\\ud800" not in text and "abc.def" not in text
+    assert TOKEN not in unquote(unquote(text))
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (json.dumps({"m": f"\u00e9 {TOKEN}"}, ensure_ascii=False).encode("utf-16"), NOT_UTF8),
+        (json.dumps({"m": f"Bearer {TOKEN}"}).encode("utf-16-le"), NOT_UTF8),  # ASCII in UTF-16: valid UTF-8
+        (json.dumps({"m": f"Bearer {TOKEN}"}).encode("utf-32-be"), NOT_UTF8),
+        (b'{"m": "a\xed\xa0\x80b"}', NOT_UTF8),  # a surrogate encoded as UTF-8, which json.loads lets through
+        (b'{"m": "caf\xe9"}', NOT_UTF8),  # Latin-1
+        (b'{"m": "a\x00b"}', NOT_UTF8),
+        (b'{"size_mb": NaN}', NOT_FINITE),
+        (b'{"size_mb": -Infinity}', NOT_FINITE),
+        (b'{"size_mb": 1e999}', NOT_FINITE),
+        (b"[" * 100_000, MALFORMED),  # deeper than the parser recurses
+        (b'{"m": 1', MALFORMED),
+    ],
+)
+def test_a_body_that_is_not_strict_utf8_json_is_refused_with_what_it_is(body: bytes, kind: str) -> None:
+    with pytest.raises(NotJson) as caught:
+        parse_clean_json(body, TOKEN)
+    assert caught.value.kind == kind and TOKEN not in str(caught.value)
+
+
+def test_a_utf8_byte_order_mark_is_read_past() -> None:
+    assert parse_clean_json(b'\xef\xbb\xbf{"m": "ok"}', TOKEN) == {"m": "ok"}

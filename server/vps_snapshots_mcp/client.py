@@ -43,9 +43,12 @@ Errors
 
 Distrust
     Everything the provider sends is cleaned as it is parsed (`provider_text`):
-    every string, in answers and in error bodies, has lone surrogates replaced
-    and the API token (or anything shaped like `Bearer <credential>`) removed,
-    before it is stored, quoted, logged or audited. Records of another server
+    bodies are read as UTF-8 only (RFC 8259; an answer in UTF-16 or UTF-32 is an
+    `upstream_error`, an error body in them is not quoted), NaN, Infinity and
+    numbers too large for a float are refused, and every string, in answers and
+    in error bodies, has lone surrogates replaced and the API token (or anything
+    shaped like `Bearer <credential>`), plain or percent-encoded, removed,
+    before it is stored, quoted, logged or audited, or followed as a link. Records of another server
     than the one asked about are dropped (and logged): the provider's filter is
     not trusted. An answer over `max_response_bytes`, or a list over
     `max_records` records across its pages, is an `upstream_error`.
@@ -59,7 +62,6 @@ Reads in flight are shared
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -89,7 +91,7 @@ from .errors import (
     UpstreamError,
 )
 from .models import CreatedSnapshot, RestoreStarted, ServerRef, Snapshot
-from .provider_text import clean, clean_json, parse_clean_json, quoted
+from .provider_text import NotJson, clean, clean_json, decode_body, parse_clean_json, parse_json_text, quoted
 from .single_flight import SingleFlight
 from .timing import Timing
 
@@ -157,7 +159,7 @@ def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit() alone holds for superscripts, which float() refuses
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -201,16 +203,17 @@ def _looks_like_html(response: httpx2.Response, text: str) -> bool:
 
 
 def provider_message(response: httpx2.Response, *secrets: str) -> str | None:
-    """The provider's own explanation, redacted and cleaned, or None (empty body or an HTML page)."""
-    try:
-        text = response.text
-    except (UnicodeDecodeError, LookupError):
+    """The provider's own explanation, redacted and cleaned, or None (empty, not UTF-8, or an HTML page).
+
+    Decoded as answers are (`decode_body`): a body in UTF-16 is not quoted at all, rather than quoted with
+    its NULs as spaces, which would spell the token out letter by letter past redaction.
+    """
+    text = _body_text(response)
+    if text is None or not text.strip() or _looks_like_html(response, text):
         return None
-    if not text.strip() or _looks_like_html(response, text):
-        return None
     try:
-        found = _message_from_json(clean_json(json.loads(text), *secrets))
-    except ValueError:
+        found = _message_from_json(clean_json(parse_json_text(text), *secrets))
+    except NotJson:
         found = clean(text, *secrets)
     # Redacted again after truncation could not cut a credential in two: it is gone before.
     return clean_text(found) if found else None
@@ -482,6 +485,7 @@ class SnapshotsClient:
         response = await self._http.send(request, stream=True)
         try:
             declared = response.headers.get("content-length", "")
+            declared = declared if declared.isascii() else ""  # isdigit() holds for superscripts; int() refuses
             if declared.isdigit() and int(declared) > self._max_response_bytes:
                 raise self._too_large(method, response.status_code)
             if declared.isdigit() and "content-encoding" not in response.headers:
@@ -609,12 +613,13 @@ class SnapshotsClient:
         return parse_clean_json(response.content, *self._secrets)
 
     def _json(self, response: httpx2.Response) -> Any:
+        """The JSON of a read's answer, cleaned; an UpstreamError when it is not JSON this server reads."""
         try:
             return self._cleaned_json(response)
-        except (ValueError, UnicodeDecodeError):
-            kind = "an HTML page" if provider_message_is_html(response) else "malformed JSON"
+        except NotJson as exc:
+            kind = "an HTML page" if provider_message_is_html(response) else exc.kind
             raise UpstreamError(
-                f"the provider answered HTTP {response.status_code} with {kind} instead of JSON",
+                f"the provider answered HTTP {response.status_code} with {kind} instead of JSON. Nothing was changed.",
                 status=response.status_code,
             ) from None
 
@@ -638,8 +643,14 @@ class SnapshotsClient:
         return snapshots, next_link, len(raw_items)
 
     def _follow(self, link: str, *, current: str) -> str:
-        url = urljoin(current, link)
-        parts = urlsplit(url)
+        try:
+            url = urljoin(current, link)
+            parts = urlsplit(url)
+            httpx2.URL(url)  # what sending it would parse: a NUL, a bad IPv6 host, 64 KB of path
+        except (ValueError, httpx2.InvalidURL):
+            raise UpstreamError(
+                "the provider's pagination link is not a valid URL; not following it. Nothing was changed."
+            ) from None
         if (parts.scheme, parts.netloc) != self._origin:
             # Following it would send the API token to another host.
             raise UpstreamError("the provider's pagination link points outside the API; not following it")
@@ -647,10 +658,16 @@ class SnapshotsClient:
 
 
 def provider_message_is_html(response: httpx2.Response) -> bool:
+    text = _body_text(response)
+    return text is not None and _looks_like_html(response, text)
+
+
+def _body_text(response: httpx2.Response) -> str | None:
+    """The body as text, decoded as every provider body is, whatever charset it declares; None if it is not UTF-8."""
     try:
-        return _looks_like_html(response, response.text)
-    except (UnicodeDecodeError, LookupError):
-        return False
+        return decode_body(response.content)
+    except NotJson:
+        return None
 
 
 def _optional_str(data: Any, key: str) -> str | None:

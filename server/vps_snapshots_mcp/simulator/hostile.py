@@ -6,7 +6,11 @@ is what a compromised account, a buggy API or a proxy could send.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .state import Clock, ProviderState, SimServer, SimSnapshot, seeded_state, system_clock
 
@@ -48,3 +52,62 @@ def hostile_state(*, clock: Clock = system_clock) -> ProviderState:
             sent_as={"created_at": text},
         )
     return state
+
+
+Rewrite = Callable[[bytes], bytes]
+
+
+def rewriting(app: ASGIApp, rewrite: Rewrite, *, when: Callable[[int], bool] = lambda status: True) -> ASGIApp:
+    """`app` behind a proxy that passes answers' bodies through `rewrite` (and fixes their Content-Length).
+
+    Only the answers whose status `when` accepts are rewritten (all, by default).
+    The simulator itself stays well behaved; this is the API, or a proxy in front
+    of it, that re-encodes its answers or edits their links and numbers.
+    """
+
+    async def proxied(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        start: Message = {}
+        body = bytearray()
+
+        async def hold(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+                if not message.get("more_body", False):
+                    new = rewrite(bytes(body)) if body and when(start["status"]) else bytes(body)
+                    headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+                    await send({**start, "headers": [*headers, (b"content-length", str(len(new)).encode())]})
+                    await send({"type": "http.response.body", "body": new})
+            else:
+                await send(message)
+
+        await app(scope, receive, hold)
+
+    return proxied
+
+
+def reencoded(codec: str) -> Rewrite:
+    """Answers in `codec` (`utf-16-le`, `utf-32`, ...), JSON unescaped first so every character is in it raw.
+
+    A lone surrogate is written as its raw code unit (`surrogatepass`), as a
+    careless UTF-16 writer does. Bodies that are not JSON are re-encoded as text.
+    """
+
+    def rewrite(body: bytes) -> bytes:
+        try:
+            text = json.dumps(json.loads(body), ensure_ascii=False)
+        except ValueError:
+            text = body.decode("utf-8", "surrogatepass")
+        return text.encode(codec, "surrogatepass")
+
+    return rewrite
+
+
+def replacing(old: bytes, new: bytes) -> Rewrite:
+    """Answers with every `old` in their bytes replaced by `new`: a link, a number, anything JSON cannot escape."""
+    return lambda body: body.replace(old, new)
