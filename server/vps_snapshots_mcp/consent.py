@@ -45,11 +45,19 @@ from pydantic import BaseModel, Field
 
 from .app_context import AppContext, app_of
 from .confirm import SNAPSHOTS_PER_SERVER, TOKEN_TTL_S, Action, VerifiedToken, elicitation_message, nothing_changed
-from .errors import ConfirmationInvalidError, InvalidStateError, QuotaExceededError, SnapshotsError, Target
+from .errors import (
+    ConfirmationInvalidError,
+    InvalidStateError,
+    QuotaExceededError,
+    SnapshotsError,
+    StateUnavailableError,
+    Target,
+)
 from .models import Snapshot
 from .provider_text import date_label, quoted, server_label
 from .sealed_rounds import sealed_round
 from .settings import ConsentMode
+from .state import ConsentRefused, RedemptionUncertain
 from .waiting import is_running
 
 logger = logging.getLogger(__name__)
@@ -286,8 +294,12 @@ async def _settle(
         return Declined(answer="cancelled" if answer.action == "cancel" else "declined")
     if not isinstance(answer.data, ConsentForm) or not answer.data.confirm:
         return Declined(answer="declined")
-    round_key = sealed_round() or f"legacy:{secrets.token_hex(16)}"  # a mid-call question cannot be replayed
-    expires_at = app.timing.wall() + TOKEN_TTL_S
+    sealed = sealed_round()  # a mid-call question (below) cannot be replayed; a sealed round expires when it says
+    round_key, expires_at = (
+        (sealed.key, sealed.expires_at)
+        if sealed
+        else (f"legacy:{secrets.token_hex(16)}", app.timing.wall() + TOKEN_TTL_S)
+    )
     await _spend(app, VerifiedToken(ledger_key=f"round:{round_key}", expires_at=expires_at), action, snapshot.id)
     if verified is not None:
         await _spend(app, verified, action, snapshot.id)  # the token the model carried is used up too
@@ -296,7 +308,16 @@ async def _settle(
 
 
 async def _spend(app: AppContext, consent: VerifiedToken, action: Action, snapshot_id: int) -> None:
-    if not await app.ledger.redeem(consent.ledger_key, expires_at=consent.expires_at):
+    # Tokens and sealed rounds both live TOKEN_TTL_S: when it was given follows from when it expires.
+    try:
+        first = await app.ledger.redeem(
+            consent.ledger_key, expires_at=consent.expires_at, issued_at=consent.expires_at - TOKEN_TTL_S
+        )
+    except ConsentRefused as refused:
+        raise ConfirmationInvalidError(f"{refused} " + nothing_changed(action, snapshot_id)) from None
+    except RedemptionUncertain as uncertain:
+        raise StateUnavailableError(f"{uncertain}. " + nothing_changed(action, snapshot_id)) from None
+    if not first:
         raise ConfirmationInvalidError(
             "this consent was already used: each confirmation token, and each answer the user gave, authorises "
             "one change. " + nothing_changed(action, snapshot_id)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import anyio.to_thread
 
 from ..errors import StateUnavailableError
-from . import MARGIN_S
+from . import MARGIN_S, ConsentRefused, expired_by_the_ledger
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS consent (key TEXT PRIMARY KEY, forget_after REAL NOT NULL);
@@ -142,29 +142,35 @@ class SqliteLedger(_StateFile):
     def description(self) -> str:
         return f"sqlite {self._path}"
 
-    def _redeem(self, key: str, forget_after: float) -> bool:
+    async def prepare(self) -> None:
+        return None  # the file is opened, and checked, at its first use
+
+    def _redeem(self, key: str, expires_at: float) -> bool:
         with self._lock:
             db = self._connection()
             db.execute("BEGIN IMMEDIATE")
             try:
-                # The high-water mark is shared too: one process's clock stepping back cannot
-                # prune what another, later clock has seen as still alive.
+                # The ledger's clock is the high-water mark of every clock that has used the file: pruning
+                # and judging expiry go by it alone, so an entry pruned on it can never be redeemed again,
+                # whatever the clock of the process asking (one running ahead only moves it forward).
                 row = db.execute("SELECT seen FROM high_water WHERE id = 1").fetchone()
                 now = max(self._wall(), row[0] if row else 0.0)
                 db.execute("INSERT OR REPLACE INTO high_water (id, seen) VALUES (1, ?)", (now,))
                 db.execute("DELETE FROM consent WHERE forget_after < ?", (now,))
-                inserted = db.execute(
-                    "INSERT OR IGNORE INTO consent (key, forget_after) VALUES (?, ?)", (key, forget_after)
-                ).rowcount
+                used = db.execute("SELECT 1 FROM consent WHERE key = ?", (key,)).fetchone() is not None
+                if not used and expires_at >= now:
+                    db.execute("INSERT INTO consent (key, forget_after) VALUES (?, ?)", (key, expires_at + MARGIN_S))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            return inserted == 1
+        if not used and expires_at < now:
+            raise ConsentRefused(expired_by_the_ledger(expires_at, now, self.description))
+        return not used
 
-    async def redeem(self, key: str, *, expires_at: float) -> bool:
+    async def redeem(self, key: str, *, expires_at: float, issued_at: float | None = None) -> bool:
         try:
-            return await anyio.to_thread.run_sync(self._redeem, key, expires_at + MARGIN_S)
+            return await anyio.to_thread.run_sync(self._redeem, key, expires_at)
         except sqlite3.Error as exc:
             raise StateUnavailableError(
                 f"the consent ledger ({self.description}) cannot record this consent ({type(exc).__name__}), so no "
