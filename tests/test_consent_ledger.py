@@ -34,7 +34,7 @@ from vps_snapshots_mcp.timing import Timing
 
 from .conftest import TOKEN, ServerFactory, connected, preview_token, text_of
 from .support.processes import http_server, replica
-from .support.redis_server import RedisServer
+from .support.redis_server import RedisServer, next_whole_second
 
 pytestmark = pytest.mark.anyio
 
@@ -173,7 +173,8 @@ async def test_a_reused_token_is_refused_by_a_second_server_sharing_the_ledger(
 async def test_with_redis_down_restore_is_refused_and_reads_still_work(
     make_server: ServerFactory, provider: ProviderState, redis_server: RedisServer
 ) -> None:
-    async with connected(make_server(state_url=redis_server.url)) as client:
+    # Redis judges expiry on its own clock, the real one: so does this server.
+    async with connected(make_server(state_url=redis_server.url, timing=Timing())) as client:
         token = await preview_token(client, "restore_snapshot", 801)
         confirmed = {"snapshot_id": 801, "confirm": True, "confirmation_token": token}
         redis_server.stop()
@@ -181,8 +182,12 @@ async def test_with_redis_down_restore_is_refused_and_reads_still_work(
         assert refused.is_error and text_of(refused).startswith("state_unavailable: ")
         assert not (await client.call_tool("list_snapshots", {"server_id": 12345})).is_error
         assert provider.mutations == []
-        redis_server.start()
-        done = await client.call_tool("restore_snapshot", confirmed)  # the token was never spent: it still works
+        redis_server.start()  # empty, with no persistence: it cannot tell whether the token was spent meanwhile
+        lost = await client.call_tool("restore_snapshot", confirmed)
+        assert text_of(lost).startswith("confirmation_invalid: ") and "lost its data" in text_of(lost)
+        await next_whole_second()  # a token issued in the second the ledger was reborn is refused too
+        fresh = {**confirmed, "confirmation_token": await preview_token(client, "restore_snapshot", 801)}
+        done = await client.call_tool("restore_snapshot", fresh)
     assert done.structured_content is not None and done.structured_content["status"] == "restore_started"
     assert [r.path for r in provider.mutations] == ["/api/v1/snapshots/801/restore/"]
 

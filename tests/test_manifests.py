@@ -251,3 +251,21 @@ def test_the_replicas_share_the_consent_ledger_in_the_redis_the_manifests_run() 
     environ = {"VPS_API_TOKEN": "t", "VPS_MCP_AUTH_TOKEN": "x" * 32, "VPS_MCP_CONFIRM_SECRET": "y" * 32}
     settings = settings_from(serve_parser().parse_args(container["args"]), {**environ, **env})
     assert settings.state_url == env["VPS_MCP_STATE_URL"]
+
+
+def test_the_shipped_redis_keeps_the_ledger_through_a_restart_and_never_evicts() -> None:
+    documents = yaml.safe_load_all((MANIFESTS / "kubernetes" / "redis.yaml").read_text())
+    resources = {r["kind"]: r for r in documents}
+    pod = resources["Deployment"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    option = {args[i]: args[i + 1] for i in range(0, len(args), 2)}
+    # Every write reaches the disk before Redis answers it: a spent consent is never lost with a restart.
+    assert option["--appendonly"] == "yes" and option["--appendfsync"] == "always"
+    assert option["--maxmemory-policy"] == "noeviction"
+    [mount] = container["volumeMounts"]
+    assert mount["mountPath"] == option["--dir"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    claim = resources["PersistentVolumeClaim"]
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert resources["Deployment"]["spec"]["strategy"]["type"] == "Recreate"  # one writer of the volume at a time

@@ -62,12 +62,20 @@ from .confirm import (
     elicitation_message,
     nothing_changed,
 )
-from .errors import ConfirmationInvalidError, InvalidStateError, QuotaExceededError, SnapshotsError, Target
+from .errors import (
+    ConfirmationInvalidError,
+    InvalidStateError,
+    QuotaExceededError,
+    SnapshotsError,
+    StateUnavailableError,
+    Target,
+)
 from .models import Snapshot
 from .principal import current_principal
 from .provider_text import date_label, quoted, server_label
 from .sealed_rounds import sealed_round
 from .settings import ConsentMode
+from .state import ConsentRefused, RedemptionUncertain
 from .waiting import is_running
 
 logger = logging.getLogger(__name__)
@@ -354,8 +362,12 @@ async def _settle(
         return await _declined(app, verified, "cancelled" if answer.action == "cancel" else "declined")
     if not isinstance(answer.data, ConsentForm) or not answer.data.confirm:
         return await _declined(app, verified, "declined")
-    round_key = sealed_round() or f"legacy:{secrets.token_hex(16)}"  # a mid-call question cannot be replayed
-    expires_at = app.timing.wall() + TOKEN_TTL_S
+    sealed = sealed_round()  # a mid-call question (below) cannot be replayed; a sealed round expires when it says
+    round_key, expires_at = (
+        (sealed.key, sealed.expires_at)
+        if sealed
+        else (f"legacy:{secrets.token_hex(16)}", app.timing.wall() + TOKEN_TTL_S)
+    )
     await _spend(app, VerifiedToken(ledger_key=f"round:{round_key}", expires_at=expires_at), action, snapshot.id)
     if verified is not None:
         await _spend(app, verified, action, snapshot.id)  # the token the model carried is used up too
@@ -370,12 +382,32 @@ async def _declined(
     if verified is not None:
         # Spent without a change: from now on it is "already used" everywhere. If the ledger cannot record
         # it, the refusal (state_unavailable) says nothing was changed, and nothing was.
-        await app.ledger.redeem(verified.ledger_key, expires_at=verified.expires_at)
+        try:
+            await app.ledger.redeem(
+                verified.ledger_key, expires_at=verified.expires_at, issued_at=verified.expires_at - TOKEN_TTL_S
+            )
+        except ConsentRefused:
+            pass  # expired, or from before the ledger lost its data: no ledger will ever accept it anyway
+        except RedemptionUncertain:
+            raise StateUnavailableError(
+                f"the user {answer} and nothing was changed, but the consent ledger did not confirm in time that "
+                "the confirmation token they were asked about is void. Do not use that token again: preview "
+                "afresh if the user changes their mind."
+            ) from None
     return Declined(answer=answer)
 
 
 async def _spend(app: AppContext, consent: VerifiedToken, action: Action, snapshot_id: int) -> None:
-    if not await app.ledger.redeem(consent.ledger_key, expires_at=consent.expires_at):
+    # Tokens and sealed rounds both live TOKEN_TTL_S: when it was given follows from when it expires.
+    try:
+        first = await app.ledger.redeem(
+            consent.ledger_key, expires_at=consent.expires_at, issued_at=consent.expires_at - TOKEN_TTL_S
+        )
+    except ConsentRefused as refused:
+        raise ConfirmationInvalidError(f"{refused} " + nothing_changed(action, snapshot_id)) from None
+    except RedemptionUncertain as uncertain:
+        raise StateUnavailableError(f"{uncertain}. " + nothing_changed(action, snapshot_id)) from None
+    if not first:
         raise ConfirmationInvalidError(
             "this consent was already used: each confirmation token, and each answer the user gave, authorises "
             "one change. " + nothing_changed(action, snapshot_id)

@@ -5,35 +5,68 @@ client replaying an accepted round echoes it byte for byte; its digest is the
 ledger key that makes the round single-use (`consent.py` spends it). The
 middleware sits just outside the SDK's requestState boundary, where the state
 is still sealed (`server.py` places it).
+
+The SDK judges a round's expiry with the system clock, which can step back; so
+the middleware also reads the round's own expiry from the sealed envelope, and
+the consent ledger judges it again on its clock that never steps back: a round
+the ledger has forgotten is past its expiry there, and is refused, not replayed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-
-_sealed_round: ContextVar[str | None] = ContextVar("vps_snapshots_mcp_sealed_round", default=None)
-
-
-async def remember_sealed_round(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-    """Middleware placed before the SDK unseals `requestState`: keep a digest of the sealed form."""
-    params = ctx.params if isinstance(ctx.params, Mapping) else {}
-    sealed = params.get("requestState") if ctx.method == "tools/call" else None
-    digest = hashlib.sha256(sealed.encode()).hexdigest() if isinstance(sealed, str) and sealed else None
-    reset = _sealed_round.set(digest)
-    try:
-        return await call_next(ctx)
-    finally:
-        _sealed_round.reset(reset)
+from mcp.server.request_state import InvalidRequestState, RequestStateSecurity
 
 
-def sealed_round() -> str | None:
-    """The digest of this tools/call's sealed requestState, if it carried one."""
+@dataclass(frozen=True)
+class SealedRound:
+    """One round as the client echoed it: `key` a digest of its sealed form, `expires_at` its envelope's expiry."""
+
+    key: str
+    expires_at: float
+
+
+_sealed_round: ContextVar[SealedRound | None] = ContextVar("vps_snapshots_mcp_sealed_round", default=None)
+
+
+class RoundMemory:
+    """Middleware placed before the SDK unseals `requestState`: keep the round's digest and expiry."""
+
+    def __init__(self, security: RequestStateSecurity) -> None:
+        self._codec = security.codec
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        params = ctx.params if isinstance(ctx.params, Mapping) else {}
+        sealed = params.get("requestState") if ctx.method == "tools/call" else None
+        found = self._read(sealed) if isinstance(sealed, str) and sealed else None
+        reset = _sealed_round.set(found)
+        try:
+            return await call_next(ctx)
+        finally:
+            _sealed_round.reset(reset)
+
+    def _read(self, sealed: str) -> SealedRound | None:
+        """The round, or None when it does not unseal: the SDK's boundary refuses it next, before any tool runs."""
+        try:
+            expires = json.loads(self._codec.unseal(sealed)).get("exp")
+        except (InvalidRequestState, ValueError, AttributeError):
+            return None
+        if not isinstance(expires, int | float) or not math.isfinite(expires):
+            return None
+        return SealedRound(key=hashlib.sha256(sealed.encode()).hexdigest(), expires_at=float(expires))
+
+
+def sealed_round() -> SealedRound | None:
+    """This tools/call's sealed round, if it carried one."""
     return _sealed_round.get()
 
 
-__all__ = ["remember_sealed_round", "sealed_round"]
+__all__ = ["RoundMemory", "SealedRound", "sealed_round"]

@@ -48,7 +48,7 @@ from .prompts import argument_problems, register_completion, register_prompts
 from .provider_text import escape_unsafe, quoted
 from .published import published_tools
 from .schemas import MAX_ID
-from .sealed_rounds import remember_sealed_round
+from .sealed_rounds import RoundMemory
 from .settings import Settings
 from .state import ConsentLedger, open_ledger
 from .timing import Timing
@@ -327,6 +327,7 @@ def build_server(
     @asynccontextmanager
     async def lifespan(server: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
         consent_ledger = ledger or open_ledger(settings.state_url, wall=timing.wall)
+        await consent_ledger.prepare()  # best effort: marks a new ledger's birth, names a Redis that may evict
         audit_log = AuditLog(settings.audit_log, now=timing.now) if settings.audit_log else None
         assert isinstance(server, SnapshotsServer)
         server.audit_log = audit_log
@@ -375,6 +376,7 @@ def build_server(
 
         auth["auth"], auth["token_verifier"] = oauth_for(settings)
     published = published_tools(settings)
+    request_state_security = _request_state_security(secret)
     server = SnapshotsServer(
         SERVER_NAME,
         published=published,
@@ -384,20 +386,20 @@ def build_server(
         instructions=instructions_for(settings, frozenset(tool["name"] for tool in published)),
         lifespan=lifespan,
         log_level=settings.log_level,
-        request_state_security=_request_state_security(secret),
+        request_state_security=request_state_security,
         **auth,
     )
     register_completion(server, list_servers)
-    _install_round_memory(server)
+    _install_round_memory(server, request_state_security)
     client_logging.install(server, settings.log_level, *settings.secrets())
     return server
 
 
-def _install_round_memory(server: MCPServer[AppContext]) -> None:
+def _install_round_memory(server: MCPServer[AppContext], security: RequestStateSecurity) -> None:
     """Put the round-identity middleware just outside the SDK's requestState boundary, where it sees sealed state."""
     chain = server.middleware
     at = next(i for i, m in enumerate(chain) if isinstance(m, RequestStateBoundary))
-    chain.insert(at, remember_sealed_round)
+    chain.insert(at, RoundMemory(security))
 
 
 def _request_state_security(secret: bytes | None) -> RequestStateSecurity:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import anyio
 
 
 def free_port() -> int:
@@ -54,11 +58,36 @@ class RedisServer:
             assert time.monotonic() < deadline, "redis-server did not answer PING"
             time.sleep(0.02)
 
+    def restart(self) -> None:
+        """Stop and start again on the same port: with no persistence, it comes back empty."""
+        self.stop()
+        self.start()
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): connections stay open, commands queue unanswered."""
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused process run again (SIGCONT): it answers what queued meanwhile."""
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self._process is not None:
             self._process.terminate()
             self._process.wait(timeout=10)
             self._process = None
+
+
+async def next_whole_second() -> None:
+    """Wait until the clock passes into the next whole second (at most 1 s).
+
+    A confirmation token carries whole seconds, so a ledger reborn after losing its
+    data refuses a token issued in the second of its rebirth; Redis's clock cannot be
+    injected, so a test that previews again right after waits this long.
+    """
+    await anyio.sleep(int(time.time()) + 1.01 - time.time())
 
 
 @contextmanager

@@ -12,9 +12,18 @@ answers False, and the change is refused before the provider is called.
     redis://HOST:PORT/DB  RedisLedger    replicas (rediss:// for TLS)
 
 A ledger that cannot record (Redis down, the SQLite file unwritable) raises
-`StateUnavailableError`: no consent can be spent, so no change runs. Entries
-outlive their consent's expiry by `MARGIN_S`, judged on a clock that never steps
-back, so neither a clock change nor pruning can make a spent consent usable again.
+`StateUnavailableError`: no consent can be spent, so no change runs.
+
+One clock prunes and judges, the ledger's own, whatever the clocks of the
+processes sharing it: this process's never-back clock (memory), the high-water
+mark of every clock that used the file (SQLite), Redis's `TIME` (Redis). Entries
+outlive their consent's expiry by `MARGIN_S` on it, and a consent whose expiry
+is already past on it is refused (`ConsentRefused`): so nothing pruned can ever
+be redeemed again, and neither a clock stepped back nor one running ahead can
+make a spent consent usable. A Redis that lost its data (a restart without
+persistence, a flush, an eviction) refuses what was issued before the loss; one
+that may evict refuses to record; one that answered too late may still have
+recorded (`RedemptionUncertain`): the consent may be used up.
 
 The event log keeps the events of each HTTP response stream, so a client that
 lost the connection can ask for what it missed (`Last-Event-ID`). It lives where
@@ -34,11 +43,39 @@ hold is not kept: its stream goes on, only its resumption is lost.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import urlsplit
 
 MARGIN_S = 300.0
 """How long past its consent's expiry an entry is kept."""
+
+
+class ConsentRefused(Exception):
+    """The ledger refuses a consent it cannot prove unspent; the message says why, in words for a person.
+
+    Raised when the consent expired by the ledger's own clock (so a key pruned on
+    that clock can never be redeemed again), or was issued before the ledger lost
+    its data (a Redis restarted without persistence, flushed or evicting).
+    """
+
+
+class RedemptionUncertain(Exception):
+    """The ledger did not answer in time after the redemption was sent: it may have recorded it after all."""
+
+
+def expired_by_the_ledger(expires_at: float, now: float, where: str) -> str:
+    """Why a consent past its expiry on the ledger's own clock is refused, whatever the caller's clock says."""
+    return (
+        f"this consent expired at {iso_time(expires_at)} by the clock of the consent ledger ({where}), which reads "
+        f"{iso_time(now)}: the ledger's clock is the one every process sharing it goes by, so a process whose clock "
+        "differs cannot use it. If this keeps happening, check the system clocks of the servers."
+    )
+
+
+def iso_time(epoch: float) -> str:
+    """An epoch time for messages, to the second, in UTC."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 class ConsentLedger(Protocol):
@@ -54,8 +91,17 @@ class ConsentLedger(Protocol):
         """Where the ledger lives, for logs (never a password)."""
         ...
 
-    async def redeem(self, key: str, *, expires_at: float) -> bool:
-        """Record `key` until `expires_at` (epoch seconds); False when it was already recorded."""
+    async def redeem(self, key: str, *, expires_at: float, issued_at: float | None = None) -> bool:
+        """Record `key` until `expires_at` (epoch seconds); False when it was already recorded.
+
+        Raises `ConsentRefused` when `expires_at` is past by the ledger's clock, or `issued_at`
+        is before the ledger lost its data; `RedemptionUncertain` when the record may have landed
+        though the ledger did not say so; `StateUnavailableError` when nothing could be recorded.
+        """
+        ...
+
+    async def prepare(self) -> None:
+        """At start, best effort: meet the store, say loudly what is wrong with it; never raises."""
         ...
 
     async def aclose(self) -> None: ...
@@ -128,4 +174,12 @@ def open_ledger(url: str | None, *, wall: Callable[[], float]) -> ConsentLedger:
     return RedisLedger(url, wall=wall)
 
 
-__all__ = ["MARGIN_S", "ConsentLedger", "EventLog", "open_event_log", "open_ledger"]
+__all__ = [
+    "MARGIN_S",
+    "ConsentLedger",
+    "ConsentRefused",
+    "EventLog",
+    "RedemptionUncertain",
+    "open_event_log",
+    "open_ledger",
+]

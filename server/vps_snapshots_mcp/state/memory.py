@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import MARGIN_S, MAX_BYTES, MAX_SESSION_BYTES, event_bytes
+from . import MARGIN_S, MAX_BYTES, MAX_SESSION_BYTES, ConsentRefused, event_bytes, expired_by_the_ledger
 
 
 class MemoryLedger:
@@ -25,12 +25,17 @@ class MemoryLedger:
     def description(self) -> str:
         return "memory (this process only)"
 
-    async def redeem(self, key: str, *, expires_at: float) -> bool:
-        now = self._wall()
+    async def prepare(self) -> None:
+        return None
+
+    async def redeem(self, key: str, *, expires_at: float, issued_at: float | None = None) -> bool:
+        now = self._wall()  # one clock, never back, for pruning and for judging expiry
         with self._lock:
             self._entries = {k: until for k, until in self._entries.items() if until >= now}
             if key in self._entries:
                 return False
+            if expires_at < now:
+                raise ConsentRefused(expired_by_the_ledger(expires_at, now, self.description))
             self._entries[key] = expires_at + MARGIN_S
             return True
 

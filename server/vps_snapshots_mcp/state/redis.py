@@ -1,27 +1,78 @@
-"""Redis, for replicas: the ledger (single use with `SET key 1 NX PX ttl`) and the event log."""
+"""Redis, for replicas: the ledger (one Lua script on Redis's own clock, `_REDEEM`) and the event log."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from redis import asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError, RedisError, ResponseError, TimeoutError
 
 from ..errors import StateUnavailableError
-from . import EVENT_OVERHEAD_BYTES, MARGIN_S, MAX_SESSION_BYTES, REDIS_MAX_BYTES
+from . import (
+    EVENT_OVERHEAD_BYTES,
+    MARGIN_S,
+    MAX_SESSION_BYTES,
+    REDIS_MAX_BYTES,
+    ConsentRefused,
+    RedemptionUncertain,
+    expired_by_the_ledger,
+    iso_time,
+)
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "vps-snapshots-mcp:consent:"
 EVENTS_PREFIX = "vps-snapshots-mcp:events:"
 TIMEOUT_S = 2.0
 """A Redis that does not answer in this time counts as down: the change is refused, not delayed."""
+POLICY_CHECK_S = 60.0
+"""How often the ledger reads Redis's eviction policy again (and at start)."""
+
+
+LEDGER_KEY = "vps-snapshots-mcp:ledger"
+"""A hash that never expires: `born`, when this Redis's ledger began (its data since then is whole), and `clock`."""
+
+_REDEEM = """
+local t = redis.call('TIME')
+local time = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = time
+local clock = tonumber(redis.call('HGET', KEYS[2], 'clock'))
+if clock and clock > now then now = clock end
+redis.call('HSET', KEYS[2], 'clock', string.format('%.6f', now))
+redis.call('HSETNX', KEYS[2], 'born', string.format('%.6f', time))
+local born = tonumber(redis.call('HGET', KEYS[2], 'born'))
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'used'} end
+if tonumber(ARGV[1]) < now then return {'expired', string.format('%.6f', now)} end
+if ARGV[2] ~= '' then
+    local issued = tonumber(ARGV[2])
+    local ahead = tonumber(ARGV[4]) - time
+    if ahead > 0 then issued = issued - ahead end
+    if issued < born then return {'reset', string.format('%.6f', born)} end
+end
+redis.call('SET', KEYS[1], '1', 'NX', 'PXAT', ARGV[3])
+return {'first'}
+"""
+"""One redemption, atomic, judged on Redis's own clock (`TIME`, never taken back: `clock`), which also expires
+the key: a key Redis dropped is past its consent's expiry on that clock, so it is refused as expired, never
+redeemed again. A consent issued before `born` is refused: the spent keys of that time may be lost (a restart
+without persistence, FLUSHALL, an eviction: the hash went with them). `issued` is moved back by as much as the
+caller's clock runs ahead of Redis's, so a fast replica cannot pass off an old consent as new. A token carries
+whole seconds: one issued in the second the ledger was reborn is refused too, to be safe (preview again)."""
 
 
 def connect(url: str) -> aioredis.Redis:
+    # A dropped connection is retried once (a Redis that restarted); a timeout never is: the command may yet land.
     return aioredis.Redis.from_url(
-        url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S, retry_on_timeout=False
+        url,
+        socket_timeout=TIMEOUT_S,
+        socket_connect_timeout=TIMEOUT_S,
+        retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
     )
 
 
@@ -36,6 +87,7 @@ class RedisLedger:
         self._where = where(url)
         self._wall = wall
         self._redis = connect(url)
+        self._policy: tuple[float, str | None] | None = None  # when the eviction policy was read, what is wrong
 
     @property
     def shared(self) -> bool:
@@ -45,17 +97,84 @@ class RedisLedger:
     def description(self) -> str:
         return f"redis {self._where}"
 
-    async def redeem(self, key: str, *, expires_at: float) -> bool:
-        ttl_ms = max(1000, int((expires_at + MARGIN_S - self._wall()) * 1000))
-        name = KEY_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+    async def prepare(self) -> None:
+        """At start: mark the ledger's birth if it has none, and say loudly if this Redis may evict consents."""
         try:
-            return bool(await self._redis.set(name, b"1", nx=True, px=ttl_ms))
+            # Whole seconds, like a token's: a token issued in the second the server started is not refused.
+            await self._redis.hsetnx(LEDGER_KEY, "born", int((await self._redis.time())[0]))
+            problem = await self._eviction_problem()
         except (RedisError, OSError) as exc:
+            logger.warning(
+                "the consent ledger (%s) cannot be reached at start (%s): restores and deletes are refused until "
+                "it answers",
+                self.description,
+                type(exc).__name__,
+            )
+            return
+        if problem:
+            logger.error("%s; every restore and delete is refused until it does", problem)
+
+    async def _eviction_problem(self) -> str | None:
+        """What is wrong with this Redis's eviction policy, or None when it never evicts: read again each minute."""
+        now = self._wall()
+        if self._policy is not None and now - self._policy[0] < POLICY_CHECK_S:
+            return self._policy[1]
+        try:
+            policy = str((await self._redis.info("memory")).get("maxmemory_policy", "noeviction"))
+        except ResponseError:  # INFO renamed or denied: the policy cannot be read, and is not assumed bad
+            policy = "noeviction"
+        self._policy = (now, None if policy == "noeviction" else self._evicting(policy))
+        return self._policy[1]
+
+    def _evicting(self, policy: str) -> str:
+        return (
+            f"the consent ledger ({self.description}) runs with maxmemory-policy {policy}, which can evict spent "
+            "consents and so let a confirmation be used twice: it must be noeviction "
+            "(CONFIG SET maxmemory-policy noeviction, and the same in its configuration file)"
+        )
+
+    async def redeem(self, key: str, *, expires_at: float, issued_at: float | None = None) -> bool:
+        name = KEY_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+        until_ms = str(int((expires_at + MARGIN_S) * 1000))
+        issued = "" if issued_at is None else repr(issued_at)
+        try:
+            problem = await self._eviction_problem()
+        except (RedisError, OSError) as exc:  # nothing that records was sent yet
+            raise self._unreachable(exc) from None
+        if problem:
             raise StateUnavailableError(
-                f"the consent ledger ({self.description}) cannot be reached ({type(exc).__name__}), so no consent "
-                "can be recorded and no change may run. Nothing was changed. Reads still work; try again when "
-                "the state store is back."
+                f"{problem}. No consent can be recorded, so no change may run. Nothing was changed."
+            )
+        try:
+            answer = await self._redis.eval(
+                _REDEEM, 2, name, LEDGER_KEY, repr(expires_at), issued, until_ms, repr(self._wall())
+            )
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            if "connecting to" in str(exc):  # never reached Redis: nothing was sent
+                raise self._unreachable(exc) from None
+            raise RedemptionUncertain(
+                f"the consent ledger ({self.description}) did not answer in time ({type(exc).__name__}), and may "
+                "still record this consent, so it may be used up"
             ) from None
+        except RedisError as exc:  # an error answer: nothing was recorded
+            raise self._unreachable(exc) from None
+        verdict, *detail = [part.decode() if isinstance(part, bytes) else str(part) for part in answer]
+        if verdict == "expired":
+            raise ConsentRefused(expired_by_the_ledger(expires_at, float(detail[0]), self.description))
+        if verdict == "reset":
+            raise ConsentRefused(
+                f"the consent ledger ({self.description}) lost its data at {iso_time(float(detail[0]))} (a restart "
+                "without persistence, a flush or an eviction), after this consent was given, so it cannot tell "
+                "whether the consent was already used."
+            )
+        return verdict == "first"
+
+    def _unreachable(self, exc: BaseException) -> StateUnavailableError:
+        return StateUnavailableError(
+            f"the consent ledger ({self.description}) cannot be reached ({type(exc).__name__}), so no consent "
+            "can be recorded and no change may run. Nothing was changed. Reads still work; try again when "
+            "the state store is back."
+        )
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -10,7 +13,7 @@ from collections.abc import Callable
 import anyio.to_thread
 
 from ..errors import StateUnavailableError
-from . import MARGIN_S, MAX_BYTES, MAX_SESSION_BYTES, event_bytes
+from . import MARGIN_S, MAX_BYTES, MAX_SESSION_BYTES, ConsentRefused, event_bytes, expired_by_the_ledger
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS consent (key TEXT PRIMARY KEY, forget_after REAL NOT NULL);
@@ -27,12 +30,87 @@ CREATE TABLE IF NOT EXISTS session_events_bytes (id INTEGER PRIMARY KEY CHECK (i
 """
 
 
+_LEDGER_TABLES = {
+    "consent": "CREATE TABLE consent (key TEXT PRIMARY KEY, forget_after REAL NOT NULL)",
+    "high_water": "CREATE TABLE high_water (id INTEGER PRIMARY KEY CHECK (id = 1), seen REAL NOT NULL)",
+}
+"""The ledger's tables as SQLite records them: a file holding them in another shape was not made by this server."""
+
+
 def connect(path: str) -> sqlite3.Connection:
-    """One connection to the state file, its tables created; callers serialise their use of it."""
-    db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.executescript(_SCHEMA)
+    """One connection to the state file, its tables created; callers serialise their use of it.
+
+    The file is this user's alone: made 0600 (SQLite gives its -wal and -shm the
+    file's own mode), never reached through a symbolic link, refused when another
+    user owns it or others may write it, and refused when it holds what this server
+    never makes (a trigger, a view, a ledger table of another shape): a planted
+    trigger could make one consent count for many. `StateUnavailableError` says which.
+    """
+    own = _open_private(path, create=True)
+    assert own is not None, "made if absent"
+    try:
+        for companion in (path + "-wal", path + "-shm"):
+            fd = _open_private(companion, create=False)
+            if fd is not None:
+                os.close(fd)
+        db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA trusted_schema=OFF")
+            _check_schema(db, path)
+            if not os.path.samestat(os.fstat(own), os.lstat(path)):  # swapped since it was checked
+                raise _refused(path, "it was replaced while being opened")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+    finally:
+        os.close(own)
     return db
+
+
+def _open_private(path: str, *, create: bool) -> int | None:
+    """Open `path` without following a link and check it is ours alone (tightening 0644 to 0600); None if absent."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        if create:
+            raise _refused(path, "its directory does not exist") from None
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _refused(path, "it is a symbolic link") from None
+        raise _refused(path, f"it cannot be opened ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _refused(path, "it is not a regular file")
+        if info.st_uid != os.geteuid():
+            raise _refused(path, f"it is owned by another user (uid {info.st_uid}, this server runs as {os.geteuid()})")
+        if info.st_mode & 0o022:
+            raise _refused(path, f"it is writable by other users (mode {stat.S_IMODE(info.st_mode):04o})")
+        if info.st_mode & 0o077:
+            os.fchmod(fd, 0o600)  # made readable by others by an earlier version: this user's alone from now on
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_schema(db: sqlite3.Connection, path: str) -> None:
+    for kind, name, sql in db.execute("SELECT type, name, sql FROM sqlite_master"):
+        if kind in ("trigger", "view"):
+            raise _refused(path, f"it holds a {kind} named {name!r} that was not made by this server")
+        if kind == "table" and name in _LEDGER_TABLES and sql != _LEDGER_TABLES[name]:
+            raise _refused(path, f"its table {name!r} has a shape that was not made by this server")
+
+
+def _refused(path: str, why: str) -> StateUnavailableError:
+    return StateUnavailableError(
+        f"the state file {path} is refused: {why}. Nothing was changed. Point --state-url at a regular file "
+        "this user owns and only this user may read and write (mode 0600), or at a path where it can be made."
+    )
 
 
 class _StateFile:
@@ -68,29 +146,35 @@ class SqliteLedger(_StateFile):
     def description(self) -> str:
         return f"sqlite {self._path}"
 
-    def _redeem(self, key: str, forget_after: float) -> bool:
+    async def prepare(self) -> None:
+        return None  # the file is opened, and checked, at its first use
+
+    def _redeem(self, key: str, expires_at: float) -> bool:
         with self._lock:
             db = self._connection()
             db.execute("BEGIN IMMEDIATE")
             try:
-                # The high-water mark is shared too: one process's clock stepping back cannot
-                # prune what another, later clock has seen as still alive.
+                # The ledger's clock is the high-water mark of every clock that has used the file: pruning
+                # and judging expiry go by it alone, so an entry pruned on it can never be redeemed again,
+                # whatever the clock of the process asking (one running ahead only moves it forward).
                 row = db.execute("SELECT seen FROM high_water WHERE id = 1").fetchone()
                 now = max(self._wall(), row[0] if row else 0.0)
                 db.execute("INSERT OR REPLACE INTO high_water (id, seen) VALUES (1, ?)", (now,))
                 db.execute("DELETE FROM consent WHERE forget_after < ?", (now,))
-                inserted = db.execute(
-                    "INSERT OR IGNORE INTO consent (key, forget_after) VALUES (?, ?)", (key, forget_after)
-                ).rowcount
+                used = db.execute("SELECT 1 FROM consent WHERE key = ?", (key,)).fetchone() is not None
+                if not used and expires_at >= now:
+                    db.execute("INSERT INTO consent (key, forget_after) VALUES (?, ?)", (key, expires_at + MARGIN_S))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            return inserted == 1
+        if not used and expires_at < now:
+            raise ConsentRefused(expired_by_the_ledger(expires_at, now, self.description))
+        return not used
 
-    async def redeem(self, key: str, *, expires_at: float) -> bool:
+    async def redeem(self, key: str, *, expires_at: float, issued_at: float | None = None) -> bool:
         try:
-            return await anyio.to_thread.run_sync(self._redeem, key, expires_at + MARGIN_S)
+            return await anyio.to_thread.run_sync(self._redeem, key, expires_at)
         except sqlite3.Error as exc:
             raise StateUnavailableError(
                 f"the consent ledger ({self.description}) cannot record this consent ({type(exc).__name__}), so no "
