@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
+import yaml
 from mcp.server.streamable_http import EventMessage
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp_types import JSONRPCNotification
@@ -143,7 +144,10 @@ async def test_redis_events_never_crowd_out_consents(redis_server: RedisServer, 
 
 def test_the_redis_cap_is_a_small_share_of_the_shipped_redis() -> None:
     shipped = Path(__file__).parents[1] / "manifests" / "kubernetes" / "redis.yaml"
-    assert '"--maxmemory", "64mb"' in shipped.read_text() and REDIS_MAX_BYTES <= 64 * 1024 * 1024 // 4
+    deployment = next(d for d in yaml.safe_load_all(shipped.read_text()) if d["kind"] == "Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--maxmemory") + 1] == "64mb" and REDIS_MAX_BYTES <= 64 * 1024 * 1024 // 4
 
 
 async def test_a_session_s_events_replay_only_to_the_principal_who_opened_it() -> None:
