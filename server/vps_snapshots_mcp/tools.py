@@ -19,6 +19,7 @@ from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp_types import ToolAnnotations
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
+from . import audit
 from .app_context import AppContext, app_of
 from .confirm import SNAPSHOTS_PER_SERVER, Action, preview_warning
 from .consent import (
@@ -120,6 +121,7 @@ async def create_snapshot(
     snapshot is returned (already_exists). 5 per server; if full, quota_exceeded names the oldest.
     Takes 3-10 min: poll get_snapshot or wait=true. Advise stopping the server first.
     """
+    audit.note(server_id=server_id, snapshot_name=name)
     app = app_of(ctx)
     app.check_server_allowed(server_id, what="this snapshot")
     # Concurrent creates of one name on one server share one find-or-create: one POST at most, and only
@@ -187,10 +189,25 @@ def create_message(
 # --- restore and delete ----------------------------------------------------------------------------
 
 
+async def _noted_target(snapshot: Annotated[Snapshot, Resolve(target_snapshot)]) -> Snapshot:
+    """The target of a restore or delete (consent.py), noted for the audit trail as soon as the look-up
+    knows it: a call cancelled later (while the user is asked, or in flight) is recorded with it."""
+    audit.note(**_ids(snapshot))
+    return snapshot
+
+
+async def _restore_target(
+    noted: Annotated[Snapshot, Resolve(_noted_target)],
+    snapshot: Annotated[Snapshot, Resolve(restorable_snapshot)],
+) -> Snapshot:
+    """The target of a restore, noted first, then checked as restorable."""
+    return snapshot
+
+
 async def restore_snapshot(
     snapshot_id: SnapshotIdArg,
     ctx: Context[AppContext, Any],
-    snapshot: Annotated[Snapshot, Resolve(restorable_snapshot)],
+    snapshot: Annotated[Snapshot, Resolve(_restore_target)],
     consent: Annotated[Consent, Resolve(restore_consent)],
     confirm: ConfirmArg = False,
     confirmation_token: TokenArg = None,
@@ -206,6 +223,7 @@ async def restore_snapshot(
         return RestoreOutcome(_preview(app, RestorePreview, snapshot, consent, safety_snapshot=safety_snapshot))
     if isinstance(consent, Declined):
         return RestoreOutcome(_cancelled("restore", snapshot, consent))
+    audit.note(consent=consent.by)
     with concerning(snapshot):  # Approved: the consent is spent; execute
         safety = await _take_safety_snapshot(app, ctx, snapshot) if safety_snapshot else None
         try:
@@ -237,7 +255,7 @@ async def restore_snapshot(
 async def delete_snapshot(
     snapshot_id: SnapshotIdArg,
     ctx: Context[AppContext, Any],
-    snapshot: Annotated[Snapshot, Resolve(target_snapshot)],
+    snapshot: Annotated[Snapshot, Resolve(_noted_target)],
     consent: Annotated[Consent, Resolve(delete_consent)],
     confirm: ConfirmArg = False,
     confirmation_token: TokenArg = None,
@@ -251,6 +269,7 @@ async def delete_snapshot(
         return DeleteOutcome(_preview(app, DeletePreview, snapshot, consent))
     if isinstance(consent, Declined):
         return DeleteOutcome(_cancelled("delete", snapshot, consent))
+    audit.note(consent=consent.by)
     with concerning(snapshot):  # Approved: the consent is spent; execute
         await app.client.delete_snapshot(snapshot.id)
     return DeleteOutcome(
