@@ -20,7 +20,7 @@ import anyio.abc
 import pytest
 from mcp import Client
 from mcp.client.context import ClientRequestContext
-from mcp_types import ElicitRequestParams, ElicitResult
+from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
 
 from vps_snapshots_mcp.client import asgi_transport
@@ -267,3 +267,55 @@ async def test_a_create_accepted_with_an_unreadable_answer_is_recorded_as_sent(
     assert line["outcome"] == "unknown"  # not "failed": the provider accepted it
     assert (line["error_code"], line["server_id"], line["snapshot_name"]) == ("upstream_error", 12345, "before-update")
     assert len(provider.requests_to("POST")) == 1
+
+
+# --- create: a waiter never POSTs again while the first POST may still land -----------------------------
+
+
+async def test_a_waiter_does_not_post_again_when_the_first_create_is_cancelled_mid_post(
+    provider: ProviderState, sim_time: SimTime, tmp_path: Path
+) -> None:
+    audit_path = tmp_path / "audit.jsonl"
+    arguments = {"server_id": 12345, "name": "before-update"}
+    async with (
+        gated_server(provider, audit_path, "POST", sim_time.timing()) as (server, gate),
+        Client(server) as client,
+    ):  # one session: its calls share the server's single flights
+        waiter: list[CallToolResult] = []
+
+        async def wait_in_line() -> None:
+            waiter.append(await client.call_tool("create_snapshot", arguments))
+
+        async with anyio.create_task_group() as group:
+            scope = anyio.CancelScope()
+
+            async def create() -> None:
+                with scope:
+                    await client.call_tool("create_snapshot", arguments)
+
+            group.start_soon(create)
+            await gate.arrival.wait()  # the first POST is on its way to the provider
+            group.start_soon(wait_in_line)
+            await anyio.wait_all_tasks_blocked()  # the second call waits (or, wrongly, POSTs too)
+            scope.cancel()  # the first caller gives up mid-POST
+            await anyio.wait_all_tasks_blocked()
+            gate.release.set()  # what was sent lands
+        lines = await until_recorded(audit_path, 2)
+
+    named = [s for s in provider.snapshots.values() if s.name == "before-update"]
+    assert len(provider.requests_to("POST")) == 1 and len(named) == 1
+    [result] = waiter
+    if result.is_error:
+        assert text_of(result).split(":")[0] in {"provider_timeout", "upstream_error"}, text_of(result)
+    else:
+        assert result.structured_content is not None
+        assert result.structured_content["snapshot"]["id"] == named[0].id
+    # The first call's POST landed: its record says so, with the snapshot it made (the cancellation reached
+    # it once its answer was in); the waiter's says it found that snapshot.
+    made, shared = sorted(lines, key=lambda line: line["details"]["already_exists"])
+    assert (made["outcome"], made["snapshot_id"], made["details"]["already_exists"]) == ("executed", named[0].id, False)
+    assert (shared["outcome"], shared["snapshot_id"], shared["details"]) == (
+        "executed",
+        named[0].id,
+        {"already_exists": True},
+    )

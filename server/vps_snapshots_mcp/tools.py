@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp_types import ToolAnnotations
 from pydantic import Field, StrictBool, StrictInt, StrictStr
@@ -159,7 +160,13 @@ async def _find_or_create(app: AppContext, server_id: int, name: str, descriptio
     if len(existing) >= SNAPSHOTS_PER_SERVER:
         label = server_label(server_id, existing[0].server_name if existing else None)
         raise quota_full(label, existing, why="a new snapshot needs a free slot")
-    return (await app.client.create_snapshot(server_id, name, description)).snapshot, False
+    # Once the POST leaves, it may land whatever this caller does: its answer is awaited even if the caller is
+    # cancelled, so the callers waiting on this find-or-create share it instead of POSTing a second snapshot.
+    # Bounded by the client's timeouts (a POST is never retried). Cancellation lands at the next checkpoint,
+    # after the single flight has the answer.
+    with anyio.CancelScope(shield=True):
+        created = await app.client.create_snapshot(server_id, name, description)
+    return created.snapshot, False
 
 
 def create_message(
