@@ -9,7 +9,7 @@ object:
     server_id      the server touched, when known
     snapshot_id    the snapshot touched (for create: the new or existing one), when known
     snapshot_name  its name, when known
-    error_code     the stable error code when refused or failed, else null
+    error_code     the stable error code when the call ended in an error (refused, failed, or unknown), else null
     consent        for an executed restore/delete: "token" or "elicitation"; else null
     details        extra facts: already_exists, safety_snapshot_id, safety_snapshot_request_sent,
                    cancelled_by, request_sent
