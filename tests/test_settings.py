@@ -15,6 +15,7 @@ from vps_snapshots_mcp.settings import (
     Settings,
     SettingsError,
     check_api_url,
+    check_state_url,
     configuration_reference,
     environment_variables,
     parse_server_ids,
@@ -128,6 +129,67 @@ def test_plain_http_to_a_remote_host_exits_2_without_printing_the_token() -> Non
     result = run_cli(env={"VPS_API_TOKEN": "tok-XYZ-123", "VPS_API_URL": "http://admin.vps.org/api/v1"})
     assert result.returncode == 2
     assert "clear text" in result.stderr and "tok-XYZ-123" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:////var/lib/vps/consent.db",
+        "redis://localhost",
+        "redis://vps-snapshots-mcp-redis:6379/0",
+        "rediss://user:pa%40ss@redis.example.com:6380/2",
+        "redis://[::1]:6379/",
+    ],
+)
+def test_the_documented_state_urls_are_accepted(url: str) -> None:
+    assert check_state_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("redis://host:notaport/0", "port"),
+        ("redis://host:99999/0", "port"),
+        ("redis://host:0/0", "port"),
+        ("redis://localhost:6379/0?foo=bar", "query"),
+        ("rediss://localhost:6379/0?ssl_cert_reqs=none", "query"),
+        ("redis://localhost:6379/0#x", "query"),
+        ("redis://localhost:6379/zero", "DB"),
+        ("redis://localhost:6379/0/1", "DB"),
+        ("redis://:pw@:6379/0", "HOST"),
+        ("sqlite:////var/lib/vps/consent.db?mode=ro", "query"),
+        ("sqlite://consent.db", "ABSOLUTE"),
+        ("sqlite:consent.db", "ABSOLUTE"),
+    ],
+)
+def test_a_malformed_state_url_is_refused_saying_what_is_wrong(url: str, rule: str) -> None:
+    with pytest.raises(SettingsError, match=rule) as refused:
+        Settings(api_token=TOKEN, state_url=url)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_refused_state_url_never_shows_its_password() -> None:
+    with pytest.raises(SettingsError, match="port") as refused:
+        Settings(api_token=TOKEN, state_url="redis://admin:hunter2-secret@host:notaport/0")
+    assert "hunter2" not in str(refused.value) and "admin" not in str(refused.value)
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+@pytest.mark.parametrize("url", ["redis://host:notaport/0", "redis://localhost:6379/0?foo=bar"])
+def test_a_malformed_state_url_exits_2_with_one_line_at_start(url: str, transport: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "vps_snapshots_mcp", "--state-url", url, "--transport", transport, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=20,  # a server that starts instead of refusing fails here
+        env={"PATH": "/usr/bin:/bin", "VPS_API_TOKEN": "tok-XYZ-123"},
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("vps-snapshots-mcp: VPS_MCP_STATE_URL") and "Traceback" not in line
 
 
 def test_version_flag() -> None:

@@ -9,16 +9,27 @@ object:
     server_id      the server touched, when known
     snapshot_id    the snapshot touched (for create: the new or existing one), when known
     snapshot_name  its name, when known
-    error_code     the stable error code when refused or failed, else null
+    error_code     the stable error code when the call ended in an error (refused, failed, or unknown), else null
     consent        for an executed restore/delete: "token" or "elicitation"; else null
-    details        extra facts: already_exists, safety_snapshot_id, cancelled_by, request_sent
+    details        extra facts: already_exists, safety_snapshot_id, safety_snapshot_request_sent,
+                   cancelled_by, request_sent
 
 "refused" means this server or the provider said no before anything changed
 (bad arguments, forbidden server, invalid token, quota, state); "failed" means
 the provider failed or could not be reached, and the outcome may be unknown;
 "cancelled" means the user declined, or the client cancelled the call before
-any change was sent; "unknown" means the client cancelled after the change was
-sent and before its answer came (`details.request_sent` is true).
+its change was sent; "unknown" means the change was sent and what became of it
+is not known: the client cancelled before its answer came, or the provider
+accepted it (2xx) with an answer that could not be read.
+
+`executed`, `unknown` and `details.request_sent` (true once the tool's own
+change request has left this server, whatever came back) are about the audited
+tool's OWN change: the create's POST, the restore's POST, the delete's DELETE.
+A side request never counts as it: a restore's safety snapshot is named in
+`details.safety_snapshot_id` (or `details.safety_snapshot_request_sent` while
+its answer has not come), and `snapshot_id` is always the restore's target.
+What the look-up learnt (server, name) is kept from the moment it is known, so
+a call cancelled in flight is recorded with it.
 
 The record is built by the server's protocol adapter from the typed result or
 error of the call (`Attempt.from_result`, `Attempt.from_error`), never parsed
@@ -38,7 +49,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,12 +62,15 @@ from pydantic import BaseModel
 from .errors import SnapshotsError
 
 if TYPE_CHECKING:
+    from .client import ChangeEvent
     from .models import ConsentKind
 
 logger = logging.getLogger(__name__)
 
 AUDITED_TOOLS = frozenset({"create_snapshot", "restore_snapshot", "delete_snapshot"})
 Outcome = Literal["previewed", "executed", "refused", "cancelled", "failed", "unknown"]
+OWN_CHANGE = {"create_snapshot": "create", "restore_snapshot": "restore", "delete_snapshot": "delete"}
+"""The change each audited tool makes itself; any other change it causes is a side request."""
 
 
 @dataclass
@@ -70,9 +86,25 @@ class Attempt:
     outcome: Outcome = "failed"
     error_code: str | None = None
     change_sent: bool = False
-    """The provider client sent a POST or DELETE during this call."""
+    """The tool's own change (see OWN_CHANGE) left this server during this call."""
     change_answered: bool = False
     """... and the provider answered it 2xx."""
+
+    def saw(self, event: ChangeEvent) -> None:
+        """The provider client's report of a change crossing the wire during this call."""
+        if event.operation != OWN_CHANGE.get(self.tool):
+            if event.operation == "create":  # a restore's safety snapshot
+                if event.stage == "answered" and event.snapshot_id is not None:
+                    self.details.pop("safety_snapshot_request_sent", None)
+                    self.details["safety_snapshot_id"] = event.snapshot_id
+                elif "safety_snapshot_id" not in self.details:
+                    self.details["safety_snapshot_request_sent"] = True
+            return
+        self.change_sent = True
+        if event.stage == "answered":
+            self.change_answered = True
+            if event.snapshot_id is not None:
+                self.snapshot_id = event.snapshot_id  # the create's new snapshot; the target for the others
 
     def cancelled_by_client(self) -> Attempt:
         """The client cancelled: what happened depends on whether the change had left, and come back."""
@@ -89,16 +121,16 @@ class Attempt:
 
         inner = getattr(result, "root", result)  # restore/delete answer with a union wrapped in a RootModel
         if isinstance(inner, CreateResult):
-            self._about(inner.snapshot.server_id, inner.snapshot.id, inner.snapshot.name)
+            self.about(inner.snapshot.server_id, inner.snapshot.id, inner.snapshot.name)
             self.details["already_exists"] = inner.already_exists
         if isinstance(inner, ConfirmationRequired | RestoreStartedResult):
-            self._about(inner.snapshot.server_id, inner.snapshot.id, inner.snapshot.name)
+            self.about(inner.snapshot.server_id, inner.snapshot.id, inner.snapshot.name)
         if isinstance(inner, RestoreStartedResult) and inner.safety_snapshot is not None:
             self.details["safety_snapshot_id"] = inner.safety_snapshot.id
         if isinstance(inner, Audited):
             if inner.audit_target is not None:
                 target = inner.audit_target
-                self._about(target.server_id, target.id, target.name)
+                self.about(target.server_id, target.id, target.name)
             self.consent = inner.audit_consent
         status = getattr(inner, "status", None)
         self.outcome = (
@@ -111,11 +143,16 @@ class Attempt:
     def from_error(self, error: SnapshotsError) -> Attempt:
         self.outcome, self.error_code = error.outcome, error.code
         if error.target is not None:
-            self._about(error.target.server_id, error.target.snapshot_id, error.target.snapshot_name)
+            self.about(error.target.server_id, error.target.snapshot_id, error.target.snapshot_name)
             self.details.update(error.target.details)
+        if self.change_sent:
+            self.details["request_sent"] = True
+        if self.change_answered:
+            # The provider took the change (2xx) and only its answer was wrong: not "nothing happened".
+            self.outcome = "unknown"
         return self
 
-    def _about(self, server_id: int | None, snapshot_id: int | None, snapshot_name: str | None) -> None:
+    def about(self, server_id: int | None, snapshot_id: int | None, snapshot_name: str | None) -> None:
         self.server_id = server_id if server_id is not None else self.server_id
         self.snapshot_id = snapshot_id if snapshot_id is not None else self.snapshot_id
         self.snapshot_name = snapshot_name if snapshot_name is not None else self.snapshot_name
@@ -132,6 +169,41 @@ class Attempt:
             "consent": self.consent if self.outcome == "executed" else None,
             "details": self.details,
         }
+
+
+_current: ContextVar[Attempt | None] = ContextVar("vps_snapshots_mcp_attempt", default=None)
+
+
+@contextmanager
+def attempt_in_progress(attempt: Attempt | None) -> Iterator[None]:
+    """Make `attempt` the audited call in progress in this context (None: the call is not audited)."""
+    reset = _current.set(attempt)
+    try:
+        yield
+    finally:
+        _current.reset(reset)
+
+
+def observe_change(event: ChangeEvent) -> None:
+    """The provider client's change observer: kept on the audited call in progress, if any."""
+    attempt = _current.get()
+    if attempt is not None:
+        attempt.saw(event)
+
+
+def note(
+    *,
+    server_id: int | None = None,
+    snapshot_id: int | None = None,
+    snapshot_name: str | None = None,
+    consent: ConsentKind | None = None,
+) -> None:
+    """What the audited call in progress is about, as soon as a tool knows it (its arguments, its look-up,
+    the consent it spent): kept, so a call cancelled later still names them."""
+    attempt = _current.get()
+    if attempt is not None:
+        attempt.about(server_id, snapshot_id, snapshot_name)
+        attempt.consent = consent or attempt.consent
 
 
 def open_audit_file(path: str) -> int:

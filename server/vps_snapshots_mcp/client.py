@@ -111,6 +111,8 @@ class ChangeEvent:
     method: str
     stage: Literal["sent", "answered"]
     snapshot_id: int | None = None
+    operation: Operation | None = None
+    """Which change it is: the audit tells a restore's own POST from its safety snapshot's."""
 
 
 ChangeObserver = Callable[[ChangeEvent], None]
@@ -372,7 +374,7 @@ class SnapshotsClient:
             data = self._cleaned_json(response)
             created = CreatedSnapshot(snapshot=Snapshot.model_validate(data), message=_optional_str(data, "message"))
         except (ValueError, UnicodeDecodeError):  # ValidationError is a ValueError too
-            self._on_change(ChangeEvent("POST", "answered"))
+            self._on_change(ChangeEvent("POST", "answered", operation="create"))
             # A 2xx means the provider took it; only its answer is unreadable.
             raise UpstreamError(
                 f"the provider accepted the snapshot (HTTP {response.status_code}) but its answer could not be "
@@ -380,7 +382,7 @@ class SnapshotsClient:
                 "it; creating it again with the same name returns it instead of making a duplicate.",
                 status=response.status_code,
             ) from None
-        self._on_change(ChangeEvent("POST", "answered", created.snapshot.id))
+        self._on_change(ChangeEvent("POST", "answered", created.snapshot.id, operation="create"))
         if created.snapshot.server_id not in (None, server_id):
             raise UpstreamError(
                 f"the provider accepted the snapshot of server {server_id} but answered with snapshot "
@@ -403,7 +405,7 @@ class SnapshotsClient:
             operation="restore",
             target=f"snapshot {snapshot_id}",
         )
-        self._on_change(ChangeEvent("POST", "answered", snapshot_id))
+        self._on_change(ChangeEvent("POST", "answered", snapshot_id, operation="restore"))
         try:
             return RestoreStarted.model_validate(self._cleaned_json(response))
         except (ValueError, UnicodeDecodeError):
@@ -415,7 +417,7 @@ class SnapshotsClient:
         """Delete the snapshot for good. The provider answers 204."""
         url = f"{self._base_url}/snapshots/{snapshot_id}/"
         await self._send("DELETE", url, operation="delete", target=f"snapshot {snapshot_id}")
-        self._on_change(ChangeEvent("DELETE", "answered", snapshot_id))
+        self._on_change(ChangeEvent("DELETE", "answered", snapshot_id, operation="delete"))
 
     # --- the one request path --------------------------------------------------------------------
 
@@ -438,7 +440,7 @@ class SnapshotsClient:
             last_attempt = not retryable or attempt >= policy.max_attempts
             started = time.perf_counter()
             if method != "GET":
-                self._on_change(ChangeEvent(method, "sent"))
+                self._on_change(ChangeEvent(method, "sent", operation=operation))
             try:
                 async with self._in_flight:
                     response = await self._request(method, url, params=params, json=json)

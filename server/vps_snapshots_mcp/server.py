@@ -23,7 +23,6 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -40,7 +39,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from . import __version__, client_logging
 from .app_context import AppContext
-from .audit import AUDITED_TOOLS, Attempt, AuditLog
+from .audit import AUDITED_TOOLS, Attempt, AuditLog, attempt_in_progress, observe_change
 from .confirm import TOKEN_TTL_S, ConfirmationTokens
 from .errors import InvalidArgumentError, SnapshotsError, UnknownToolError
 from .instructions import instructions_for
@@ -54,25 +53,11 @@ from .state import ConsentLedger, open_ledger
 from .timing import Timing
 
 if TYPE_CHECKING:
-    from .client import ChangeEvent, SnapshotsClient, Transport
+    from .client import SnapshotsClient, Transport
 
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = "vps-snapshots"
-
-_attempt: ContextVar[Attempt | None] = ContextVar("vps_snapshots_mcp_attempt", default=None)
-
-
-def _observe_change(event: ChangeEvent) -> None:
-    """The provider client's report of a change crossing the wire, kept on the audited call in progress."""
-    attempt = _attempt.get()
-    if attempt is None:
-        return
-    attempt.change_sent = True
-    if event.stage == "answered":
-        attempt.change_answered = True
-        if event.snapshot_id is not None:
-            attempt.snapshot_id = event.snapshot_id
 
 
 class SnapshotsServer(MCPServer[AppContext]):
@@ -115,7 +100,7 @@ class SnapshotsServer(MCPServer[AppContext]):
             server_id=_plain_id(arguments.get("server_id")),
             snapshot_id=_plain_id(arguments.get("snapshot_id")),
         )
-        with self._attempt_in_progress(attempt if audited else None):
+        with attempt_in_progress(attempt if audited else None):
             try:
                 typed = await self._run_tool(name, arguments, context)
             except SnapshotsError as exc:
@@ -124,8 +109,7 @@ class SnapshotsServer(MCPServer[AppContext]):
                 await self._audit(audited, attempt)
                 return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
             except anyio.get_cancelled_exc_class():
-                with anyio.CancelScope(shield=True):  # a cancelled call is still recorded
-                    await self._audit(audited, attempt.cancelled_by_client())
+                await self._audit(audited, attempt.cancelled_by_client())
                 raise
             except BaseException:
                 await self._audit(audited, attempt)  # a crash: recorded as failed, with no code
@@ -136,17 +120,11 @@ class SnapshotsServer(MCPServer[AppContext]):
             await self._audit(audited, attempt.from_result(typed))
         return _tool_result(typed)
 
-    @contextmanager
-    def _attempt_in_progress(self, attempt: Attempt | None) -> Iterator[None]:
-        reset = _attempt.set(attempt)
-        try:
-            yield
-        finally:
-            _attempt.reset(reset)
-
     async def _audit(self, audited: bool, attempt: Attempt) -> None:
         if audited and self.audit_log is not None:
-            await self.audit_log.write(attempt)
+            # Shielded: a call cancelled now (its change done, or just cancelled) is still recorded.
+            with anyio.CancelScope(shield=True):
+                await self.audit_log.write(attempt)
 
     async def _run_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None
@@ -252,7 +230,7 @@ def _provider_client(
         max_concurrency=settings.max_concurrency,
         max_response_bytes=settings.max_response_bytes,
         max_records=settings.max_records,
-        on_change=_observe_change,
+        on_change=observe_change,
     )
 
 

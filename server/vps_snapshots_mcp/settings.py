@@ -167,17 +167,44 @@ def check_api_url(url: str) -> str:
 
 
 def check_state_url(url: str) -> str:
-    """Return `url` when it names a consent-ledger backend, or raise `SettingsError` saying what is accepted."""
+    """Return `url` when it names a consent-ledger backend, or raise `SettingsError` saying what is accepted.
+
+    Checked whole at start, so a mistake is one line and exit 2, never a traceback at the first change:
+    `sqlite:///ABSOLUTE/PATH`, or `redis://[USER:PASSWORD@]HOST[:PORT][/DB]` (rediss:// for TLS), with
+    no query or fragment (neither store would read one: a query's options would be silently ignored or
+    fail later). The message never repeats the URL: a Redis URL may hold a password.
+    """
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
-            raise SettingsError(f"VPS_MCP_STATE_URL for SQLite is sqlite:///ABSOLUTE/PATH, got {url!r}")
+            raise SettingsError(
+                "VPS_MCP_STATE_URL for SQLite is sqlite:///ABSOLUTE/PATH (three slashes, then an absolute path)"
+            )
+        if parts.query or parts.fragment or "?" in url or "#" in url:
+            raise SettingsError("VPS_MCP_STATE_URL for SQLite takes no query or fragment: sqlite:///ABSOLUTE/PATH")
     elif parts.scheme in ("redis", "rediss"):
-        if not parts.hostname:
-            raise SettingsError(f"VPS_MCP_STATE_URL for Redis is redis://HOST:PORT/DB, got {url!r}")
+        _check_redis_url(parts.scheme, url)
     else:
         raise SettingsError("VPS_MCP_STATE_URL must start with sqlite:///, redis:// or rediss://")
     return url
+
+
+def _check_redis_url(scheme: str, url: str) -> None:
+    parts = urlsplit(url)
+    shape = f"{scheme}://HOST:PORT/DB"
+    if not parts.hostname:
+        raise SettingsError(f"VPS_MCP_STATE_URL for Redis is {shape}, and it names no HOST")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        raise SettingsError(f"VPS_MCP_STATE_URL for Redis is {shape}: the port must be a number 1-65535")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise SettingsError(f"VPS_MCP_STATE_URL for Redis is {shape}, with no query or fragment")
+    database = parts.path.removeprefix("/")
+    if database and not (database.isascii() and database.isdigit()):
+        raise SettingsError(f"VPS_MCP_STATE_URL for Redis is {shape}: DB must be a database number such as 0")
 
 
 @dataclass(frozen=True, kw_only=True)

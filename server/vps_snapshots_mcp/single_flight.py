@@ -7,7 +7,12 @@ wait for its answer, or for a copy of its error. Nothing is cached: once the
 answer is in, the next caller sends a new request.
 
 If the caller that sent the request is cancelled, its waiters do not inherit
-the cancellation: the next of them sends the request again.
+the cancellation: the next of them sends the request again. That is right for
+a read, and for a fetch cancelled before its change was sent; a fetch whose
+change may land once sent (a create's POST) shields that change from its
+caller's cancellation, so the change's outcome is stored here and shared, and
+no waiter sends it a second time. (Cancellation is only delivered at a
+checkpoint: the value a shielded fetch returns reaches `_InFlight` first.)
 """
 
 from __future__ import annotations

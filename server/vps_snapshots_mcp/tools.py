@@ -15,10 +15,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp_types import ToolAnnotations
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
+from . import audit
 from .app_context import AppContext, app_of
 from .confirm import SNAPSHOTS_PER_SERVER, Action, preview_warning
 from .consent import (
@@ -120,6 +122,7 @@ async def create_snapshot(
     snapshot is returned (already_exists). 5 per server; if full, quota_exceeded names the oldest.
     Takes 3-10 min: poll get_snapshot or wait=true. Advise stopping the server first.
     """
+    audit.note(server_id=server_id, snapshot_name=name)
     app = app_of(ctx)
     app.check_server_allowed(server_id, what="this snapshot")
     # Concurrent creates of one name on one server share one find-or-create: one POST at most, and only
@@ -157,7 +160,13 @@ async def _find_or_create(app: AppContext, server_id: int, name: str, descriptio
     if len(existing) >= SNAPSHOTS_PER_SERVER:
         label = server_label(server_id, existing[0].server_name if existing else None)
         raise quota_full(label, existing, why="a new snapshot needs a free slot")
-    return (await app.client.create_snapshot(server_id, name, description)).snapshot, False
+    # Once the POST leaves, it may land whatever this caller does: its answer is awaited even if the caller is
+    # cancelled, so the callers waiting on this find-or-create share it instead of POSTing a second snapshot.
+    # Bounded by the client's timeouts (a POST is never retried). Cancellation lands at the next checkpoint,
+    # after the single flight has the answer.
+    with anyio.CancelScope(shield=True):
+        created = await app.client.create_snapshot(server_id, name, description)
+    return created.snapshot, False
 
 
 def create_message(
@@ -187,10 +196,25 @@ def create_message(
 # --- restore and delete ----------------------------------------------------------------------------
 
 
+async def _noted_target(snapshot: Annotated[Snapshot, Resolve(target_snapshot)]) -> Snapshot:
+    """The target of a restore or delete (consent.py), noted for the audit trail as soon as the look-up
+    knows it: a call cancelled later (while the user is asked, or in flight) is recorded with it."""
+    audit.note(**_ids(snapshot))
+    return snapshot
+
+
+async def _restore_target(
+    noted: Annotated[Snapshot, Resolve(_noted_target)],
+    snapshot: Annotated[Snapshot, Resolve(restorable_snapshot)],
+) -> Snapshot:
+    """The target of a restore, noted first, then checked as restorable."""
+    return snapshot
+
+
 async def restore_snapshot(
     snapshot_id: SnapshotIdArg,
     ctx: Context[AppContext, Any],
-    snapshot: Annotated[Snapshot, Resolve(restorable_snapshot)],
+    snapshot: Annotated[Snapshot, Resolve(_restore_target)],
     consent: Annotated[Consent, Resolve(restore_consent)],
     confirm: ConfirmArg = False,
     confirmation_token: TokenArg = None,
@@ -206,6 +230,7 @@ async def restore_snapshot(
         return RestoreOutcome(_preview(app, RestorePreview, snapshot, consent, safety_snapshot=safety_snapshot))
     if isinstance(consent, Declined):
         return RestoreOutcome(_cancelled("restore", snapshot, consent))
+    audit.note(consent=consent.by)
     with concerning(snapshot):  # Approved: the consent is spent; execute
         safety = await _take_safety_snapshot(app, ctx, snapshot) if safety_snapshot else None
         try:
@@ -237,7 +262,7 @@ async def restore_snapshot(
 async def delete_snapshot(
     snapshot_id: SnapshotIdArg,
     ctx: Context[AppContext, Any],
-    snapshot: Annotated[Snapshot, Resolve(target_snapshot)],
+    snapshot: Annotated[Snapshot, Resolve(_noted_target)],
     consent: Annotated[Consent, Resolve(delete_consent)],
     confirm: ConfirmArg = False,
     confirmation_token: TokenArg = None,
@@ -251,6 +276,7 @@ async def delete_snapshot(
         return DeleteOutcome(_preview(app, DeletePreview, snapshot, consent))
     if isinstance(consent, Declined):
         return DeleteOutcome(_cancelled("delete", snapshot, consent))
+    audit.note(consent=consent.by)
     with concerning(snapshot):  # Approved: the consent is spent; execute
         await app.client.delete_snapshot(snapshot.id)
     return DeleteOutcome(
