@@ -36,7 +36,7 @@ def modules() -> dict[str, set[str]]:
 
 def test_only_the_client_imports_the_http_library() -> None:
     users = {name for name, imported in modules().items() if any(i.split(".")[0] == "httpx2" for i in imported)}
-    assert users == {"client.py"}
+    assert users == {"provider/client.py"}
 
 
 def test_the_simulator_shares_no_code_with_the_client() -> None:
@@ -46,21 +46,25 @@ def test_the_simulator_shares_no_code_with_the_client() -> None:
             assert all(i.startswith("vps_snapshots_mcp.simulator") for i in ours), (name, ours)
 
 
-@pytest.mark.parametrize("leaf", ["models.py", "errors.py", "settings.py", "timing.py", "provider_text.py"])
+@pytest.mark.parametrize("leaf", ["models.py", "errors.py", "settings.py", "timing.py", "provider/text.py"])
 def test_leaf_modules_import_nothing_from_the_package(leaf: str) -> None:
     ours = {i for i in modules()[leaf] if i.startswith("vps_snapshots_mcp")}
     assert ours == set(), ours
 
 
-def test_only_the_protocol_rooms_import_the_sdk() -> None:
+def test_only_the_protocol_room_imports_the_sdk() -> None:
     users = {
         name for name, imported in modules().items() if any(i.split(".")[0] in ("mcp", "mcp_types") for i in imported)
     }
-    assert users <= {
-        "server.py", "tools.py", "consent.py", "app_context.py", "prompts.py", "demo.py", "http_app.py", "auth.py",
-        "client_logging.py", "resumable_streams.py", "sealed_rounds.py", "principal.py", "sdk_seam.py",
-    }  # fmt: skip
-    assert "confirm.py" not in users and "client.py" not in users  # tokens and HTTP know nothing of MCP
+    # The demo is an MCP client of its own server, not part of the server.
+    assert {name for name in users if not name.startswith("protocol/")} <= {"demo.py"}, users
+
+
+@pytest.mark.parametrize("room", ["provider/", "consent/", "state/"])
+def test_the_rooms_below_the_protocol_know_nothing_of_it(room: str) -> None:
+    for name, imported in modules().items():
+        if name.startswith(room):
+            assert not any(i.startswith("vps_snapshots_mcp.protocol") for i in imported), (name, imported)
 
 
 def test_only_the_state_package_imports_redis() -> None:
@@ -69,8 +73,8 @@ def test_only_the_state_package_imports_redis() -> None:
 
 
 def test_nothing_below_the_composition_root_imports_it() -> None:
-    users = {name for name, imported in modules().items() if "vps_snapshots_mcp.server" in imported}
-    assert users <= {"cli.py", "http_app.py"}
+    users = {name for name, imported in modules().items() if "vps_snapshots_mcp.protocol.server" in imported}
+    assert users <= {"cli.py", "protocol/http.py"}
 
 
 def test_docstrings_point_only_inside_the_repository() -> None:
@@ -82,4 +86,4 @@ def test_docstrings_point_only_inside_the_repository() -> None:
 def test_only_the_simulator_and_the_http_transport_import_the_web_framework() -> None:
     for name, imported in modules().items():
         if any(i.split(".")[0] in ("starlette", "uvicorn") for i in imported):
-            assert name.startswith("simulator/") or name in ("http_app.py", "auth.py"), name
+            assert name.startswith("simulator/") or name in ("protocol/http.py", "protocol/auth.py"), name

@@ -13,13 +13,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from vps_snapshots_mcp.client import (
-    RetryPolicy,
-    SnapshotsClient,
-    asgi_transport,
-    clean_text,
-    parse_retry_after,
-)
 from vps_snapshots_mcp.errors import (
     InvalidRequestError,
     InvalidStateError,
@@ -31,6 +24,13 @@ from vps_snapshots_mcp.errors import (
     UpstreamError,
 )
 from vps_snapshots_mcp.models import Snapshot
+from vps_snapshots_mcp.provider.client import (
+    RetryPolicy,
+    SnapshotsClient,
+    asgi_transport,
+    clean_text,
+    parse_retry_after,
+)
 from vps_snapshots_mcp.simulator import Fault, ProviderState
 from vps_snapshots_mcp.timing import Timing
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 from pydantic import SecretStr
 
-from vps_snapshots_mcp.client import SnapshotsClient
 from vps_snapshots_mcp.errors import ProviderTimeoutError
+from vps_snapshots_mcp.provider.client import SnapshotsClient
 from vps_snapshots_mcp.simulator import Fault, ProviderState
 
 from .conftest import TOKEN

@@ -21,9 +21,9 @@ from mcp_types import JSONRPCNotification
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from vps_snapshots_mcp import sdk_seam
-from vps_snapshots_mcp.principal import current_principal
-from vps_snapshots_mcp.resumable_streams import EVENT_TTL_S, SessionStreams
+from vps_snapshots_mcp.protocol import sdk as sdk_seam
+from vps_snapshots_mcp.protocol.principal import current_principal
+from vps_snapshots_mcp.protocol.streams import EVENT_TTL_S, SessionStreams
 from vps_snapshots_mcp.state import MAX_BYTES, MAX_SESSION_BYTES, REDIS_MAX_BYTES
 from vps_snapshots_mcp.state.memory import MemoryEventLog
 from vps_snapshots_mcp.state.redis import EVENTS_PREFIX, RedisEventLog

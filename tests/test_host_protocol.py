@@ -46,8 +46,11 @@ async def test_a_2025_session_declares_logging_and_gets_records_at_the_level_it_
         provider.inject(Fault.error(503, f"echo Bearer {TOKEN}", times=3))
         await client.call_tool("list_snapshots", {"server_id": 12345})
     levels = {(r.level, r.logger) for r in received}
-    assert ("debug", "vps_snapshots_mcp.client") in levels and ("info", "vps_snapshots_mcp.client") in levels
-    assert ("info", "vps_snapshots_mcp.server") in levels
+    assert ("debug", "vps_snapshots_mcp.provider.client") in levels and (
+        "info",
+        "vps_snapshots_mcp.provider.client",
+    ) in levels
+    assert ("info", "vps_snapshots_mcp.protocol.server") in levels
     assert all(isinstance(r.data, str) and TOKEN not in r.data for r in received)
 
 

@@ -25,9 +25,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from vps_snapshots_mcp.client import SnapshotsClient, asgi_transport
 from vps_snapshots_mcp.errors import UpstreamError
-from vps_snapshots_mcp.provider_text import (
+from vps_snapshots_mcp.protocol.server import SnapshotsServer, build_server
+from vps_snapshots_mcp.provider.client import SnapshotsClient, asgi_transport
+from vps_snapshots_mcp.provider.text import (
     MALFORMED,
     NOT_FINITE,
     NOT_UTF8,
@@ -39,7 +40,6 @@ from vps_snapshots_mcp.provider_text import (
     parse_clean_json,
     quoted,
 )
-from vps_snapshots_mcp.server import SnapshotsServer, build_server
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import (
     HOSTILE_SNAPSHOTS,

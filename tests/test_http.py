@@ -28,9 +28,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from vps_snapshots_mcp import __version__
-from vps_snapshots_mcp.client import asgi_transport
-from vps_snapshots_mcp.http_app import create_http_app
-from vps_snapshots_mcp.server import build_server
+from vps_snapshots_mcp.protocol.http import create_http_app
+from vps_snapshots_mcp.protocol.server import build_server
+from vps_snapshots_mcp.provider.client import asgi_transport
 from vps_snapshots_mcp.settings import Settings, SettingsError
 from vps_snapshots_mcp.simulator import ProviderState, create_app
 from vps_snapshots_mcp.simulator.serve import bind_socket, serving_in_thread

@@ -17,9 +17,9 @@ from mcp import Client
 from mcp_types import CallToolResult, LoggingMessageNotificationParams
 from pydantic import SecretStr
 
-from vps_snapshots_mcp.client import asgi_transport
-from vps_snapshots_mcp.provider_text import RedactingFilter, clean, hides_encoded
-from vps_snapshots_mcp.server import SnapshotsServer, build_server
+from vps_snapshots_mcp.protocol.server import SnapshotsServer, build_server
+from vps_snapshots_mcp.provider.client import asgi_transport
+from vps_snapshots_mcp.provider.text import RedactingFilter, clean, hides_encoded
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import Fault, ProviderState, create_app
 from vps_snapshots_mcp.simulator.hostile import Rewrite, reencoded, replacing, rewriting

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from vps_snapshots_mcp.server import SnapshotsServer
+from vps_snapshots_mcp.protocol.server import SnapshotsServer
 
 from .conftest import ServerFactory, connected, preview_token
 from .support.tool_definitions import definition, sdk_derived_tools

@@ -16,7 +16,7 @@ class ImportsAsked:  # records every top-level import asked for, whether or not 
 
 sys.meta_path.insert(0, ImportsAsked())
 from vps_snapshots_mcp.cli import configure_logging
-from vps_snapshots_mcp.server import build_server
+from vps_snapshots_mcp.protocol.server import build_server
 from vps_snapshots_mcp.settings import from_sources
 
 if sys.argv[1] == "configured":
@@ -67,7 +67,7 @@ def test_the_prompts_register_at_the_first_prompts_request_not_at_start() -> Non
 
 def test_the_http_app_loads_neither_the_tools_nor_the_provider_client() -> None:
     probe = (
-        "import sys, vps_snapshots_mcp.http_app; "
+        "import sys, vps_snapshots_mcp.protocol.http; "
         "print(sorted(m for m in sys.modules if m.split('.')[-1] in ('tools', 'consent', 'client', 'models') "
         "and m.startswith('vps_snapshots_mcp.')))"
     )

@@ -62,8 +62,8 @@ from pydantic import BaseModel
 from .errors import SnapshotsError
 
 if TYPE_CHECKING:
-    from .client import ChangeEvent
     from .models import ConsentKind
+    from .provider.client import ChangeEvent
 
 logger = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .provider_text import RedactingFilter
+from .provider.text import RedactingFilter
 from .settings import Settings, SettingsError, add_arguments, env_only_help, from_sources, is_loopback_host
 
 if TYPE_CHECKING:
-    from .client import Transport
+    from .provider.client import Transport
 
 PROG = "vps-snapshots-mcp"
 COMMANDS = ("serve", "sandbox", "demo")
@@ -126,7 +126,7 @@ def serve(args: argparse.Namespace) -> int:
             "same secret would accept a token this one has spent. Set --state-url sqlite:///PATH to share it."
         )
 
-    from .server import build_server
+    from .protocol.server import build_server
 
     transport: Transport | None = None
     if settings.sandbox:
@@ -134,7 +134,7 @@ def serve(args: argparse.Namespace) -> int:
     server = build_server(settings, transport=transport)
     ledger = settings.state_url.split("://")[0] if settings.state_url else "memory"
     if settings.transport == "http":
-        from .http_app import MCP_PATH, serve_http
+        from .protocol.http import MCP_PATH, serve_http
 
         auth = "static token" if settings.auth_token else "OAuth" if settings.oauth_enabled else "none (loopback)"
         logger.info(
@@ -153,7 +153,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def sandbox_transport(settings: Settings, *, seconds: float) -> Transport:
     """An in-process transport to a freshly seeded simulator that accepts the settings' token."""
-    from .client import asgi_transport
+    from .provider.client import asgi_transport
     from .simulator import create_app, seeded_state
 
     assert settings.api_token is not None

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import anyio
 
-from .client import SnapshotsClient
 from .errors import ProviderConnectionError, ProviderTimeoutError, RateLimitedError, SnapshotsError, UpstreamError
 from .models import Snapshot
-from .provider_text import plain_or_quoted
+from .provider.client import SnapshotsClient
+from .provider.text import plain_or_quoted
 from .timing import Timing
 
 logger = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Tool
 
-from vps_snapshots_mcp.schemas import published_form
-from vps_snapshots_mcp.tools import TOOLS, register_tools
+from vps_snapshots_mcp.protocol.schemas import published_form
+from vps_snapshots_mcp.protocol.tools import TOOLS, register_tools
 
 
 def definition(tool: Tool) -> dict[str, Any]:

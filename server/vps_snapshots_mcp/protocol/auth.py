@@ -27,8 +27,8 @@ from pydantic import AnyHttpUrl, SecretStr
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..settings import Settings
 from .principal import reset_static_token_principal, set_static_token_principal, static_token_principal
-from .settings import Settings
 
 logger = logging.getLogger(__name__)
 

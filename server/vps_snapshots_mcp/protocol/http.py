@@ -17,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from . import __version__, sdk_seam
+from .. import __version__
+from ..settings import Settings
+from ..state import open_event_log
+from . import sdk as sdk_seam
 from .auth import StaticTokenMiddleware
-from .resumable_streams import EVENT_TTL_S, RETRY_MS, NoStreams, ResumableStreams
-from .settings import Settings
-from .state import open_event_log
+from .streams import EVENT_TTL_S, RETRY_MS, NoStreams, ResumableStreams
 
 MCP_PATH = "/mcp"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")

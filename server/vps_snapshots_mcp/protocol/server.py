@@ -37,23 +37,24 @@ from mcp_types import Prompt as MCPPrompt
 from mcp_types import Tool as MCPTool
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from . import __version__, client_logging
+from .. import __version__
+from ..audit import AUDITED_TOOLS, Attempt, AuditLog, attempt_in_progress, observe_change
+from ..consent.tokens import TOKEN_TTL_S, ConfirmationTokens
+from ..errors import InvalidArgumentError, SnapshotsError, UnknownToolError
+from ..provider.text import escape_unsafe, quoted
+from ..settings import Settings
+from ..state import ConsentLedger, open_ledger
+from ..timing import Timing
+from . import host_logging as client_logging
 from .app_context import AppContext
-from .audit import AUDITED_TOOLS, Attempt, AuditLog, attempt_in_progress, observe_change
-from .confirm import TOKEN_TTL_S, ConfirmationTokens
-from .errors import InvalidArgumentError, SnapshotsError, UnknownToolError
 from .instructions import instructions_for
 from .prompts import argument_problems, register_completion, register_prompts
-from .provider_text import escape_unsafe, quoted
 from .published import published_tools
+from .rounds import RoundMemory
 from .schemas import MAX_ID
-from .sealed_rounds import RoundMemory
-from .settings import Settings
-from .state import ConsentLedger, open_ledger
-from .timing import Timing
 
 if TYPE_CHECKING:
-    from .client import SnapshotsClient, Transport
+    from ..provider.client import SnapshotsClient, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ def _provider_client(
     settings: Settings, api_token: SecretStr, transport: Transport | None, timing: Timing
 ) -> SnapshotsClient:
     """The provider client the settings describe; made at the first call that needs it (see app_context)."""
-    from .client import SERVER_RETRY_POLICY, SnapshotsClient  # with the provider's records: not at start
+    from ..provider.client import SERVER_RETRY_POLICY, SnapshotsClient  # with the provider's records: not at start
 
     return SnapshotsClient(
         base_url=settings.api_url,

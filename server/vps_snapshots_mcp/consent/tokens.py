@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import ConfirmationInvalidError
-from .provider_text import date_label, quoted, server_label
+from ..errors import ConfirmationInvalidError
+from ..provider.text import date_label, quoted, server_label
 
 if TYPE_CHECKING:  # start-up does not load the models: the server answers tools/list without them
-    from .models import Snapshot
+    from ..models import Snapshot
 
 Action = Literal["restore", "delete"]
 TOKEN_TTL_S = 600

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .confirm import SNAPSHOTS_PER_SERVER, TOKEN_TTL_S
-from .settings import Settings
+from ..consent.tokens import SNAPSHOTS_PER_SERVER, TOKEN_TTL_S
+from ..settings import Settings
 
 
 def instructions_for(settings: Settings, offered: frozenset[str]) -> str:

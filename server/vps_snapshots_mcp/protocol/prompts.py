@@ -15,7 +15,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import Completion, CompletionArgument, CompletionContext, PromptReference, ResourceTemplateReference
 from pydantic import Field, ValidationError, validate_call
 
-from .settings import Settings
+from ..settings import Settings
 
 ServerId = Annotated[int, Field(ge=1, description="The server's id, e.g. 12345.")]
 ListServers = Callable[[], Awaitable[list[tuple[int, str | None]]]]

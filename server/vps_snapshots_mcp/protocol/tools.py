@@ -20,23 +20,10 @@ from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp_types import ToolAnnotations
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
-from . import audit
-from .app_context import AppContext, app_of
-from .confirm import SNAPSHOTS_PER_SERVER, Action, preview_warning
-from .consent import (
-    Consent,
-    Declined,
-    Preview,
-    concerning,
-    delete_consent,
-    look_up,
-    quota_full,
-    restorable_snapshot,
-    restore_consent,
-    target_snapshot,
-)
-from .errors import ProviderTimeoutError, SnapshotFailedError, SnapshotsError, Target
-from .models import (
+from .. import audit
+from ..consent.tokens import SNAPSHOTS_PER_SERVER, Action, preview_warning
+from ..errors import ProviderTimeoutError, SnapshotFailedError, SnapshotsError, Target
+from ..models import (
     Cancelled,
     CreateResult,
     DeletedResult,
@@ -49,9 +36,22 @@ from .models import (
     Snapshot,
     SnapshotList,
 )
-from .provider_text import plain_or_quoted, quoted, server_label
+from ..provider.text import plain_or_quoted, quoted, server_label
+from ..waiting import WaitOutcome, format_duration, is_running
+from .app_context import AppContext, app_of
+from .consent import (
+    Consent,
+    Declined,
+    Preview,
+    concerning,
+    delete_consent,
+    look_up,
+    quota_full,
+    restorable_snapshot,
+    restore_consent,
+    target_snapshot,
+)
 from .schemas import MAX_ID, MAX_WAIT_S
-from .waiting import WaitOutcome, format_duration, is_running
 
 PreviewT = TypeVar("PreviewT", RestorePreview, DeletePreview)
 

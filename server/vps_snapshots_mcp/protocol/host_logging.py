@@ -27,7 +27,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import EmptyResult, LoggingLevel, ServerCapabilities, SetLevelRequestParams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from .provider_text import RedactingFilter
+from ..provider.text import RedactingFilter
 
 PACKAGE_LOGGER = "vps_snapshots_mcp"
 

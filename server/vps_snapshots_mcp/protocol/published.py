@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .settings import Settings
+from ..settings import Settings
 
 TOOLS_JSON = Path(__file__).with_name("tools.json")
 

@@ -52,8 +52,7 @@ from mcp.server.mcpserver import (
 )
 from pydantic import BaseModel, Field
 
-from .app_context import AppContext, app_of
-from .confirm import (
+from ..consent.tokens import (
     CANNOT_CONFIRM_HERE,
     SNAPSHOTS_PER_SERVER,
     TOKEN_TTL_S,
@@ -62,7 +61,7 @@ from .confirm import (
     elicitation_message,
     nothing_changed,
 )
-from .errors import (
+from ..errors import (
     ConfirmationInvalidError,
     InvalidStateError,
     QuotaExceededError,
@@ -70,13 +69,14 @@ from .errors import (
     StateUnavailableError,
     Target,
 )
-from .models import Snapshot
+from ..models import Snapshot
+from ..provider.text import date_label, quoted, server_label
+from ..settings import ConsentMode
+from ..state import ConsentRefused, RedemptionUncertain
+from ..waiting import is_running
+from .app_context import AppContext, app_of
 from .principal import current_principal
-from .provider_text import date_label, quoted, server_label
-from .sealed_rounds import sealed_round
-from .settings import ConsentMode
-from .state import ConsentRefused, RedemptionUncertain
-from .waiting import is_running
+from .rounds import sealed_round
 
 logger = logging.getLogger(__name__)
 

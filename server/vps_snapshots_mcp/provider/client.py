@@ -77,8 +77,8 @@ import anyio
 import httpx2
 from pydantic import SecretStr, ValidationError
 
-from . import __version__
-from .errors import (
+from .. import __version__
+from ..errors import (
     InvalidRequestError,
     InvalidStateError,
     NotFoundError,
@@ -90,10 +90,10 @@ from .errors import (
     UnauthorizedError,
     UpstreamError,
 )
-from .models import CreatedSnapshot, RestoreStarted, ServerRef, Snapshot
-from .provider_text import NotJson, clean, clean_json, decode_body, parse_clean_json, parse_json_text, quoted
+from ..models import CreatedSnapshot, RestoreStarted, ServerRef, Snapshot
+from ..timing import Timing
 from .single_flight import SingleFlight
-from .timing import Timing
+from .text import NotJson, clean, clean_json, decode_body, parse_clean_json, parse_json_text, quoted
 
 logger = logging.getLogger(__name__)
 

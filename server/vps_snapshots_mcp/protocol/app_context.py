@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
 
-from .errors import ForbiddenError
-from .settings import Settings
-from .single_flight import SingleFlight
-from .timing import Timing
+from ..errors import ForbiddenError
+from ..provider.single_flight import SingleFlight
+from ..settings import Settings
+from ..timing import Timing
 
 if TYPE_CHECKING:
-    from .client import SnapshotsClient
-    from .confirm import ConfirmationTokens
-    from .models import Snapshot
-    from .state import ConsentLedger
-    from .waiting import SnapshotWatches
+    from ..consent.tokens import ConfirmationTokens
+    from ..models import Snapshot
+    from ..provider.client import SnapshotsClient
+    from ..state import ConsentLedger
+    from ..waiting import SnapshotWatches
 
 
 class AppContext:
@@ -57,7 +57,7 @@ class AppContext:
 
     @cached_property
     def watches(self) -> SnapshotWatches:
-        from .waiting import SnapshotWatches
+        from ..waiting import SnapshotWatches
 
         return SnapshotWatches(self.client, self.timing)
 

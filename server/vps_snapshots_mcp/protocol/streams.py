@@ -35,9 +35,9 @@ import secrets
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp_types import JSONRPCMessage, jsonrpc_message_adapter
 
+from ..state import MARGIN_S, EventLog
 from .principal import current_principal
 from .schemas import MAX_WAIT_S
-from .state import MARGIN_S, EventLog
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Consent for restore and delete: tokens, the decision and its words, with no MCP import."""

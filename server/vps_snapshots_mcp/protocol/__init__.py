@@ -1,0 +1,1 @@
+"""The MCP side: the adapter, the tools and prompts, the SDK seam and the HTTP transport."""
