@@ -33,7 +33,7 @@ async def start():  # what a host does at every start: initialize (the lifespan 
         await client.list_tools()
 
 anyio.run(start)
-loaded = ("tools", "consent", "client", "models", "waiting")
+loaded = ("protocol.tools", "protocol.consent", "provider.client", "models", "waiting")
 print(sorted(m for m in sys.modules if m in {f"vps_snapshots_mcp.{name}" for name in loaded}))
 print(len(server._prompt_manager.list_prompts()))
 """
@@ -68,8 +68,8 @@ def test_the_prompts_register_at_the_first_prompts_request_not_at_start() -> Non
 def test_the_http_app_loads_neither_the_tools_nor_the_provider_client() -> None:
     probe = (
         "import sys, vps_snapshots_mcp.protocol.http; "
-        "print(sorted(m for m in sys.modules if m.split('.')[-1] in ('tools', 'consent', 'client', 'models') "
-        "and m.startswith('vps_snapshots_mcp.')))"
+        "print(sorted(m for m in sys.modules if m.removeprefix('vps_snapshots_mcp.') in "
+        "('protocol.tools', 'protocol.consent', 'provider.client', 'models')))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"

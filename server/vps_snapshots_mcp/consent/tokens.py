@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfirmationInvalidError
+from ..provider.facts import SNAPSHOTS_PER_SERVER
 from ..provider.text import date_label, quoted, server_label
 
 if TYPE_CHECKING:  # start-up does not load the models: the server answers tools/list without them
@@ -36,8 +37,6 @@ if TYPE_CHECKING:  # start-up does not load the models: the server answers tools
 
 Action = Literal["restore", "delete"]
 TOKEN_TTL_S = 600
-SNAPSHOTS_PER_SERVER = 5
-"""The provider's documented limit; every message that names it reads it from here."""
 _VERSION = "v2"
 
 

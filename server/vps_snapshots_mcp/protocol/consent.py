@@ -54,7 +54,6 @@ from pydantic import BaseModel, Field
 
 from ..consent.tokens import (
     CANNOT_CONFIRM_HERE,
-    SNAPSHOTS_PER_SERVER,
     TOKEN_TTL_S,
     Action,
     VerifiedToken,
@@ -70,6 +69,7 @@ from ..errors import (
     Target,
 )
 from ..models import Snapshot
+from ..provider.facts import SNAPSHOTS_PER_SERVER
 from ..provider.text import date_label, quoted, server_label
 from ..settings import ConsentMode
 from ..state import ConsentRefused, RedemptionUncertain

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..consent.tokens import SNAPSHOTS_PER_SERVER, TOKEN_TTL_S
+from ..consent.tokens import TOKEN_TTL_S
+from ..provider.facts import SNAPSHOTS_PER_SERVER
 from ..settings import Settings
 
 

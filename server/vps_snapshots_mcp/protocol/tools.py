@@ -21,7 +21,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from .. import audit
-from ..consent.tokens import SNAPSHOTS_PER_SERVER, Action, preview_warning
+from ..consent.tokens import Action, preview_warning
 from ..errors import ProviderTimeoutError, SnapshotFailedError, SnapshotsError, Target
 from ..models import (
     Cancelled,
@@ -36,6 +36,7 @@ from ..models import (
     Snapshot,
     SnapshotList,
 )
+from ..provider.facts import SNAPSHOTS_PER_SERVER
 from ..provider.text import plain_or_quoted, quoted, server_label
 from ..waiting import WaitOutcome, format_duration, is_running
 from .app_context import AppContext, app_of
