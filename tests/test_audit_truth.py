@@ -29,16 +29,8 @@ from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import Fault, ProviderState, create_app
 from vps_snapshots_mcp.timing import Timing
 
-from .conftest import (
-    BASE_URL,
-    TOKEN,
-    ServerFactory,
-    SimTime,
-    cancel_once_started,
-    connected,
-    preview_token,
-    text_of,
-)
+from .support.mcp_client import cancel_once_started, connected, preview_token, text_of
+from .support.world import BASE_URL, TOKEN, ServerFactory, SimTime
 
 pytestmark = pytest.mark.anyio
 

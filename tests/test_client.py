@@ -34,7 +34,7 @@ from vps_snapshots_mcp.provider.client import (
 from vps_snapshots_mcp.simulator import Fault, ProviderState
 from vps_snapshots_mcp.timing import Timing
 
-from .conftest import BASE_URL, NOW, TOKEN, SleepRecorder, make_client
+from .support.world import BASE_URL, NOW, TOKEN, SleepRecorder, make_client
 
 pytestmark = pytest.mark.anyio
 

@@ -39,9 +39,10 @@ from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ProviderState, create_app
 from vps_snapshots_mcp.simulator.serve import bind_socket, serving_in_thread
 
-from .conftest import BASE_URL, TOKEN, text_of
+from .support.mcp_client import text_of
 from .support.processes import http_server
 from .support.redis_server import RedisServer
+from .support.world import BASE_URL, TOKEN
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

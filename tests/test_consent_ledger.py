@@ -21,9 +21,8 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp.client.context import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult, InputRequiredResult
+from mcp_types import CallToolResult
 from pydantic import SecretStr
 
 from vps_snapshots_mcp.errors import StateUnavailableError
@@ -32,9 +31,10 @@ from vps_snapshots_mcp.state import ConsentLedger, open_ledger
 from vps_snapshots_mcp.state.sqlite import SqliteLedger
 from vps_snapshots_mcp.timing import Timing
 
-from .conftest import TOKEN, ServerFactory, connected, preview_token, text_of
+from .support.mcp_client import accepted_round, connected, preview_token, says_yes, text_of
 from .support.processes import http_server, replica
 from .support.redis_server import RedisServer, next_whole_second
+from .support.world import TOKEN, ServerFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -124,19 +124,6 @@ async def test_an_unreachable_redis_refuses_with_state_unavailable_and_recovers(
 
 
 # --- through the MCP server, in process ------------------------------------------------------------
-
-
-async def says_yes(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-    """A client that can ask its user; these tests answer the rounds by hand."""
-    return ElicitResult(action="accept", content={"confirm": True})
-
-
-async def accepted_round(client: Client, tool: str, arguments: dict[str, Any]) -> tuple[Any, str]:
-    """Run the first round of an elicited call by hand: the user's "yes", and the sealed state to echo."""
-    first = await client.session.call_tool(tool, arguments, allow_input_required=True)
-    assert isinstance(first, InputRequiredResult) and first.input_requests and first.request_state
-    responses = {key: ElicitResult(action="accept", content={"confirm": True}) for key in first.input_requests}
-    return responses, first.request_state
 
 
 async def test_a_replayed_accepted_round_executes_once(make_server: ServerFactory, provider: ProviderState) -> None:

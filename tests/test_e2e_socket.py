@@ -12,7 +12,7 @@ from vps_snapshots_mcp.errors import ProviderTimeoutError
 from vps_snapshots_mcp.provider.client import SnapshotsClient
 from vps_snapshots_mcp.simulator import Fault, ProviderState
 
-from .conftest import TOKEN
+from .support.world import TOKEN
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

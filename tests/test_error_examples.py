@@ -16,7 +16,8 @@ from mcp import Client
 from vps_snapshots_mcp.errors import ERROR_CODES
 from vps_snapshots_mcp.simulator import Fault, ProviderState
 
-from .conftest import ServerFactory, connected, text_of
+from .support.mcp_client import connected, text_of
+from .support.world import ServerFactory
 
 pytestmark = pytest.mark.anyio
 

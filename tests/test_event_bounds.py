@@ -30,8 +30,8 @@ from vps_snapshots_mcp.state.redis import EVENTS_PREFIX, RedisEventLog
 from vps_snapshots_mcp.state.sqlite import SqliteEventLog
 
 from .support.processes import http_server
+from .support.raw_http import open_session
 from .support.redis_server import RedisServer
-from .test_resumable_streams import open_session
 
 pytestmark = pytest.mark.anyio
 

@@ -25,8 +25,9 @@ from mcp_types import CallToolResult
 
 from vps_snapshots_mcp.simulator import Fault, ProviderState
 
-from .conftest import TOKEN, text_of
-from .faultproxy import FaultProxy
+from .support.faultproxy import FaultProxy
+from .support.mcp_client import text_of
+from .support.world import TOKEN
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

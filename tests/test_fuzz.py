@@ -34,7 +34,8 @@ from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app, hostile_state, seeded_state
 from vps_snapshots_mcp.timing import Timing
 
-from .conftest import BASE_URL, NOW, TOKEN, text_of
+from .support.mcp_client import text_of
+from .support.world import BASE_URL, NOW, TOKEN
 
 EXAMPLES = int(os.environ.get("VPS_FUZZ_EXAMPLES", "300"))
 TOOLS = ["list_snapshots", "get_snapshot", "create_snapshot", "restore_snapshot", "delete_snapshot"]

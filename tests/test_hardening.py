@@ -23,7 +23,8 @@ from vps_snapshots_mcp.simulator import Fault, ProviderState, create_app
 from vps_snapshots_mcp.simulator.state import SimSnapshot
 from vps_snapshots_mcp.timing import Timing
 
-from .conftest import BASE_URL, TOKEN, ServerFactory, cancel_once_started, preview_token
+from .support.mcp_client import cancel_once_started, preview_token
+from .support.world import BASE_URL, TOKEN, ServerFactory
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ from mcp_types import INVALID_PARAMS, LoggingMessageNotificationParams
 
 from vps_snapshots_mcp.simulator import Fault, ProviderState
 
-from .conftest import TOKEN, ServerFactory
+from .support.world import TOKEN, ServerFactory
 
 pytestmark = [
     pytest.mark.anyio,

@@ -51,8 +51,9 @@ from vps_snapshots_mcp.simulator import (
 )
 from vps_snapshots_mcp.simulator.state import SimServer, SimSnapshot
 
-from .conftest import BASE_URL, NOW, TOKEN, ServerFactory, SimTime, connected, preview_token, text_of
+from .support.mcp_client import connected, preview_token, text_of
 from .support.polling import polls_within
+from .support.world import BASE_URL, NOW, TOKEN, ServerFactory, SimTime
 
 pytestmark = pytest.mark.anyio
 

@@ -10,61 +10,29 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx2
-import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from vps_snapshots_mcp import __version__
-from vps_snapshots_mcp.protocol.http import create_http_app
-from vps_snapshots_mcp.protocol.server import build_server
-from vps_snapshots_mcp.provider.client import asgi_transport
 from vps_snapshots_mcp.settings import Settings, SettingsError
-from vps_snapshots_mcp.simulator import ProviderState, create_app
-from vps_snapshots_mcp.simulator.serve import bind_socket, serving_in_thread
+from vps_snapshots_mcp.simulator import ProviderState
 
-from .conftest import BASE_URL, TOKEN
+from .support.http_serving import ServeFn, mint
 from .support.processes import replica
+from .support.world import TOKEN
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 AUTH_TOKEN = "client-auth-token-0123456789abcdef"
-ServeFn = Callable[..., AbstractContextManager[str]]
-
-
-@pytest.fixture
-def serve(provider: ProviderState) -> ServeFn:
-    """Start the MCP server over HTTP with these settings; yields its base URL (no /mcp)."""
-
-    @contextmanager
-    def start(**overrides: Any) -> Iterator[str]:
-        sock = bind_socket("127.0.0.1", 0)
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        public_url = overrides.pop("public_url", None)
-        settings = Settings(
-            api_token=SecretStr(TOKEN),
-            api_url=BASE_URL,
-            transport="http",
-            public_url=public_url(base) if callable(public_url) else public_url,
-            **overrides,
-        )
-        server = build_server(settings, transport=asgi_transport(create_app(provider, token=TOKEN)))
-        with serving_in_thread(create_http_app(server, settings), sock=sock, lifespan="on") as url:
-            yield url
-
-    return start
 
 
 def http_client(token: str | None = None) -> httpx2.AsyncClient:
@@ -145,35 +113,6 @@ async def test_a_static_token_is_required(serve: ServeFn, provider: ProviderStat
 
 
 # --- OAuth 2.1 resource server ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def signing_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture
-def issuer(signing_key: rsa.RSAPrivateKey) -> Iterator[str]:
-    """A local authorization server that publishes only its JWKS."""
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
-
-    async def jwks(request: Request) -> JSONResponse:
-        return JSONResponse({"keys": [jwk | {"kid": "k1", "use": "sig", "alg": "RS256"}]})
-
-    with serving_in_thread(Starlette(routes=[Route("/jwks.json", jwks)])) as url:
-        yield url
-
-
-def mint(key: rsa.RSAPrivateKey, **claims: Any) -> str:
-    now = int(time.time())
-    body = {"sub": "operator-7", "client_id": "assistant", "iat": now, "exp": now + 300, **claims}
-    return jwt.encode(body, key, algorithm="RS256", headers={"kid": "k1"})
-
-
-@pytest.fixture
-def oauth_server(serve: ServeFn, issuer: str) -> Iterator[str]:
-    with serve(oauth_jwks_url=f"{issuer}/jwks.json", oauth_issuer=issuer, public_url=lambda base: f"{base}/mcp") as url:
-        yield url
 
 
 async def tools_list_status(url: str, token: str) -> int:

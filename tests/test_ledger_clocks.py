@@ -32,9 +32,9 @@ from vps_snapshots_mcp.state.redis import RedisLedger
 from vps_snapshots_mcp.state.sqlite import SqliteLedger
 from vps_snapshots_mcp.timing import Timing
 
-from .conftest import ServerFactory, connected, preview_token, text_of
+from .support.mcp_client import accepted_round, connected, preview_token, says_yes, text_of
 from .support.redis_server import RedisServer, next_whole_second
-from .test_consent_ledger import accepted_round, says_yes
+from .support.world import ServerFactory
 
 pytestmark = pytest.mark.anyio
 

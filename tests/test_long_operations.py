@@ -19,7 +19,8 @@ from mcp_types import CallToolResult, PromptReference
 from vps_snapshots_mcp.simulator import ProviderState
 from vps_snapshots_mcp.timing import Timing
 
-from .conftest import ServerFactory, SimTime, cancel_once_started, connected, text_of
+from .support.mcp_client import cancel_once_started, connected, text_of
+from .support.world import ServerFactory, SimTime
 
 pytestmark = pytest.mark.anyio
 

@@ -25,7 +25,8 @@ from vps_snapshots_mcp.simulator import Fault, ProviderState, create_app
 from vps_snapshots_mcp.simulator.hostile import Rewrite, reencoded, replacing, rewriting
 from vps_snapshots_mcp.simulator.state import SimSnapshot
 
-from .conftest import BASE_URL, NOW, TOKEN, SimTime, connected, text_of
+from .support.mcp_client import connected, text_of
+from .support.world import BASE_URL, NOW, TOKEN, SimTime
 
 pytestmark = [
     pytest.mark.anyio,

@@ -14,8 +14,9 @@ from jsonschema import Draft202012Validator
 
 from vps_snapshots_mcp.protocol.server import SnapshotsServer
 
-from .conftest import ServerFactory, connected, preview_token
+from .support.mcp_client import connected, preview_token
 from .support.tool_definitions import definition, sdk_derived_tools
+from .support.world import ServerFactory
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,6 @@ the test can drop the connection mid-call, the way a proxy's idle timeout would.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,41 +16,10 @@ from vps_snapshots_mcp.state import open_event_log
 from vps_snapshots_mcp.state.memory import MemoryEventLog
 
 from .support.processes import http_server
+from .support.raw_http import events, open_session
 from .support.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
-
-VERSION = "2025-11-25"
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-def events(response: httpx2.Response) -> Iterator[dict[str, Any]]:
-    """Server-sent events as dicts: id, retry, and the JSON message in data (when there is one)."""
-    event: dict[str, Any] = {}
-    for line in response.iter_lines():
-        if not line:
-            if event:
-                yield event
-            event = {}
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "data":
-            event["data"] = json.loads(value) if value else None
-        elif field in ("id", "retry"):
-            event[field] = value
-
-
-def open_session(http: httpx2.Client, url: str) -> dict[str, str]:
-    initialize = {
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
-    }  # fmt: skip
-    answer = http.post(f"{url}/mcp", json=initialize, headers=ACCEPT)
-    assert answer.status_code == 200, answer.text
-    headers = {**ACCEPT, "mcp-session-id": answer.headers["mcp-session-id"], "mcp-protocol-version": VERSION}
-    http.post(f"{url}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
-    return headers
 
 
 def drop_then_resume(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

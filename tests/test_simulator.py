@@ -13,7 +13,7 @@ import pytest
 
 from vps_snapshots_mcp.simulator import Fault, ManualClock, ProviderState, create_app
 
-from .conftest import TOKEN
+from .support.world import TOKEN
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,7 @@ from mcp.client.stdio import stdio_client
 
 from vps_snapshots_mcp.simulator import ProviderState
 
-from .conftest import TOKEN
+from .support.world import TOKEN
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

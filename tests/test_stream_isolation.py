@@ -19,10 +19,10 @@ import httpx2
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .support.http_serving import mint
 from .support.processes import http_server
+from .support.raw_http import ACCEPT, VERSION, events
 from .support.redis_server import RedisServer
-from .test_http import issuer, mint, oauth_server, serve, signing_key  # noqa: F401 - fixtures
-from .test_resumable_streams import ACCEPT, VERSION, events
 
 pytestmark = pytest.mark.slow
 
@@ -117,9 +117,9 @@ def test_another_replica_on_the_same_redis_replays_nothing_of_alices_stream(redi
 
 
 def test_with_oauth_another_user_replays_nothing_of_alices_stream(
-    oauth_server: str,  # noqa: F811 - the fixtures imported above
-    issuer: str,  # noqa: F811
-    signing_key: rsa.RSAPrivateKey,  # noqa: F811
+    oauth_server: str,
+    issuer: str,
+    signing_key: rsa.RSAPrivateKey,
 ) -> None:
     def bearer(subject: str) -> dict[str, str]:
         claims = {"iss": issuer, "aud": f"{oauth_server}/mcp", "scope": "vps-snapshots", "sub": subject}

@@ -19,7 +19,8 @@ from vps_snapshots_mcp.protocol.server import build_server
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import Fault, ManualClock, ProviderState
 
-from .conftest import TOKEN, ServerFactory, SimTime, connected, text_of
+from .support.mcp_client import connected, text_of
+from .support.world import TOKEN, ServerFactory, SimTime
 
 pytestmark = pytest.mark.anyio
 

@@ -26,8 +26,8 @@ from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ProviderState, create_app
 from vps_snapshots_mcp.timing import Timing
 
-from .conftest import BASE_URL, TOKEN, SleepRecorder
 from .support.tool_definitions import definition, derived_tools
+from .support.world import BASE_URL, TOKEN, SleepRecorder
 
 pytestmark = pytest.mark.anyio
 

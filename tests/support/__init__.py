@@ -1,1 +1,1 @@
-"""Test helpers that run real components: a redis-server each test starts and stops itself."""
+"""Test helpers: the in-process world, MCP and raw-HTTP clients, real processes (servers, redis-server), faults."""

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 
 import httpx2
 
-from ..conftest import TOKEN
 from .redis_server import free_port
+from .world import TOKEN
 
 
 @contextmanager
