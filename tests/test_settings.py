@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,8 @@ from vps_snapshots_mcp.settings import (
     environment_variables,
     parse_server_ids,
 )
+
+from .regenerate import GENERATED, HINT, expected
 
 TOKEN = SecretStr("s3cret-token-value")
 
@@ -202,11 +203,11 @@ def test_version_flag() -> None:
 CONFIGURATION_DOC = Path(__file__).parent.parent / "docs" / "configuration.md"
 
 
-def test_the_configuration_reference_is_generated_from_the_declarations() -> None:
+@pytest.mark.anyio
+async def test_the_configuration_reference_is_generated_from_the_declarations() -> None:
     current = configuration_reference()
-    if os.environ.get("UPDATE_DOCS"):
-        CONFIGURATION_DOC.write_text(current)
-    assert CONFIGURATION_DOC.read_text() == current, "regenerate: UPDATE_DOCS=1 .venv/bin/pytest tests/test_settings.py"
+    target = next(target for target in GENERATED if target.path == CONFIGURATION_DOC)
+    assert CONFIGURATION_DOC.read_text() == await expected(target), HINT
     for name in environment_variables():
         assert f"`{name}`" in current
 

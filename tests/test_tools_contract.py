@@ -3,14 +3,13 @@
 Foreign clients and runbooks depend on names, arguments and schemas, so any
 change to them must be deliberate. The server publishes `tools.json` as it is;
 this module derives it again from the code and fails on any difference:
-regenerate it with `UPDATE_GOLDEN=1 pytest tests/test_tools_contract.py` and
-review the diff.
+regenerate it (with every other generated file) by `python -m tests.regenerate`
+and review the diff.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +25,7 @@ from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ProviderState, create_app
 from vps_snapshots_mcp.timing import Timing
 
+from .regenerate import HINT
 from .support.tool_definitions import definition, derived_tools
 from .support.world import BASE_URL, TOKEN, SleepRecorder
 
@@ -45,9 +45,7 @@ async def client(provider: ProviderState, sleeps: SleepRecorder) -> AsyncIterato
 
 async def test_tools_json_is_what_the_code_derives() -> None:
     derived = json.dumps(await derived_tools(), indent=2, ensure_ascii=False) + "\n"
-    if os.environ.get("UPDATE_GOLDEN"):
-        TOOLS_JSON.write_text(derived, encoding="utf-8")
-    assert TOOLS_JSON.read_text(encoding="utf-8") == derived, "tools/list changed; see this module's docstring"
+    assert TOOLS_JSON.read_text(encoding="utf-8") == derived, f"tools/list changed; {HINT}"
 
 
 async def test_the_server_publishes_tools_json_as_it_is(client: Client) -> None:
