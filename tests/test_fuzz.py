@@ -9,7 +9,7 @@ Properties, for every example:
 - the API token never appears in any answer.
 
 CI runs a few hundred examples; `VPS_FUZZ_EXAMPLES=10000 .venv/bin/pytest tests/test_fuzz.py`
-runs a full campaign (see the README for the last one).
+runs a full campaign (see SECURITY.md for the last one).
 """
 
 from __future__ import annotations
