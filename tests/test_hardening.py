@@ -157,7 +157,7 @@ def test_an_unwritable_audit_log_stops_the_server_at_start(tmp_path: Path) -> No
 
 
 async def test_a_slow_provider_call_does_not_hold_up_others(client: Client, provider: ProviderState) -> None:
-    provider.inject(Fault.latency(5.0, method="GET"))  # the first GET answers after 5 s
+    provider.inject(Fault.latency(2.0, method="GET"))  # the first GET answers after 2 s: room for three fast calls
     order: list[str] = []
 
     async def slow() -> None:

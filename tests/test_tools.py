@@ -161,7 +161,7 @@ async def test_unauthorized_never_echoes_a_token(make_server: ServerFactory) -> 
 
 
 async def test_timeout(served_provider: str, provider: ProviderState, sim_time: SimTime) -> None:
-    provider.inject(Fault.latency(5.0))
+    provider.inject(Fault.latency(1.0))  # longer than the 0.3 s timeout is all it takes
     server = build_server(
         Settings(api_token=SecretStr(TOKEN), api_url=served_provider, timeout_s=0.3), timing=sim_time.timing()
     )
