@@ -44,7 +44,7 @@ class RoundMemory:
     """Middleware placed before the SDK unseals `requestState`: keep the round's digest and expiry."""
 
     def __init__(self, security: RequestStateSecurity) -> None:
-        self._codec = security.codec
+        self.codec = security.codec
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         params = ctx.params if isinstance(ctx.params, Mapping) else {}
@@ -58,7 +58,7 @@ class RoundMemory:
 
     def _read(self, sealed: str) -> SealedRound | None:
         """The round, or None when it does not unseal: the SDK's boundary refuses it next, before any tool runs."""
-        expires = sealed_expiry(self._codec, sealed)  # the SDK's envelope format: the SDK seam reads it
+        expires = sealed_expiry(self.codec, sealed)  # the SDK's envelope format: the SDK seam reads it
         if expires is None:
             return None
         return SealedRound(key=hashlib.sha256(sealed.encode()).hexdigest(), expires_at=expires)
