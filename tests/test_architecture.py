@@ -72,9 +72,19 @@ def test_only_the_state_package_imports_redis() -> None:
     assert users == {"state/redis.py"}
 
 
-def test_nothing_below_the_composition_root_imports_it() -> None:
+def test_only_the_command_line_imports_the_composition_root() -> None:
+    users = {name for name, imported in modules().items() if "vps_snapshots_mcp.compose" in imported}
+    assert users <= {"cli.py", "compose.py"}, users
+
+
+def test_the_protocol_adapter_knows_neither_the_composition_root_nor_the_command_line() -> None:
+    imported = modules()["protocol/server.py"]
+    assert not {i for i in imported if i.startswith(("vps_snapshots_mcp.compose", "vps_snapshots_mcp.cli"))}
+
+
+def test_the_adapter_is_built_only_by_the_composition_root() -> None:
     users = {name for name, imported in modules().items() if "vps_snapshots_mcp.protocol.server" in imported}
-    assert users <= {"cli.py", "protocol/http.py"}
+    assert users <= {"compose.py"}, users
 
 
 def test_docstrings_point_only_inside_the_repository() -> None:

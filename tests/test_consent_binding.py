@@ -32,8 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from vps_snapshots_mcp.protocol.http import create_http_app
-from vps_snapshots_mcp.protocol.server import build_server
+from vps_snapshots_mcp.compose import compose
 from vps_snapshots_mcp.provider.client import asgi_transport
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ProviderState, create_app
@@ -81,8 +80,8 @@ def serve(provider: ProviderState) -> ServeFn:
             public_url=public_url(base) if callable(public_url) else public_url,
             **overrides,
         )
-        server = build_server(settings, transport=asgi_transport(create_app(provider, token=TOKEN)))
-        with serving_in_thread(create_http_app(server, settings), sock=sock, lifespan="on") as url:
+        composed = compose(settings, transport=asgi_transport(create_app(provider, token=TOKEN)))
+        with serving_in_thread(composed.http_app(), sock=sock, lifespan="on") as url:
             yield url
 
     return start

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from mcp import Client
 from pydantic import SecretStr
 
+from vps_snapshots_mcp.compose import build_server
 from vps_snapshots_mcp.errors import ERROR_CODES
-from vps_snapshots_mcp.protocol.server import build_server
 from vps_snapshots_mcp.provider.client import asgi_transport
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app, hostile_state, seeded_state

@@ -15,8 +15,9 @@ from mcp.client.context import ClientRequestContext
 from mcp_types import ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
 
+from vps_snapshots_mcp.compose import build_server
 from vps_snapshots_mcp.errors import SnapshotsError
-from vps_snapshots_mcp.protocol.server import SnapshotsServer, build_server
+from vps_snapshots_mcp.protocol.server import SnapshotsServer
 from vps_snapshots_mcp.provider.client import SnapshotsClient, asgi_transport
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import Fault, ProviderState, create_app

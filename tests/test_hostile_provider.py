@@ -25,8 +25,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from vps_snapshots_mcp.compose import build_server
 from vps_snapshots_mcp.errors import UpstreamError
-from vps_snapshots_mcp.protocol.server import SnapshotsServer, build_server
+from vps_snapshots_mcp.protocol.server import SnapshotsServer
 from vps_snapshots_mcp.provider.client import SnapshotsClient, asgi_transport
 from vps_snapshots_mcp.provider.text import (
     MALFORMED,

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from vps_snapshots_mcp import __version__
 from vps_snapshots_mcp.cli import SECRET_ENV_VARS, serve_parser, settings_from
-from vps_snapshots_mcp.protocol.server import build_server
+from vps_snapshots_mcp.compose import build_server
 from vps_snapshots_mcp.settings import Settings, environment_variables
 
 ROOT = Path(__file__).parent.parent

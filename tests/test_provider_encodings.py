@@ -17,7 +17,8 @@ from mcp import Client
 from mcp_types import CallToolResult, LoggingMessageNotificationParams
 from pydantic import SecretStr
 
-from vps_snapshots_mcp.protocol.server import SnapshotsServer, build_server
+from vps_snapshots_mcp.compose import build_server
+from vps_snapshots_mcp.protocol.server import SnapshotsServer
 from vps_snapshots_mcp.provider.client import asgi_transport
 from vps_snapshots_mcp.provider.text import RedactingFilter, clean, hides_encoded
 from vps_snapshots_mcp.settings import Settings

@@ -16,7 +16,7 @@ class ImportsAsked:  # records every top-level import asked for, whether or not 
 
 sys.meta_path.insert(0, ImportsAsked())
 from vps_snapshots_mcp.cli import configure_logging
-from vps_snapshots_mcp.protocol.server import build_server
+from vps_snapshots_mcp.compose import build_server
 from vps_snapshots_mcp.settings import from_sources
 
 if sys.argv[1] == "configured":
@@ -35,7 +35,7 @@ async def start():  # what a host does at every start: initialize (the lifespan 
 anyio.run(start)
 loaded = ("protocol.tools", "protocol.consent", "provider.client", "models", "waiting")
 print(sorted(m for m in sys.modules if m in {f"vps_snapshots_mcp.{name}" for name in loaded}))
-print(len(server._prompt_manager.list_prompts()))
+print(len(server.prompts))
 """
 
 

@@ -15,7 +15,7 @@ from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 from pydantic import SecretStr
 
 from vps_snapshots_mcp import __version__
-from vps_snapshots_mcp.protocol.server import build_server
+from vps_snapshots_mcp.compose import build_server
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import Fault, ManualClock, ProviderState
 

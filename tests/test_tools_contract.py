@@ -18,8 +18,8 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from vps_snapshots_mcp.compose import build_server
 from vps_snapshots_mcp.protocol.published import TOOLS_JSON
-from vps_snapshots_mcp.protocol.server import build_server
 from vps_snapshots_mcp.provider.client import asgi_transport
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ProviderState, create_app

@@ -126,12 +126,12 @@ def serve(args: argparse.Namespace) -> int:
             "same secret would accept a token this one has spent. Set --state-url sqlite:///PATH to share it."
         )
 
-    from .protocol.server import build_server
+    from .compose import compose
 
     transport: Transport | None = None
     if settings.sandbox:
         transport = sandbox_transport(settings, seconds=settings.sandbox_seconds)
-    server = build_server(settings, transport=transport)
+    composed = compose(settings, transport=transport)
     ledger = settings.state_url.split("://")[0] if settings.state_url else "memory"
     if settings.transport == "http":
         from .protocol.http import MCP_PATH, serve_http
@@ -142,12 +142,12 @@ def serve(args: argparse.Namespace) -> int:
             __version__, settings.host, settings.port, MCP_PATH, auth,
             ", stateless" if settings.stateless else "", ledger, settings.mode_summary(),
         )  # fmt: skip
-        serve_http(server, settings)
+        serve_http(composed.http_app(), settings)
         return 0
     logger.info(
         "vps-snapshots-mcp %s on stdio (consent ledger: %s); mode: %s", __version__, ledger, settings.mode_summary()
     )
-    server.run("stdio")
+    composed.server.run("stdio")
     return 0
 
 

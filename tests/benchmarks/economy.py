@@ -17,8 +17,8 @@ import anyio.lowlevel
 from mcp import Client
 from pydantic import SecretStr
 
+from vps_snapshots_mcp.compose import build_server
 from vps_snapshots_mcp.demo import play_runbook
-from vps_snapshots_mcp.protocol.server import build_server
 from vps_snapshots_mcp.provider.client import asgi_transport
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app, seeded_state

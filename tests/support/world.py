@@ -12,7 +12,8 @@ from typing import Any, Protocol
 import anyio.lowlevel
 from pydantic import SecretStr
 
-from vps_snapshots_mcp.protocol.server import SnapshotsServer, build_server
+from vps_snapshots_mcp.compose import build_server
+from vps_snapshots_mcp.protocol.server import SnapshotsServer
 from vps_snapshots_mcp.provider.client import RetryPolicy, SnapshotsClient, asgi_transport
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app

@@ -28,6 +28,7 @@ from mcp_types import EmptyResult, LoggingLevel, ServerCapabilities, SetLevelReq
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ..provider.text import RedactingFilter
+from . import sdk
 
 PACKAGE_LOGGER = "vps_snapshots_mcp"
 
@@ -94,8 +95,8 @@ class ClientLogForwarder(logging.Handler):
 
 
 def _connection_of(ctx: ServerRequestContext[Any, Any]) -> object:
-    """What lives as long as the client's session: the SDK makes a ServerSession per request, over one connection."""
-    return getattr(ctx.session, "_connection", ctx.session)  # pinned mcp<3: no public accessor
+    """What lives as long as the client's session (no public accessor: the SDK seam reads it)."""
+    return sdk.connection_of(ctx.session)
 
 
 async def _quietly(send: Any) -> None:
@@ -132,8 +133,8 @@ def install(server: MCPServer[Any], default_level: str, *secrets: str) -> Client
             for task in request.sending:
                 await task  # never raises: _quietly
 
-    # The SDK registers logging/setLevel only through the low-level server (pinned mcp<3).
-    lowlevel = server._lowlevel_server
+    # The SDK registers logging/setLevel only through the low-level server (no public way: the SDK seam).
+    lowlevel = sdk.lowlevel_of(server)
     lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
     lowlevel.get_capabilities = _without_logging_when_modern(lowlevel.get_capabilities)  # type: ignore[method-assign]
     server.middleware.append(remember_request)

@@ -1,5 +1,8 @@
 """The streamable HTTP transport: MCP at `/mcp`, `GET /healthz`, Host/Origin checks, a body limit.
 
+The composition root (`compose.py`) says what to serve: the routes beside
+`/mcp`, the event log, and the client authentication.
+
 The SDK serves both protocol revisions (2025-11-25 and 2026-07-28) on the same
 endpoint. `--stateless` keeps no MCP session on the server, so a load balancer
 may send each request to any replica.
@@ -7,6 +10,8 @@ may send each request to any replica.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,10 +24,9 @@ from starlette.types import ASGIApp
 
 from .. import __version__
 from ..settings import Settings
-from ..state import open_event_log
+from ..state import EventLog
 from . import sdk as sdk_seam
-from .auth import StaticTokenMiddleware
-from .streams import EVENT_TTL_S, RETRY_MS, NoStreams, ResumableStreams
+from .streams import RETRY_MS, NoStreams, ResumableStreams
 
 MCP_PATH = "/mcp"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -53,12 +57,36 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
-def create_http_app(server: MCPServer[Any], settings: Settings) -> ASGIApp:
-    """The ASGI app serving `server` over streamable HTTP, with the client authentication configured."""
+@dataclass(frozen=True)
+class HttpRoute:
+    """A route served beside /mcp (the composition root lists them: /healthz now, an approval page later)."""
 
-    @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]  # untyped in the SDK
+    path: str
+    methods: tuple[str, ...]
+    endpoint: Callable[[Request], Awaitable[Response]]
+
+
+def health_route() -> HttpRoute:
+    """`GET /healthz`: the server is up, and its version (open: no client authentication, see auth.OPEN_PATHS)."""
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
+
+    return HttpRoute("/healthz", ("GET",), healthz)
+
+
+def http_app(
+    server: MCPServer[Any],
+    settings: Settings,
+    *,
+    routes: Sequence[HttpRoute],
+    events: EventLog,
+    wrap: Callable[[ASGIApp], ASGIApp] | None,
+) -> ASGIApp:
+    """The ASGI app serving `server` over streamable HTTP, with `routes` beside it, wrapped by `wrap` (client
+    authentication by a static token); stateful sessions resume dropped streams from `events`."""
+    for route in routes:
+        server.custom_route(route.path, methods=list(route.methods))(route.endpoint)
 
     # Stateful sessions resume a dropped stream from the state store's event log, each session from its own
     # events only (the SDK's one store is replaced per session, see sdk_seam); stateless ones have no session
@@ -66,7 +94,7 @@ def create_http_app(server: MCPServer[Any], settings: Settings) -> ASGIApp:
     resumable = None
     if not settings.stateless:
         sdk_seam.self_check()
-        resumable = ResumableStreams(open_event_log(settings.state_url, ttl_s=EVENT_TTL_S))
+        resumable = ResumableStreams(events)
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=settings.stateless,
@@ -78,14 +106,13 @@ def create_http_app(server: MCPServer[Any], settings: Settings) -> ASGIApp:
     )
     if resumable is not None:
         sdk_seam.store_events_per_session(server.session_manager, resumable.for_session)
-    if settings.auth_token is not None:
-        app = StaticTokenMiddleware(app, settings.auth_token)
+    if wrap is not None:
+        app = wrap(app)
     return app
 
 
-def serve_http(server: MCPServer[Any], settings: Settings) -> None:
-    """Serve until interrupted."""
-    app = create_http_app(server, settings)
+def serve_http(app: ASGIApp, settings: Settings) -> None:
+    """Serve `app` until interrupted."""
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -96,3 +123,15 @@ def serve_http(server: MCPServer[Any], settings: Settings) -> None:
         lifespan="on",
     )
     uvicorn.Server(config).run()
+
+
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "MCP_PATH",
+    "ASGIApp",
+    "HttpRoute",
+    "health_route",
+    "http_app",
+    "serve_http",
+    "transport_security",
+]

@@ -1,4 +1,4 @@
-"""The protocol adapter and the composition root: `build_server(settings)` returns a ready MCP server.
+"""The protocol adapter: SnapshotsServer, and how results and errors are shaped (`compose.py` builds it).
 
 `SnapshotsServer` is where the MCP SDK meets this package:
 
@@ -11,50 +11,44 @@
   themselves, and the consent machinery they use, load at the first call,
   and the runbook prompts at the first prompts request.
 
-The lifespan owns every resource a call uses (the provider client, the consent
-ledger, the audit log) and closes them when the server stops; the provider
-client is made at the first call that needs it (`app_context.py`).
+The tools and prompts are kept in this server's own registries (`tools`,
+`prompts`); the SDK's private parts it needs go through the SDK seam (`sdk.py`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import anyio
-import mcp.server.mcpserver.server as sdk_server
 import pydantic_core
-from mcp.server.mcpserver import Context, MCPServer, RequestStateSecurity
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.request_state import RequestStateBoundary
+from mcp.server.mcpserver.prompts import Prompt
+from mcp.server.mcpserver.tools import Tool
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, TextContent
+from mcp_types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    GetPromptResult,
+    Icon,
+    InputRequiredResult,
+    TextContent,
+    ToolAnnotations,
+)
 from mcp_types import Prompt as MCPPrompt
 from mcp_types import Tool as MCPTool
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from .. import __version__
-from ..audit import AUDITED_TOOLS, Attempt, AuditLog, attempt_in_progress, observe_change
-from ..consent.tokens import TOKEN_TTL_S, ConfirmationTokens
+from ..audit import AUDITED_TOOLS, Attempt, AuditLog, attempt_in_progress
 from ..errors import InvalidArgumentError, SnapshotsError, UnknownToolError
 from ..provider.text import escape_unsafe, quoted
 from ..settings import Settings
-from ..state import ConsentLedger, open_ledger
-from ..timing import Timing
-from . import host_logging as client_logging
+from . import sdk
 from .app_context import AppContext
-from .instructions import instructions_for
-from .prompts import argument_problems, register_completion, register_prompts
-from .published import published_tools
-from .rounds import RoundMemory
+from .prompts import argument_problems, register_prompts
 from .schemas import MAX_ID
-
-if TYPE_CHECKING:
-    from ..provider.client import SnapshotsClient, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +63,22 @@ class SnapshotsServer(MCPServer[AppContext]):
     audit_log: AuditLog | None = None
 
     def __init__(self, *args: Any, published: list[dict[str, Any]], settings: Settings, **kwargs: Any) -> None:
-        with _sdk_logging_setup_skipped_if_configured():
+        with sdk.sdk_logging_setup_skipped():
             super().__init__(*args, **kwargs)
         self._settings = settings
         self._published = [MCPTool.model_validate(tool) for tool in published]
         self._argument_names = {
             tool.name: frozenset(tool.input_schema.get("properties", {})) for tool in self._published
         }
+        self.tools: dict[str, Tool] = {}
+        """The tools registered (at the first call): this server's own registry, not the SDK's."""
+        self.prompts: dict[str, Prompt] = {}
+        """The prompts registered (at the first prompts request), also handed to the SDK's public add_prompt."""
+        # The SDK checks Mcp-Param-* headers (2026-07-28) against a tool's input schema before it dispatches a
+        # call: answered from tools.json, without loading the tools.
+        schemas = {tool["name"]: tool["inputSchema"] for tool in published}
+        self.input_schema: Callable[[str], Mapping[str, Any] | None] = schemas.get
+        sdk.answer_input_schema(self, self.input_schema)
 
     def _load_tools(self) -> None:
         """Register the offered tools with the SDK, once: at the first call rather than at every start."""
@@ -87,10 +90,28 @@ class SnapshotsServer(MCPServer[AppContext]):
         register_tools(self, tuple(spec for spec in TOOLS if spec.name in offered))
         self._tools_loaded = True
 
-    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
-        # The SDK asks for a tool's schema before it dispatches a call (mcp<3: this private hook).
-        self._load_tools()
-        return super()._tool_input_schema(name)
+    def add_tool(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        annotations: ToolAnnotations | None = None,
+        icons: list[Icon] | None = None,
+        meta: dict[str, Any] | None = None,
+        structured_output: bool | None = None,
+    ) -> None:
+        """Register a tool in this server's own registry (calls and tools/list are answered from it and tools.json)."""
+        tool = Tool.from_function(
+            fn, name=name, title=title, description=description, annotations=annotations, icons=icons, meta=meta,
+            structured_output=structured_output,
+        )  # fmt: skip
+        self.tools.setdefault(tool.name, tool)
+
+    def add_prompt(self, prompt: Prompt) -> None:
+        """Register a prompt with the SDK (which renders it) and in this server's own registry (which looks it up)."""
+        self.prompts.setdefault(prompt.name, prompt)
+        super().add_prompt(prompt)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
@@ -132,9 +153,9 @@ class SnapshotsServer(MCPServer[AppContext]):
     ) -> BaseModel | InputRequiredResult:
         """The tool's typed result, before it is turned into content; every failure as a SnapshotsError."""
         # The SDK's own call_tool converts the result at once; the audit needs it typed, so the tool is run
-        # here, through the tool manager the SDK registered it with.
+        # here, from this server's own registry.
         self._load_tools()
-        tool = self._tool_manager.get_tool(name)
+        tool = self.tools.get(name)
         if tool is None:
             names = ", ".join(t.name for t in await self.list_tools())
             raise UnknownToolError(
@@ -171,7 +192,7 @@ class SnapshotsServer(MCPServer[AppContext]):
         # A wrong prompt or argument is the caller's mistake: invalid params (-32602), naming it and the rule,
         # instead of the SDK's "Error rendering prompt" with the reason only in a traceback.
         self._load_prompts()
-        prompt = self._prompt_manager.get_prompt(name)
+        prompt = self.prompts.get(name)
         if prompt is None:
             names = ", ".join(p.name for p in await self.list_prompts()) or "none"
             raise MCPError(
@@ -195,44 +216,6 @@ class SnapshotsServer(MCPServer[AppContext]):
                 f"{name} has no argument {listed}; it takes {', '.join(sorted(known or ())) or 'none'}. "
                 "Fix the arguments and call again; nothing was changed."
             )
-
-
-@contextmanager
-def _sdk_logging_setup_skipped_if_configured() -> Iterator[None]:
-    """MCPServer's constructor imports rich for a log handler (15 ms of every start) and hands it to
-    logging.basicConfig, which does nothing once the root logger has a handler, as the command line's has.
-    Skipped only then, so nothing changes but the start-up time (mcp<3: the constructor calls it by module name).
-    """
-    if not logging.getLogger().handlers:
-        yield
-        return
-    original = vars(sdk_server)["configure_logging"]
-    setattr(sdk_server, "configure_logging", lambda level="INFO": None)  # noqa: B010 - not re-exported
-    try:
-        yield
-    finally:
-        setattr(sdk_server, "configure_logging", original)  # noqa: B010
-
-
-def _provider_client(
-    settings: Settings, api_token: SecretStr, transport: Transport | None, timing: Timing
-) -> SnapshotsClient:
-    """The provider client the settings describe; made at the first call that needs it (see app_context)."""
-    from ..provider.client import SERVER_RETRY_POLICY, SnapshotsClient  # with the provider's records: not at start
-
-    return SnapshotsClient(
-        base_url=settings.api_url,
-        token=api_token,
-        timeout_s=settings.timeout_s,
-        connect_timeout_s=settings.connect_timeout_s,
-        transport=transport,
-        timing=timing,
-        retry=SERVER_RETRY_POLICY,
-        max_concurrency=settings.max_concurrency,
-        max_response_bytes=settings.max_response_bytes,
-        max_records=settings.max_records,
-        on_change=observe_change,
-    )
 
 
 def _tool_result(typed: BaseModel) -> CallToolResult:
@@ -282,111 +265,4 @@ def _invalid_arguments(error: ValidationError) -> InvalidArgumentError:
     return InvalidArgumentError("; ".join(problems) + ". Fix the arguments and call again; nothing was changed.")
 
 
-# --- the composition root -------------------------------------------------------------------------
-
-
-def build_server(
-    settings: Settings,
-    transport: Transport | None = None,
-    *,
-    timing: Timing | None = None,
-    ledger: ConsentLedger | None = None,
-) -> SnapshotsServer:
-    """The MCP server for `settings`, talking to the provider through `transport` (default: the network).
-
-    `timing` is every clock and sleep (tests inject one); `ledger` overrides the one `settings.state_url` names.
-    """
-    timing = timing or Timing()
-    secret = settings.confirm_secret.get_secret_value().encode() if settings.confirm_secret else None
-    tokens = ConfirmationTokens(secret, wall=timing.wall)
-    assert settings.api_token is not None, "Settings guarantees a token"
-    api_token = settings.api_token
-    live: list[AppContext] = []  # the running lifespan's context, for handlers that get no request context
-
-    @asynccontextmanager
-    async def lifespan(server: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
-        consent_ledger = ledger or open_ledger(settings.state_url, wall=timing.wall)
-        await consent_ledger.prepare()  # best effort: marks a new ledger's birth, names a Redis that may evict
-        audit_log = AuditLog(settings.audit_log, now=timing.now) if settings.audit_log else None
-        assert isinstance(server, SnapshotsServer)
-        server.audit_log = audit_log
-        app = AppContext(
-            settings=settings,
-            timing=timing,
-            tokens=tokens,
-            ledger=consent_ledger,
-            open_client=lambda: _provider_client(settings, api_token, transport, timing),
-        )
-        live.append(app)
-        try:
-            yield app
-        finally:
-            live.remove(app)
-            try:
-                if app.client_opened:
-                    await app.client.aclose()
-            finally:
-                server.audit_log = None
-                if audit_log is not None:
-                    audit_log.close()
-                if ledger is None:
-                    await consent_ledger.aclose()
-
-    async def list_servers() -> list[tuple[int, str | None]]:
-        """Servers seen in the snapshot list (the API has no server list), for argument completion."""
-        if not live:
-            return []
-        try:
-            snapshots = await live[-1].client.list_snapshots()
-        except SnapshotsError:
-            return []  # completion is a convenience; a provider failure just means no suggestions
-        allowed = settings.allowed_servers
-        return sorted(
-            {
-                (s.server.id, s.server.name)
-                for s in snapshots
-                if s.server is not None and (allowed is None or s.server.id in allowed)
-            }
-        )
-
-    auth: dict[str, Any] = {}
-    if settings.transport == "http" and settings.oauth_enabled:
-        from .auth import oauth_for  # PyJWT is needed only for OAuth
-
-        auth["auth"], auth["token_verifier"] = oauth_for(settings)
-    published = published_tools(settings)
-    request_state_security = _request_state_security(secret)
-    server = SnapshotsServer(
-        SERVER_NAME,
-        published=published,
-        settings=settings,
-        title="VPS Snapshots",
-        version=__version__,
-        instructions=instructions_for(settings, frozenset(tool["name"] for tool in published)),
-        lifespan=lifespan,
-        log_level=settings.log_level,
-        request_state_security=request_state_security,
-        **auth,
-    )
-    register_completion(server, list_servers)
-    _install_round_memory(server, request_state_security)
-    client_logging.install(server, settings.log_level, *settings.secrets())
-    return server
-
-
-def _install_round_memory(server: MCPServer[AppContext], security: RequestStateSecurity) -> None:
-    """Put the round-identity middleware just outside the SDK's requestState boundary, where it sees sealed state."""
-    chain = server.middleware
-    at = next(i for i, m in enumerate(chain) if isinstance(m, RequestStateBoundary))
-    chain.insert(at, RoundMemory(security))
-
-
-def _request_state_security(secret: bytes | None) -> RequestStateSecurity:
-    """Elicitation rounds (2026-07-28 request_state) live as long as a token, and survive a change of replica."""
-    if secret is None:
-        return RequestStateSecurity.ephemeral(ttl=TOKEN_TTL_S)  # a random key per process
-    key = hmac.new(secret, b"vps-snapshots-mcp/request-state/v1", hashlib.sha256).digest()
-    return RequestStateSecurity(keys=[key], ttl=TOKEN_TTL_S)
-
-
-__all__ = ["SERVER_NAME", "SnapshotsServer", "build_server"]
+__all__ = ["SERVER_NAME", "SnapshotsServer"]

@@ -27,7 +27,7 @@ recorded (`RedemptionUncertain`): the consent may be used up.
 
 The event log keeps the events of each HTTP response stream, so a client that
 lost the connection can ask for what it missed (`Last-Event-ID`). It lives where
-the ledger lives (`open_event_log`): in memory, in the SQLite file, or in Redis.
+the ledger lives, over the same connection (`open_state`): in memory, in the SQLite file, or in Redis.
 Its payloads are opaque strings: this package knows nothing of MCP.
 
 Every event belongs to one session (an opaque key naming the MCP session and its
@@ -43,6 +43,7 @@ hold is not kept: its stream goes on, only its resumption is lost.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -159,6 +160,43 @@ def open_event_log(url: str | None, *, ttl_s: float) -> EventLog:
     return RedisEventLog(url, ttl_s=ttl_s)
 
 
+@dataclass(frozen=True)
+class State:
+    """The consent ledger and the event log of one state store, over one connection (one Redis client, one
+    SQLite connection; in memory, two structures)."""
+
+    ledger: ConsentLedger
+    events: EventLog
+
+    async def aclose(self) -> None:
+        """Close the connection (both users share it: closing it twice is harmless)."""
+        try:
+            await self.ledger.aclose()
+        finally:
+            await self.events.aclose()
+
+
+def open_state(url: str | None, *, wall: Callable[[], float], event_ttl_s: float) -> State:
+    """The state store `url` names (checked by `Settings` already): its ledger and event log over one connection.
+
+    `wall` is the ledger's clock that never steps back; events are kept `event_ttl_s` at most. Nothing is
+    connected yet: SQLite and Redis connect at their first use.
+    """
+    if url is None:
+        from .memory import MemoryEventLog, MemoryLedger
+
+        return State(MemoryLedger(wall=wall), MemoryEventLog(ttl_s=event_ttl_s))
+    if urlsplit(url).scheme == "sqlite":
+        from .sqlite import SqliteEventLog, SqliteLedger, StateFile
+
+        file = StateFile(urlsplit(url).path)
+        return State(SqliteLedger(file, wall=wall), SqliteEventLog(file, ttl_s=event_ttl_s))
+    from .redis import RedisEventLog, RedisLedger, connect  # the optional `redis` extra: imported only when asked for
+
+    client = connect(url)
+    return State(RedisLedger(url, wall=wall, client=client), RedisEventLog(url, ttl_s=event_ttl_s, client=client))
+
+
 def open_ledger(url: str | None, *, wall: Callable[[], float]) -> ConsentLedger:
     """The ledger for `url`, checked by `Settings` already; `wall` is a clock that never steps back."""
     if url is None:
@@ -180,6 +218,8 @@ __all__ = [
     "ConsentRefused",
     "EventLog",
     "RedemptionUncertain",
+    "State",
     "open_event_log",
     "open_ledger",
+    "open_state",
 ]

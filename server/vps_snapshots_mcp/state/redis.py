@@ -83,10 +83,10 @@ def where(url: str) -> str:
 
 
 class RedisLedger:
-    def __init__(self, url: str, *, wall: Callable[[], float]) -> None:
+    def __init__(self, url: str, *, wall: Callable[[], float], client: aioredis.Redis | None = None) -> None:
         self._where = where(url)
         self._wall = wall
-        self._redis = connect(url)
+        self._redis = client if client is not None else connect(url)  # one client may serve the event log too
         self._policy: tuple[float, str | None] | None = None  # when the eviction policy was read, what is wrong
 
     @property
@@ -253,11 +253,12 @@ class RedisEventLog:
         ttl_s: float,
         max_bytes: int = REDIS_MAX_BYTES,
         max_session_bytes: int = MAX_SESSION_BYTES,
+        client: aioredis.Redis | None = None,
     ) -> None:
         self._ttl_ms = int(ttl_s * 1000)
         self._max_bytes = max_bytes
         self._max_session_bytes = max_session_bytes
-        self._redis = connect(url)
+        self._redis = client if client is not None else connect(url)  # one client may serve the ledger too
         self._append_script = self._redis.register_script(_APPEND)
         self._forget_script = self._redis.register_script(_FORGET)
 

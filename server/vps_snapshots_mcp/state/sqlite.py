@@ -113,29 +113,47 @@ def _refused(path: str, why: str) -> StateUnavailableError:
     )
 
 
-class _StateFile:
-    """One connection to the state file, opened at its first use; `_lock` serialises every use of it."""
+class StateFile:
+    """One connection to the state file, opened at its first use, shared by the ledger and the event log.
+
+    `lock` serialises every use of it; closing it closes it for both (a later use opens it again).
+    """
 
     def __init__(self, path: str) -> None:
-        self._path = path
-        self._lock = threading.Lock()
+        self.path = path
+        self.lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
 
-    def _connection(self) -> sqlite3.Connection:
+    def connection(self) -> sqlite3.Connection:
         if self._db is None:
-            self._db = connect(self._path)
+            self._db = connect(self.path)
         return self._db
 
     async def aclose(self) -> None:
-        with self._lock:
+        with self.lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
 
 
-class SqliteLedger(_StateFile):
-    def __init__(self, path: str, *, wall: Callable[[], float]) -> None:
-        super().__init__(path)
+class _OnStateFile:
+    """A user of the state file: its own, or one shared with the other user of the same file."""
+
+    def __init__(self, file: str | StateFile) -> None:
+        self._file = file if isinstance(file, StateFile) else StateFile(file)
+        self._path = self._file.path
+        self._lock = self._file.lock
+
+    def _connection(self) -> sqlite3.Connection:
+        return self._file.connection()
+
+    async def aclose(self) -> None:
+        await self._file.aclose()
+
+
+class SqliteLedger(_OnStateFile):
+    def __init__(self, file: str | StateFile, *, wall: Callable[[], float]) -> None:
+        super().__init__(file)
         self._wall = wall
 
     @property
@@ -182,7 +200,7 @@ class SqliteLedger(_StateFile):
             ) from None
 
 
-class SqliteEventLog(_StateFile):
+class SqliteEventLog(_OnStateFile):
     """Events in the state file per session, kept `ttl_s` on the wall clock (processes on one machine share it).
 
     Bounded in bytes per session and in total (`session_events_bytes` keeps the total, updated in the same
@@ -191,14 +209,14 @@ class SqliteEventLog(_StateFile):
 
     def __init__(
         self,
-        path: str,
+        file: str | StateFile,
         *,
         ttl_s: float,
         max_bytes: int = MAX_BYTES,
         max_session_bytes: int = MAX_SESSION_BYTES,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(path)
+        super().__init__(file)
         self._ttl_s = ttl_s
         self._max_bytes = max_bytes
         self._max_session_bytes = max_session_bytes

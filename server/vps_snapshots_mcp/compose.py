@@ -1,0 +1,221 @@
+"""The composition root: everything the server is made of, built from `Settings` once.
+
+    state           the consent ledger and the stream event log, over one connection (`state.open_state`)
+    tokens          confirmation tokens, keyed by the confirmation secret
+    audit           the audit log the settings name (opened by the lifespan, closed with it)
+    provider        the provider client factory: a client is made at the first call that needs one
+    client auth     HTTP only: a static bearer token (middleware) or an OAuth verifier (the SDK's auth)
+    routes          HTTP routes beside /mcp: /healthz now; an approval page or /metrics join the list
+    server          the protocol adapter (`protocol/server.py`), with the SDK seam checked (`protocol/sdk.py`)
+
+`compose(settings)` returns the whole; `build_server` is its server alone. Only
+this module and `cli.py` import this module; the protocol adapter knows neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from . import __version__
+from .audit import AuditLog, observe_change
+from .consent.tokens import ConfirmationTokens
+from .errors import SnapshotsError
+from .protocol import host_logging as client_logging
+from .protocol import sdk
+from .protocol.app_context import AppContext
+from .protocol.instructions import instructions_for
+from .protocol.prompts import register_completion
+from .protocol.published import published_tools
+from .protocol.rounds import RoundMemory, request_state_security, sealed_round
+from .protocol.server import SERVER_NAME, SnapshotsServer
+from .protocol.streams import EVENT_TTL_S
+from .settings import Settings
+from .state import ConsentLedger, State, open_state
+from .timing import Timing
+
+if TYPE_CHECKING:
+    from .protocol.http import ASGIApp, HttpRoute
+    from .provider.client import SnapshotsClient, Transport
+
+
+@dataclass(frozen=True)
+class ClientAuth:
+    """How HTTP clients authenticate: OAuth through the SDK (`sdk_options`), or a static token (`wrap`)."""
+
+    sdk_options: dict[str, Any] = field(default_factory=dict)
+    wrap: Callable[[ASGIApp], ASGIApp] | None = None
+
+
+@dataclass(frozen=True)
+class Composition:
+    """What `compose` built: the server, the state it shares with the HTTP transport, and the HTTP extras."""
+
+    settings: Settings
+    server: SnapshotsServer
+    state: State
+    client_auth: ClientAuth
+
+    def http_routes(self) -> list[HttpRoute]:
+        """The HTTP routes beside /mcp (the place for an approval page or /metrics)."""
+        from .protocol.http import health_route
+
+        return [health_route()]
+
+    def http_app(self) -> ASGIApp:
+        """The ASGI app serving the server over streamable HTTP, client authentication included."""
+        from .protocol.http import http_app
+
+        return http_app(
+            self.server, self.settings, routes=self.http_routes(), events=self.state.events, wrap=self.client_auth.wrap
+        )
+
+
+def compose(
+    settings: Settings,
+    transport: Transport | None = None,
+    *,
+    timing: Timing | None = None,
+    ledger: ConsentLedger | None = None,
+) -> Composition:
+    """Everything for `settings`, talking to the provider through `transport` (default: the network).
+
+    `timing` is every clock and sleep (tests inject one); `ledger` overrides the one `settings.state_url` names.
+    """
+    timing = timing or Timing()
+    secret = settings.confirm_secret.get_secret_value().encode() if settings.confirm_secret else None
+    tokens = ConfirmationTokens(secret, wall=timing.wall)
+    assert settings.api_token is not None, "Settings guarantees a token"
+    state = open_state(settings.state_url, wall=timing.wall, event_ttl_s=EVENT_TTL_S)
+    open_client = provider_factory(settings, settings.api_token, transport, timing)
+    live: list[AppContext] = []  # the running lifespan's context, for handlers that get no request context
+
+    @asynccontextmanager
+    async def lifespan(server: object) -> AsyncIterator[AppContext]:
+        consent_ledger = ledger or state.ledger
+        await consent_ledger.prepare()  # best effort: marks a new ledger's birth, names a Redis that may evict
+        audit_log = AuditLog(settings.audit_log, now=timing.now) if settings.audit_log else None
+        assert isinstance(server, SnapshotsServer)
+        server.audit_log = audit_log
+        app = AppContext(
+            settings=settings, timing=timing, tokens=tokens, ledger=consent_ledger, open_client=open_client
+        )
+        live.append(app)
+        try:
+            yield app
+        finally:
+            live.remove(app)
+            try:
+                if app.client_opened:
+                    await app.client.aclose()
+            finally:
+                server.audit_log = None
+                if audit_log is not None:
+                    audit_log.close()
+                await state.aclose()  # the ledger's and the event log's one connection (reopened if used again)
+
+    async def list_servers() -> list[tuple[int, str | None]]:
+        """Servers seen in the snapshot list (the API has no server list), for argument completion."""
+        if not live:
+            return []
+        try:
+            snapshots = await live[-1].client.list_snapshots()
+        except SnapshotsError:
+            return []  # completion is a convenience; a provider failure just means no suggestions
+        allowed = settings.allowed_servers
+        return sorted(
+            {
+                (s.server.id, s.server.name)
+                for s in snapshots
+                if s.server is not None and (allowed is None or s.server.id in allowed)
+            }
+        )
+
+    auth = client_authentication(settings)
+    published = published_tools(settings)
+    security = request_state_security(secret)
+    server = SnapshotsServer(
+        SERVER_NAME,
+        published=published,
+        settings=settings,
+        title="VPS Snapshots",
+        version=__version__,
+        instructions=instructions_for(settings, frozenset(tool["name"] for tool in published)),
+        lifespan=lifespan,
+        log_level=settings.log_level,
+        request_state_security=security,
+        **auth.sdk_options,
+    )
+    register_completion(server, list_servers)
+    sdk.install_before_request_state_boundary(server, RoundMemory(security))
+    client_logging.install(server, settings.log_level, *settings.secrets())
+    sdk.check_server(
+        server,
+        schema_lookup=server.input_schema,
+        round_memory=RoundMemory,
+        codec=security.codec,
+        seen_round=sealed_round,
+    )
+    return Composition(settings=settings, server=server, state=state, client_auth=auth)
+
+
+def build_server(
+    settings: Settings,
+    transport: Transport | None = None,
+    *,
+    timing: Timing | None = None,
+    ledger: ConsentLedger | None = None,
+) -> SnapshotsServer:
+    """The MCP server for `settings` (see `compose`)."""
+    return compose(settings, transport, timing=timing, ledger=ledger).server
+
+
+def provider_factory(
+    settings: Settings, api_token: SecretStr, transport: Transport | None, timing: Timing
+) -> Callable[[], SnapshotsClient]:
+    """Makes the provider client the settings describe; called at the first call that needs it (see app_context)."""
+
+    def open_client() -> SnapshotsClient:
+        from .provider.client import SERVER_RETRY_POLICY, SnapshotsClient  # with the provider's records: not at start
+
+        return SnapshotsClient(
+            base_url=settings.api_url,
+            token=api_token,
+            timeout_s=settings.timeout_s,
+            connect_timeout_s=settings.connect_timeout_s,
+            transport=transport,
+            timing=timing,
+            retry=SERVER_RETRY_POLICY,
+            max_concurrency=settings.max_concurrency,
+            max_response_bytes=settings.max_response_bytes,
+            max_records=settings.max_records,
+            on_change=observe_change,
+        )
+
+    return open_client
+
+
+def client_authentication(settings: Settings) -> ClientAuth:
+    """Who may call over HTTP: a static bearer token checked by our middleware, or OAuth checked by the SDK."""
+    sdk_options: dict[str, Any] = {}
+    if settings.transport == "http" and settings.oauth_enabled:
+        from .protocol.auth import oauth_for  # PyJWT is needed only for OAuth
+
+        sdk_options["auth"], sdk_options["token_verifier"] = oauth_for(settings)
+    wrap = None
+    if settings.auth_token is not None:
+        token = settings.auth_token
+
+        def wrap(app: ASGIApp) -> ASGIApp:
+            from .protocol.auth import StaticTokenMiddleware
+
+            return StaticTokenMiddleware(app, token)
+
+    return ClientAuth(sdk_options=sdk_options, wrap=wrap)
+
+
+__all__ = ["ClientAuth", "Composition", "build_server", "client_authentication", "compose", "provider_factory"]
