@@ -2,7 +2,7 @@
 
 The decision and its words live in `consent/` (no MCP import); this module only
 wires them to the SDK's resolvers, each computed once per call (the SDK runs a
-resolver once however many others depend on it):
+resolver once per round, however many others depend on it):
 
     call_decision          the call's `Decision` (`consent/decision.py`), from its
                            arguments, what the client can do and the consent mode
@@ -21,7 +21,6 @@ consent ledger too, so a replayed round executes nothing.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -35,7 +34,7 @@ from mcp.server.mcpserver import (
 )
 from pydantic import BaseModel, Field
 
-from ..consent.decision import Approved, Consent, Decision, Declined, Preview, Step, decide, decision
+from ..consent.decision import Approved, Consent, Decision, Declined, Preview, Step, decision
 from ..consent.settle import Answer, needs_verifying, settle
 from ..consent.tokens import Action, VerifiedToken
 from ..consent.wording import elicitation_message, quota_full
@@ -48,9 +47,7 @@ from .app_context import AppContext, app_of
 from .principal import current_principal
 from .rounds import sealed_round
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["Approved", "Consent", "Decision", "Declined", "Preview", "Step", "decide"]
+__all__ = ["Approved", "Consent", "Decision", "Declined", "Preview", "Step"]
 
 
 class ConsentForm(BaseModel):
