@@ -60,6 +60,13 @@ def test_only_the_protocol_room_imports_the_sdk() -> None:
     assert {name for name in users if not name.startswith("protocol/")} <= {"demo.py"}, users
 
 
+def test_the_consent_core_imports_nothing_of_the_sdk() -> None:
+    # The decision, the tokens and the words of consent hold without MCP: an approval page can use them too.
+    for name, imported in modules().items():
+        if name.startswith("consent/"):
+            assert not any(i.split(".")[0] in ("mcp", "mcp_types") for i in imported), (name, imported)
+
+
 @pytest.mark.parametrize("room", ["provider/", "consent/", "state/"])
 def test_the_rooms_below_the_protocol_know_nothing_of_it(room: str) -> None:
     for name, imported in modules().items():

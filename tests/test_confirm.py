@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from vps_snapshots_mcp.consent.tokens import ConfirmationTokens, elicitation_message, preview_warning
+from vps_snapshots_mcp.consent.decision import Step, decide
+from vps_snapshots_mcp.consent.tokens import ConfirmationTokens
+from vps_snapshots_mcp.consent.wording import elicitation_message, preview_warning
 from vps_snapshots_mcp.errors import ConfirmationInvalidError
 from vps_snapshots_mcp.models import ServerRef, Snapshot
-from vps_snapshots_mcp.protocol.consent import Step, decide
 from vps_snapshots_mcp.settings import ConsentMode
 
 ME = "local:this-process"

@@ -1,4 +1,4 @@
-"""Confirmation tokens and the words of consent: mint, verify, warn. No I/O.
+"""Confirmation tokens: mint and verify. No I/O; their words are in `wording.py`.
 
 A token is `v2.<payload>.<signature>`: the payload (base64url JSON) names the
 action, snapshot id, server id, the snapshot's `created_at` and the options the
@@ -26,96 +26,15 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfirmationInvalidError
-from ..provider.facts import SNAPSHOTS_PER_SERVER
-from ..provider.text import date_label, quoted, server_label
+from . import TOKEN_TTL_S, Action, wording
 
 if TYPE_CHECKING:  # start-up does not load the models: the server answers tools/list without them
     from ..models import Snapshot
 
-Action = Literal["restore", "delete"]
-TOKEN_TTL_S = 600
 _VERSION = "v2"
-
-
-def nothing_changed(action: Action, snapshot_id: int) -> str:
-    """The tail of every refusal: what state things are in and how to go on."""
-    return (
-        f"Nothing was changed. To {action} snapshot {snapshot_id}, call {action}_snapshot without confirm "
-        "for a fresh preview, show its warning to the user, and call again with confirm=true and the new "
-        "confirmation_token only if the user agrees."
-    )
-
-
-def consequences(action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> str:
-    """Exactly what is lost, in words for a person."""
-    taken = date_label(snapshot.created_at)
-    server = server_label(snapshot.server_id, snapshot.server_name)
-    if action == "restore":
-        if safety_snapshot:
-            return (
-                f"Restoring snapshot {quoted(snapshot.name)} (id {snapshot.id}) overwrites ALL current data on "
-                f"server {server} with the state of {taken}. First, a safety snapshot of the "
-                "current state is taken, and the restore starts only once it has completed; it uses one of the "
-                f"server's {SNAPSHOTS_PER_SERVER} snapshot slots. The server is stopped before the restore. The "
-                "restore itself cannot be undone, except by restoring the safety snapshot."
-            )
-        return (
-            f"Restoring snapshot {quoted(snapshot.name)} (id {snapshot.id}) overwrites ALL current data on "
-            f"server {server} with the state of {taken}. The server is stopped first. "
-            f"Everything written to the server since {taken} is lost. This cannot be undone."
-        )
-    size = f", {snapshot.size_mb} MB" if snapshot.size_mb is not None else ""
-    return (
-        f"Deleting snapshot {quoted(snapshot.name)} (id {snapshot.id}{size}, taken {taken}, of server "
-        f"{server}) removes it for good: it cannot be recovered, and the server can no longer "
-        "be restored to that point. This cannot be undone."
-    )
-
-
-CANNOT_CONFIRM_HERE = (
-    "This connection cannot confirm it: the server keeps no sessions (stateless HTTP) and, on protocol "
-    "2025-11-25, can neither ask the user directly nor tell whether this client could, so it does not take a "
-    "confirmation token alone as the user's consent. A client on protocol 2026-07-28 (the user is asked "
-    "directly), or a server with sessions, can do it."
-)
-"""Why a stateless 2025-11-25 connection cannot confirm a restore or delete (unless the operator chose tokens)."""
-
-
-def preview_warning(
-    action: Action,
-    snapshot: Snapshot,
-    *,
-    safety_snapshot: bool = False,
-    user_will_be_asked: bool = False,
-    confirmable: bool = True,
-) -> str:
-    """The preview's warning: the consequences, then what the model must do with them.
-
-    `confirmable` is False where this connection cannot confirm at all (stateless HTTP on 2025-11-25).
-    """
-    what = consequences(action, snapshot, safety_snapshot=safety_snapshot)
-    if not confirmable:
-        return f"{action.upper()} WARNING: {what} {CANNOT_CONFIRM_HERE} Tell the user so."
-    if user_will_be_asked:
-        return (
-            f"{action.upper()} WARNING: {what} To go ahead, call {action}_snapshot again with "
-            f"snapshot_id={snapshot.id} and confirm=true (and this confirmation_token); the user will be asked "
-            "directly and decides. Never answer for the user."
-        )
-    return (
-        f"{action.upper()} WARNING: {what} Show this warning to the user and ask "
-        f"for explicit consent. Only if the user agrees, call {action}_snapshot again with "
-        f"snapshot_id={snapshot.id}, confirm=true and this confirmation_token (valid for "
-        f"{TOKEN_TTL_S // 60} minutes, once)."
-    )
-
-
-def elicitation_message(action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> str:
-    """The question put to the user directly when the client can ask."""
-    return f"{consequences(action, snapshot, safety_snapshot=safety_snapshot)} Do you want to {action} it now?"
 
 
 @dataclass(frozen=True)
@@ -187,32 +106,15 @@ class ConfirmationTokens:
         tag = payload.get("p")
         if not isinstance(tag, str) or not hmac.compare_digest(tag.encode(), self._principal_tag(principal).encode()):
             # Said before anything about the token's target: it tells another caller nothing about it.
-            raise ConfirmationInvalidError(
-                "this confirmation token was previewed by another caller: a token confirms only for the caller "
-                "who previewed it (the same OAuth user, the same VPS_MCP_AUTH_TOKEN, or, without client "
-                "authentication, the same server process). " + nothing_changed(action, snapshot.id)
-            )
+            raise ConfirmationInvalidError(wording.token_of_another_caller(action, snapshot.id))
         if payload.get("a") != action:
-            raise ConfirmationInvalidError(
-                f"this confirmation token was issued for {payload.get('a')}, not {action}. "
-                + nothing_changed(action, snapshot.id)
-            )
+            raise ConfirmationInvalidError(wording.token_for_another_action(payload.get("a"), action, snapshot.id))
         if payload.get("s") != snapshot.id:
-            raise ConfirmationInvalidError(
-                f"this confirmation token was issued for snapshot {payload.get('s')}, not {snapshot.id}. "
-                + nothing_changed(action, snapshot.id)
-            )
+            raise ConfirmationInvalidError(wording.token_for_another_snapshot(payload.get("s"), action, snapshot.id))
         if bool(payload.get("f")) != safety_snapshot:
-            said = "with" if payload.get("f") else "without"
-            raise ConfirmationInvalidError(
-                f"this confirmation token was issued for a {action} {said} a safety snapshot, and this call asks "
-                "otherwise; the user agreed to what the preview said. " + nothing_changed(action, snapshot.id)
-            )
+            raise ConfirmationInvalidError(wording.token_for_other_options(bool(payload.get("f")), action, snapshot.id))
         if payload.get("v") != snapshot.server_id or payload.get("c") != snapshot.created_at:
-            raise ConfirmationInvalidError(
-                f"snapshot {snapshot.id} has changed since the preview, so it is not what the user agreed to. "
-                + nothing_changed(action, snapshot.id)
-            )
+            raise ConfirmationInvalidError(wording.snapshot_changed(action, snapshot.id))
         return VerifiedToken(
             ledger_key=f"token:{payload.get('n')}",
             expires_at=float(payload["e"]),
@@ -220,10 +122,7 @@ class ConfirmationTokens:
         )
 
     def _verified_payload(self, token: str, action: Action, snapshot_id: int) -> dict[str, Any]:
-        forged = ConfirmationInvalidError(
-            "the confirmation token is not valid (it was altered, or is not a token at all). "
-            + nothing_changed(action, snapshot_id)
-        )
+        forged = ConfirmationInvalidError(wording.token_forged(action, snapshot_id))
         version, _, rest = token.partition(".")
         body, _, signature = rest.partition(".")
         if version != _VERSION or not body or not signature:
@@ -236,17 +135,10 @@ class ConfirmationTokens:
             raise forged
         if not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
             if isinstance(payload.get("i"), str) and payload["i"] != self._issuer:
-                raise ConfirmationInvalidError(
-                    "the confirmation token is not valid here: another server process issued it (this server "
-                    "restarted since the preview, or another instance without the same VPS_MCP_CONFIRM_SECRET "
-                    "answered it). " + nothing_changed(action, snapshot_id)
-                )
+                raise ConfirmationInvalidError(wording.token_of_another_process(action, snapshot_id))
             raise forged
         if payload["e"] < self._wall():
-            expired_at = datetime.fromtimestamp(payload["e"], UTC).isoformat()
-            raise ConfirmationInvalidError(
-                f"the confirmation token expired at {expired_at}. " + nothing_changed(action, snapshot_id)
-            )
+            raise ConfirmationInvalidError(wording.token_expired(payload["e"], action, snapshot_id))
         return payload
 
     def _principal_tag(self, principal: str) -> str:
@@ -255,3 +147,6 @@ class ConfirmationTokens:
 
     def _sign(self, body: str) -> str:
         return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
+
+
+__all__ = ["TOKEN_TTL_S", "Action", "ConfirmationTokens", "IssuedToken", "VerifiedToken"]

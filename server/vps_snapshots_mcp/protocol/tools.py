@@ -21,7 +21,8 @@ from mcp_types import ToolAnnotations
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from .. import audit
-from ..consent.tokens import Action, preview_warning
+from ..consent import Action
+from ..consent.wording import preview_warning, quota_full
 from ..errors import ProviderTimeoutError, SnapshotFailedError, SnapshotsError, Target
 from ..models import (
     Cancelled,
@@ -47,7 +48,6 @@ from .consent import (
     concerning,
     delete_consent,
     look_up,
-    quota_full,
     restorable_snapshot,
     restore_consent,
     target_snapshot,

@@ -42,10 +42,13 @@ hold is not kept: its stream goes on, only its resumption is lost.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 MARGIN_S = 300.0
@@ -101,11 +104,101 @@ class ConsentLedger(Protocol):
         """
         ...
 
+    # Pending approvals: a change proposed now, approved (or declined) by a person elsewhere, executed once.
+
+    async def propose(self, plan_digest: str, *, expires_at: float) -> str:
+        """Hold a pending approval of the plan `plan_digest` until `expires_at`; its opaque, unguessable id."""
+        ...
+
+    async def approve(self, approval_id: str, *, by: str) -> None:
+        """Approve a pending approval, `by` whom; `ApprovalRefused` unless it is pending and unexpired."""
+        ...
+
+    async def decline(self, approval_id: str, *, by: str) -> None:
+        """Decline a pending approval, `by` whom; `ApprovalRefused` unless it is pending and unexpired."""
+        ...
+
+    async def redeem_approval(self, approval_id: str, *, plan_digest: str) -> str:
+        """Spend an approved approval of exactly `plan_digest`, once; who approved it.
+
+        `ApprovalRefused` when it is unknown, expired (by the ledger's clock), not approved (pending or
+        declined), already redeemed, or approved for another plan (which leaves it unspent).
+        """
+        ...
+
     async def prepare(self) -> None:
         """At start, best effort: meet the store, say loudly what is wrong with it; never raises."""
         ...
 
     async def aclose(self) -> None: ...
+
+
+ApprovalStatus = Literal["pending", "approved", "declined", "redeemed"]
+Refusal = Literal["unknown", "expired", "decided", "pending", "declined", "used", "another_plan"]
+
+
+class ApprovalRefused(Exception):
+    """A pending approval that cannot do what was asked; `reason` says which case, the message in words."""
+
+    def __init__(self, reason: Refusal, message: str) -> None:
+        super().__init__(message)
+        self.reason: Refusal = reason
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    """What the ledger holds for one approval (the memory and SQLite ledgers judge with `judge_approval`)."""
+
+    plan_digest: str
+    expires_at: float
+    status: ApprovalStatus = "pending"
+    by: str | None = None
+    """Who approved or declined it."""
+
+
+def new_approval_id() -> str:
+    """An opaque, unguessable approval id (256 random bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def approval_key(approval_id: str) -> str:
+    """What a shared store keeps for an id: its digest, so reading the store yields no usable id."""
+    return hashlib.sha256(approval_id.encode()).hexdigest()
+
+
+_NOT_APPROVED: dict[ApprovalStatus, Refusal] = {"pending": "pending", "declined": "declined", "redeemed": "used"}
+
+
+def judge_approval(
+    held: PendingApproval | None, op: Literal["approve", "decline", "redeem"], now: float, plan_digest: str = ""
+) -> Refusal | None:
+    """Why `op` is refused on `held` at `now` (the ledger's clock), or None when it may proceed."""
+    if held is None:
+        return "unknown"
+    if held.expires_at < now:
+        return "expired"
+    if op != "redeem":
+        return None if held.status == "pending" else "decided"
+    if held.status != "approved":
+        return _NOT_APPROVED[held.status]
+    return None if hmac.compare_digest(held.plan_digest, plan_digest) else "another_plan"
+
+
+def approval_refused(
+    reason: Refusal, *, where: str, expires_at: float = 0.0, now: float = 0.0, status: str = ""
+) -> ApprovalRefused:
+    """The refusal for `reason`, in words for a person."""
+    words = {
+        "unknown": "no approval with this id is held (it was never proposed, or was forgotten after it expired)",
+        "expired": f"this approval expired at {iso_time(expires_at)} by the clock of the consent ledger ({where}), "
+        f"which reads {iso_time(now)}",
+        "decided": f"this approval was already {status or 'decided'}: it can be approved or declined once",
+        "pending": "this approval has not been given yet: nothing runs before a person approves it",
+        "declined": "this approval was declined: nothing it describes may run",
+        "used": "this approval was already used: it authorises one change",
+        "another_plan": "this approval is for another plan: what would run now is not what was approved",
+    }
+    return ApprovalRefused(reason, words[reason])
 
 
 MAX_SESSION_BYTES = 4 * 1024 * 1024
@@ -214,9 +307,11 @@ def open_ledger(url: str | None, *, wall: Callable[[], float]) -> ConsentLedger:
 
 __all__ = [
     "MARGIN_S",
+    "ApprovalRefused",
     "ConsentLedger",
     "ConsentRefused",
     "EventLog",
+    "PendingApproval",
     "RedemptionUncertain",
     "State",
     "open_event_log",

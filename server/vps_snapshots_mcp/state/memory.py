@@ -6,15 +6,29 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
-from . import MARGIN_S, MAX_BYTES, MAX_SESSION_BYTES, ConsentRefused, event_bytes, expired_by_the_ledger
+from . import (
+    MARGIN_S,
+    MAX_BYTES,
+    MAX_SESSION_BYTES,
+    ApprovalStatus,
+    ConsentRefused,
+    PendingApproval,
+    approval_refused,
+    event_bytes,
+    expired_by_the_ledger,
+    judge_approval,
+    new_approval_id,
+)
 
 
 class MemoryLedger:
     def __init__(self, *, wall: Callable[[], float]) -> None:
         self._wall = wall
         self._entries: dict[str, float] = {}  # key -> when it may be forgotten
+        self._approvals: dict[str, PendingApproval] = {}  # approval id -> what it holds
         self._lock = threading.Lock()
 
     @property
@@ -38,6 +52,54 @@ class MemoryLedger:
                 raise ConsentRefused(expired_by_the_ledger(expires_at, now, self.description))
             self._entries[key] = expires_at + MARGIN_S
             return True
+
+    # --- pending approvals: one lock, the same clock that judges consents --------------------------
+
+    async def propose(self, plan_digest: str, *, expires_at: float) -> str:
+        approval_id = new_approval_id()
+        now = self._wall()
+        with self._lock:
+            self._forget_approvals(now)
+            if expires_at < now:
+                raise approval_refused("expired", where=self.description, expires_at=expires_at, now=now)
+            self._approvals[approval_id] = PendingApproval(plan_digest, expires_at)
+        return approval_id
+
+    async def approve(self, approval_id: str, *, by: str) -> None:
+        self._decide(approval_id, "approved", by)
+
+    async def decline(self, approval_id: str, *, by: str) -> None:
+        self._decide(approval_id, "declined", by)
+
+    def _decide(self, approval_id: str, status: ApprovalStatus, by: str) -> None:
+        now = self._wall()
+        with self._lock:
+            self._forget_approvals(now)
+            held = self._approvals.get(approval_id)
+            self._refuse_unless_fit(held, "approve", now)
+            assert held is not None
+            self._approvals[approval_id] = replace(held, status=status, by=by)
+
+    async def redeem_approval(self, approval_id: str, *, plan_digest: str) -> str:
+        now = self._wall()
+        with self._lock:
+            self._forget_approvals(now)
+            held = self._approvals.get(approval_id)
+            self._refuse_unless_fit(held, "redeem", now, plan_digest)
+            assert held is not None and held.by is not None
+            self._approvals[approval_id] = replace(held, status="redeemed")
+            return held.by
+
+    def _refuse_unless_fit(
+        self, held: PendingApproval | None, op: Literal["approve", "redeem"], now: float, plan_digest: str = ""
+    ) -> None:
+        reason = judge_approval(held, op, now, plan_digest)
+        if reason is not None:
+            expires_at, status = (held.expires_at, held.status) if held else (0.0, "")
+            raise approval_refused(reason, where=self.description, expires_at=expires_at, now=now, status=status)
+
+    def _forget_approvals(self, now: float) -> None:
+        self._approvals = {i: a for i, a in self._approvals.items() if a.expires_at + MARGIN_S >= now}
 
     async def aclose(self) -> None:
         return None

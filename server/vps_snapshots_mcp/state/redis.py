@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from typing import cast
 from urllib.parse import urlsplit
 
 from redis import asyncio as aioredis
@@ -21,8 +22,12 @@ from . import (
     REDIS_MAX_BYTES,
     ConsentRefused,
     RedemptionUncertain,
+    Refusal,
+    approval_key,
+    approval_refused,
     expired_by_the_ledger,
     iso_time,
+    new_approval_id,
 )
 
 logger = logging.getLogger(__name__)
@@ -176,8 +181,86 @@ class RedisLedger:
             "the state store is back."
         )
 
+    # --- pending approvals: one script per step (`_APPROVAL`), on the ledger's clock ---------------------
+
+    async def propose(self, plan_digest: str, *, expires_at: float) -> str:
+        approval_id = new_approval_id()
+        await self._approval(approval_id, "propose", plan=plan_digest, expires_at=expires_at)
+        return approval_id
+
+    async def approve(self, approval_id: str, *, by: str) -> None:
+        await self._approval(approval_id, "approved", by=by)
+
+    async def decline(self, approval_id: str, *, by: str) -> None:
+        await self._approval(approval_id, "declined", by=by)
+
+    async def redeem_approval(self, approval_id: str, *, plan_digest: str) -> str:
+        return (await self._approval(approval_id, "redeem", plan=plan_digest))[0]
+
+    async def _approval(
+        self, approval_id: str, op: str, *, plan: str = "", expires_at: float = 0.0, by: str = ""
+    ) -> list[str]:
+        name = APPROVAL_PREFIX + approval_key(approval_id)
+        forget_at_ms = str(int((expires_at + MARGIN_S) * 1000))
+        try:
+            answer = await self._redis.eval(
+                _APPROVAL, 2, name, LEDGER_KEY, op, plan, repr(expires_at), by, forget_at_ms
+            )
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            if op == "redeem" and "connecting to" not in str(exc):  # sent: it may have landed
+                raise RedemptionUncertain(
+                    f"the consent ledger ({self.description}) did not answer in time ({type(exc).__name__}), and "
+                    "may still record this approval as used"
+                ) from None
+            raise self._unreachable(exc) from None
+        except RedisError as exc:  # an error answer: nothing was recorded
+            raise self._unreachable(exc) from None
+        verdict, *detail = [part.decode() if isinstance(part, bytes) else str(part) for part in answer]
+        if verdict == "ok":
+            return detail
+        if verdict == "expired":
+            expired, now = float(detail[0]), float(detail[1])
+            raise approval_refused("expired", where=self.description, expires_at=expired, now=now)
+        reason = cast(Refusal, verdict)
+        raise approval_refused(reason, where=self.description, status=detail[0] if detail else "")
+
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+APPROVAL_PREFIX = "vps-snapshots-mcp:approval:"
+_APPROVAL = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local clock = tonumber(redis.call('HGET', KEYS[2], 'clock'))
+if clock and clock > now then now = clock end
+local now_text = string.format('%.6f', now)
+redis.call('HSET', KEYS[2], 'clock', now_text)
+local op = ARGV[1]
+if op == 'propose' then
+    if tonumber(ARGV[3]) < now then return {'expired', ARGV[3], now_text} end
+    redis.call('HSET', KEYS[1], 'plan', ARGV[2], 'expires', ARGV[3], 'status', 'pending')
+    redis.call('PEXPIREAT', KEYS[1], ARGV[5])
+    return {'ok'}
+end
+local held = redis.call('HMGET', KEYS[1], 'plan', 'expires', 'status', 'by')
+if not held[3] then return {'unknown'} end
+if tonumber(held[2]) < now then return {'expired', held[2], now_text} end
+if op ~= 'redeem' then
+    if held[3] ~= 'pending' then return {'decided', held[3]} end
+    redis.call('HSET', KEYS[1], 'status', op, 'by', ARGV[4])
+    return {'ok'}
+end
+if held[3] == 'pending' then return {'pending'} end
+if held[3] == 'declined' then return {'declined'} end
+if held[3] ~= 'approved' then return {'used'} end
+if held[1] ~= ARGV[2] then return {'another_plan'} end
+redis.call('HSET', KEYS[1], 'status', 'redeemed')
+return {'ok', held[4]}
+"""
+"""One step of a pending approval (propose; approved or declined; redeem), atomic, judged as `judge_approval`
+judges, on the ledger's own clock (Redis's `TIME`, never taken back: `clock`, as `_REDEEM`). An approval is kept
+until `MARGIN_S` past its expiry; one Redis forgot (a restart, a flush) is unknown, and refused."""
 
 
 # One session's events: a list of "<ms kept>\t<event id>\t<[stream, payload] as JSON>", oldest first. The byte

@@ -9,15 +9,33 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal, TypeVar
 
 import anyio.to_thread
 
 from ..errors import StateUnavailableError
-from . import MARGIN_S, MAX_BYTES, MAX_SESSION_BYTES, ConsentRefused, event_bytes, expired_by_the_ledger
+from . import (
+    MARGIN_S,
+    MAX_BYTES,
+    MAX_SESSION_BYTES,
+    ApprovalStatus,
+    ConsentRefused,
+    PendingApproval,
+    approval_key,
+    approval_refused,
+    event_bytes,
+    expired_by_the_ledger,
+    judge_approval,
+    new_approval_id,
+)
+
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS consent (key TEXT PRIMARY KEY, forget_after REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS high_water (id INTEGER PRIMARY KEY CHECK (id = 1), seen REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS approval (key TEXT PRIMARY KEY, plan TEXT NOT NULL, expires_at REAL NOT NULL,
+    status TEXT NOT NULL, by TEXT);
 DROP TABLE IF EXISTS events;
 CREATE TABLE IF NOT EXISTS session_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL, event_id TEXT NOT NULL, stream TEXT NOT NULL,
@@ -33,6 +51,8 @@ CREATE TABLE IF NOT EXISTS session_events_bytes (id INTEGER PRIMARY KEY CHECK (i
 _LEDGER_TABLES = {
     "consent": "CREATE TABLE consent (key TEXT PRIMARY KEY, forget_after REAL NOT NULL)",
     "high_water": "CREATE TABLE high_water (id INTEGER PRIMARY KEY CHECK (id = 1), seen REAL NOT NULL)",
+    "approval": "CREATE TABLE approval (key TEXT PRIMARY KEY, plan TEXT NOT NULL, expires_at REAL NOT NULL,\n"
+    "    status TEXT NOT NULL, by TEXT)",
 }
 """The ledger's tables as SQLite records them: a file holding them in another shape was not made by this server."""
 
@@ -198,6 +218,90 @@ class SqliteLedger(_OnStateFile):
                 f"the consent ledger ({self.description}) cannot record this consent ({type(exc).__name__}), so no "
                 "change may run. Nothing was changed. Check that the file is writable, then try again."
             ) from None
+
+    # --- pending approvals: one transaction each, judged on the file's high-water clock ----------------
+
+    def _approval_transaction(self, work: Callable[[sqlite3.Connection, float], _T]) -> _T:
+        """Run `work(db, now)` in one transaction; `now` is the ledger's clock, as for redemptions."""
+        with self._lock:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT seen FROM high_water WHERE id = 1").fetchone()
+                now = max(self._wall(), row[0] if row else 0.0)
+                db.execute("INSERT OR REPLACE INTO high_water (id, seen) VALUES (1, ?)", (now,))
+                db.execute("DELETE FROM approval WHERE expires_at < ?", (now - MARGIN_S,))
+                result = work(db, now)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return result
+
+    def _judged(
+        self, db: sqlite3.Connection, key: str, op: Literal["approve", "redeem"], now: float, plan: str = ""
+    ) -> PendingApproval:
+        row = db.execute("SELECT plan, expires_at, status, by FROM approval WHERE key = ?", (key,)).fetchone()
+        held = PendingApproval(row[0], row[1], row[2], row[3]) if row else None
+        reason = judge_approval(held, op, now, plan)
+        if reason is not None or held is None:
+            expires_at, status = (held.expires_at, held.status) if held else (0.0, "")
+            raise approval_refused(
+                reason or "unknown", where=self.description, expires_at=expires_at, now=now, status=status
+            )
+        return held
+
+    def _propose(self, plan_digest: str, expires_at: float) -> str:
+        approval_id = new_approval_id()
+
+        def work(db: sqlite3.Connection, now: float) -> None:
+            if expires_at < now:
+                raise approval_refused("expired", where=self.description, expires_at=expires_at, now=now)
+            db.execute(
+                "INSERT INTO approval (key, plan, expires_at, status) VALUES (?, ?, ?, 'pending')",
+                (approval_key(approval_id), plan_digest, expires_at),
+            )
+
+        self._approval_transaction(work)
+        return approval_id
+
+    def _decide(self, approval_id: str, status: ApprovalStatus, by: str) -> None:
+        def work(db: sqlite3.Connection, now: float) -> None:
+            key = approval_key(approval_id)
+            self._judged(db, key, "approve", now)
+            db.execute("UPDATE approval SET status = ?, by = ? WHERE key = ?", (status, by, key))
+
+        self._approval_transaction(work)
+
+    def _redeem_approval(self, approval_id: str, plan_digest: str) -> str:
+        def work(db: sqlite3.Connection, now: float) -> str:
+            key = approval_key(approval_id)
+            held = self._judged(db, key, "redeem", now, plan_digest)
+            db.execute("UPDATE approval SET status = 'redeemed' WHERE key = ?", (key,))
+            return str(held.by)
+
+        return self._approval_transaction(work)
+
+    async def _off_thread(self, work: Callable[[], _T]) -> _T:
+        try:
+            return await anyio.to_thread.run_sync(work)
+        except sqlite3.Error as exc:
+            raise StateUnavailableError(
+                f"the consent ledger ({self.description}) cannot record this approval ({type(exc).__name__}), so "
+                "no change may run. Nothing was changed. Check that the file is writable, then try again."
+            ) from None
+
+    async def propose(self, plan_digest: str, *, expires_at: float) -> str:
+        return await self._off_thread(lambda: self._propose(plan_digest, expires_at))
+
+    async def approve(self, approval_id: str, *, by: str) -> None:
+        await self._off_thread(lambda: self._decide(approval_id, "approved", by))
+
+    async def decline(self, approval_id: str, *, by: str) -> None:
+        await self._off_thread(lambda: self._decide(approval_id, "declined", by))
+
+    async def redeem_approval(self, approval_id: str, *, plan_digest: str) -> str:
+        return await self._off_thread(lambda: self._redeem_approval(approval_id, plan_digest))
 
 
 class SqliteEventLog(_OnStateFile):
