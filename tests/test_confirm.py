@@ -11,30 +11,10 @@ from vps_snapshots_mcp.consent.decision import Step, decide
 from vps_snapshots_mcp.consent.tokens import ConfirmationTokens
 from vps_snapshots_mcp.consent.wording import elicitation_message, preview_warning
 from vps_snapshots_mcp.errors import ConfirmationInvalidError
-from vps_snapshots_mcp.models import ServerRef, Snapshot
+from vps_snapshots_mcp.models import ServerRef
 from vps_snapshots_mcp.settings import ConsentMode
 
-ME = "local:this-process"
-"""The caller every token in these tests is minted for, unless a test says otherwise."""
-
-SNAP = Snapshot(
-    id=801,
-    server=ServerRef(id=12345, name="web-server-01"),
-    name="pre-migration-snapshot",
-    status="completed",
-    size_mb=5120,
-    created_at="2025-01-15T18:30:00Z",
-)
-
-
-class WallClock:
-    """A settable stand-in for the never-back wall clock (epoch seconds)."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .support.clocks import ME, SNAP, WallClock
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from vps_snapshots_mcp.provider.facts import SNAPSHOTS_PER_SERVER
 from vps_snapshots_mcp.settings import ConsentMode
 from vps_snapshots_mcp.state.memory import MemoryLedger
 
-from .test_confirm import ME, SNAP, WallClock
+from .support.clocks import ME, SNAP, WallClock
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from vps_snapshots_mcp.state import ConsentLedger, open_ledger
 from vps_snapshots_mcp.state.sqlite import SqliteLedger
 from vps_snapshots_mcp.timing import Timing
 
+from .support.clocks import SteppableClock
 from .support.mcp_client import accepted_round, connected, preview_token, says_yes, text_of
 from .support.processes import http_server, replica
 from .support.redis_server import RedisServer, next_whole_second
@@ -39,16 +40,6 @@ from .support.world import TOKEN, ServerFactory
 pytestmark = pytest.mark.anyio
 
 SECRET = "replicas-share-this-secret-0123"
-
-
-class SteppableClock:
-    """A wall clock a test can move forward and set back."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @asynccontextmanager

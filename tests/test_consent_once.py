@@ -18,7 +18,8 @@ from vps_snapshots_mcp.consent import decision as decision_module
 from vps_snapshots_mcp.consent.tokens import ConfirmationTokens, VerifiedToken
 from vps_snapshots_mcp.simulator import ProviderState
 
-from .conftest import ServerFactory, connected, preview_token
+from .support.mcp_client import connected, preview_token
+from .support.world import ServerFactory
 
 pytestmark = pytest.mark.anyio
 

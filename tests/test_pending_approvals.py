@@ -18,8 +18,8 @@ import pytest
 from vps_snapshots_mcp.state import ApprovalRefused, ConsentLedger, open_ledger
 from vps_snapshots_mcp.timing import Timing
 
+from .support.clocks import SteppableClock
 from .support.redis_server import RedisServer
-from .test_consent_ledger import SteppableClock
 
 pytestmark = pytest.mark.anyio
 
