@@ -139,10 +139,6 @@ class SqliteLedger(_StateFile):
         self._wall = wall
 
     @property
-    def shared(self) -> bool:
-        return True
-
-    @property
     def description(self) -> str:
         return f"sqlite {self._path}"
 
