@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from datetime import timedelta
 from typing import Any, get_args
@@ -29,13 +30,9 @@ from vps_snapshots_mcp.errors import (
 from vps_snapshots_mcp.models import Snapshot
 from vps_snapshots_mcp.protocol.provider_errors import WORDS, Worded, word
 from vps_snapshots_mcp.provider import SnapshotsProvider
-from vps_snapshots_mcp.provider.client import (
-    RetryPolicy,
-    SnapshotsClient,
-    asgi_transport,
-    clean_text,
-    parse_retry_after,
-)
+from vps_snapshots_mcp.provider.client import SnapshotsClient
+from vps_snapshots_mcp.provider.http import RetryPolicy, asgi_transport, clean_text, parse_retry_after
+from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import Fault, ProviderState
 from vps_snapshots_mcp.timing import Timing
 
@@ -280,6 +277,13 @@ async def test_a_429_carries_its_status_and_the_wait_asked_for(
 def test_the_statuses_that_name_an_error_are_declared_once_on_the_tree() -> None:
     declared = {401: UnauthorizedError, 403: UnauthorizedError, 404: NotFoundError, 429: RateLimitedError}
     assert dict(STATUS_ERRORS) == declared
+
+
+def test_the_client_starts_from_the_defaults_the_settings_declare() -> None:
+    defaults = inspect.signature(SnapshotsClient).parameters
+    settings = Settings(api_token=SecretStr(TOKEN))
+    for name in ("timeout_s", "connect_timeout_s", "max_concurrency", "max_response_bytes", "max_records"):
+        assert defaults[name].default == getattr(settings, name), name
 
 
 # --- the tools' words, given by the protocol layer ---------------------------------------------------

@@ -65,7 +65,11 @@ AdviceKind = Literal[
 
 @dataclass(frozen=True)
 class Advice:
-    """What to do next, worded by the layer that knows the tools: its kind, and where in the message it goes."""
+    """What to do next, worded by the layer that knows the tools: its kind, and where in the message it goes.
+
+    `at` indexes the message as the provider made it: the protocol layer words the advice as the error
+    leaves the provider port, before anything else touches the message.
+    """
 
     kind: AdviceKind
     at: int

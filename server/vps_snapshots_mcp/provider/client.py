@@ -55,26 +55,23 @@ from .http import (
     RetryPolicy,
     Transport,
     asgi_transport,
-    clean_text,
-    parse_retry_after,
 )
 from .single_flight import SingleFlight
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
+__all__ = [  # the request path's names its users know from here
     "SERVER_RETRY_POLICY",
     "ChangeEvent",
     "RetryPolicy",
     "SnapshotsClient",
     "Transport",
     "asgi_transport",
-    "clean_text",
-    "parse_retry_after",
 ]
 
 MAX_PAGES = 100
-"""Pagination stops here: 100 pages is far beyond 5 snapshots a server on any real account."""
+"""Pagination stops here: 100 pages is far beyond the snapshots a server may hold (`SNAPSHOTS_PER_SERVER`) on any
+real account."""
 
 
 class SnapshotsClient:
