@@ -100,7 +100,6 @@ class ChangeEvent:
 ChangeObserver = Callable[[ChangeEvent], None]
 Transport = httpx2.AsyncBaseTransport
 """The seam between worlds: the default (real network), or an in-process ASGI app."""
-Response = httpx2.Response
 
 
 def asgi_transport(app: Callable[..., Awaitable[None]]) -> Transport:
