@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -34,9 +36,9 @@ def modules() -> dict[str, set[str]]:
     return {str(p.relative_to(PACKAGE)): imports_of(p) for p in PACKAGE.rglob("*.py")}
 
 
-def test_only_the_client_imports_the_http_library() -> None:
+def test_only_the_request_path_imports_the_http_library() -> None:
     users = {name for name, imported in modules().items() if any(i.split(".")[0] == "httpx2" for i in imported)}
-    assert users == {"provider/client.py"}
+    assert users == {"provider/http.py"}
 
 
 def test_the_simulator_shares_no_code_with_the_client() -> None:
@@ -104,3 +106,37 @@ def test_only_the_simulator_and_the_http_transport_import_the_web_framework() ->
     for name, imported in modules().items():
         if any(i.split(".")[0] in ("starlette", "uvicorn") for i in imported):
             assert name.startswith("simulator/") or name in ("protocol/http.py", "protocol/auth.py"), name
+
+
+def said_at_run_time(path: Path) -> list[str]:
+    """The strings a module may say at run time: every string constant (f-string parts too) but docstrings."""
+    tree = ast.parse(path.read_text())
+    documenting = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in documenting
+    ]
+
+
+def tool_language(text: str) -> list[str]:
+    """The tool names, command-line flags and environment variables that `text` names."""
+    tools = [tool["name"] for tool in json.loads((PACKAGE / "protocol" / "tools.json").read_text())]
+    names = "|".join(re.escape(name) for name in tools)
+    return re.findall(rf"\b(?:{names})\b|(?<![\w-])--[a-z][a-z-]*|\bVPS_[A-Z_]+", text)
+
+
+def test_tool_language_is_recognised() -> None:
+    assert tool_language("call list_snapshots; check VPS_API_TOKEN (--max-records)") == [
+        "list_snapshots",
+        "VPS_API_TOKEN",
+        "--max-records",
+    ]
+    assert tool_language("the snapshot list -- a read; 3-10 min") == []
+
+
+@pytest.mark.parametrize("module", sorted(str(p.relative_to(PACKAGE)) for p in (PACKAGE / "provider").glob("*.py")))
+def test_the_provider_speaks_no_tool_language(module: str) -> None:
+    # Naming a tool, a flag or a setting is the protocol layer's (protocol/provider_errors.py words the advice).
+    named = [(text, found) for text in said_at_run_time(PACKAGE / module) if (found := tool_language(text))]
+    assert named == [], named

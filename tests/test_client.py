@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import SecretStr
@@ -14,6 +15,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from vps_snapshots_mcp.errors import (
+    STATUS_ERRORS,
+    Advice,
+    AdviceKind,
     InvalidRequestError,
     InvalidStateError,
     NotFoundError,
@@ -24,13 +28,11 @@ from vps_snapshots_mcp.errors import (
     UpstreamError,
 )
 from vps_snapshots_mcp.models import Snapshot
-from vps_snapshots_mcp.provider.client import (
-    RetryPolicy,
-    SnapshotsClient,
-    asgi_transport,
-    clean_text,
-    parse_retry_after,
-)
+from vps_snapshots_mcp.protocol.provider_errors import WORDS, Worded, word
+from vps_snapshots_mcp.provider import SnapshotsProvider
+from vps_snapshots_mcp.provider.client import SnapshotsClient
+from vps_snapshots_mcp.provider.http import RetryPolicy, asgi_transport, clean_text, parse_retry_after
+from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import Fault, ProviderState
 from vps_snapshots_mcp.timing import Timing
 
@@ -180,7 +182,8 @@ async def test_a_wrong_token_is_unauthorized_and_never_echoed(provider: Provider
     async with make_client(provider, sleeps, token=wrong) as client:
         with pytest.raises(UnauthorizedError) as caught:
             await client.list_snapshots()
-    assert "VPS_API_TOKEN" in str(caught.value)
+    assert caught.value.status == 401 and "VPS_API_TOKEN" not in str(caught.value)  # the provider names no setting
+    assert "VPS_API_TOKEN" in str(word(caught.value))  # the protocol layer does
     assert wrong not in str(caught.value) and TOKEN not in str(caught.value)
     assert provider.requests[0].authorized is False
 
@@ -217,6 +220,7 @@ async def test_the_provider_message_is_taken_from_common_fields(body: dict[str, 
         with pytest.raises(UpstreamError) as caught:
             await client.list_snapshots()
     assert f"(provider: {json.dumps(expected)})" in str(caught.value)
+    assert caught.value.said == expected and caught.value.status == 500  # the same facts, as fields
 
 
 async def test_a_plain_text_error_is_quoted_cleaned_and_truncated(
@@ -259,6 +263,54 @@ async def test_a_failed_post_says_it_may_or_may_not_have_happened(
     provider.inject(Fault.error(500, method="POST"))
     with pytest.raises(UpstreamError, match="may or may not have started"):
         await client.create_snapshot(12345, "x")
+
+
+async def test_a_429_carries_its_status_and_the_wait_asked_for(
+    client: SnapshotsClient, provider: ProviderState, sleeps: SleepRecorder
+) -> None:
+    provider.inject(Fault.rate_limit("45", times=3))
+    with pytest.raises(RateLimitedError) as caught:
+        await client.list_snapshots()
+    assert (caught.value.status, caught.value.retry_after_s, caught.value.advice) == (429, 45.0, None)
+
+
+def test_the_statuses_that_name_an_error_are_declared_once_on_the_tree() -> None:
+    declared = {401: UnauthorizedError, 403: UnauthorizedError, 404: NotFoundError, 429: RateLimitedError}
+    assert dict(STATUS_ERRORS) == declared
+
+
+def test_the_client_starts_from_the_defaults_the_settings_declare() -> None:
+    defaults = inspect.signature(SnapshotsClient).parameters
+    settings = Settings(api_token=SecretStr(TOKEN))
+    for name in ("timeout_s", "connect_timeout_s", "max_concurrency", "max_response_bytes", "max_records"):
+        assert defaults[name].default == getattr(settings, name), name
+
+
+# --- the tools' words, given by the protocol layer ---------------------------------------------------
+
+
+def test_every_advice_the_provider_gives_has_words() -> None:
+    assert set(WORDS) == set(get_args(AdviceKind))
+
+
+def test_advice_is_worded_where_it_belongs_and_only_once() -> None:
+    head = "the provider accepted the snapshot of server 7 but answered with another, so what it made is uncertain."
+    error = UpstreamError(head, status=201, advice=Advice("list_server", at=len(head), server_id=7))
+    expected = f"upstream_error: {head} Call list_snapshots for server 7 before trying again."
+    assert str(word(error)) == expected and error.advice is None
+    assert str(word(error)) == expected
+
+
+async def test_the_client_is_the_provider_port_and_its_worded_form_too(
+    client: SnapshotsClient, provider: ProviderState
+) -> None:
+    port: SnapshotsProvider = client  # mypy checks the shape
+    worded: SnapshotsProvider = Worded(port)
+    with pytest.raises(NotFoundError) as caught:
+        await worded.get_snapshot(4242)
+    expected = "snapshot 4242 does not exist; call list_snapshots to see the snapshots there are. Nothing was changed."
+    assert caught.value.message == expected
+    await worded.aclose()
 
 
 # --- retries --------------------------------------------------------------------------------------
@@ -304,22 +356,27 @@ async def test_post_is_never_retried(
     assert sleeps.delays == []
 
 
-async def test_delete_is_retried_and_succeeds(
-    client: SnapshotsClient, provider: ProviderState, sleeps: SleepRecorder
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+async def test_delete_is_never_retried(
+    client: SnapshotsClient, provider: ProviderState, sleeps: SleepRecorder, status: int
 ) -> None:
-    provider.inject(Fault.error(503, method="DELETE"))
-    await client.delete_snapshot(798)
-    assert len(provider.requests_to("DELETE")) == 2
-    assert 798 not in provider.snapshots
+    # A delete the user consented to is sent at most once, by the client's own policy: nothing to narrow.
+    provider.inject(Fault.error(status, method="DELETE", times=3))
+    with pytest.raises((UpstreamError, RateLimitedError)):
+        await client.delete_snapshot(798)
+    assert len(provider.requests_to("DELETE")) == 1 and sleeps.delays == []
+    assert 798 in provider.snapshots
 
 
-async def test_a_delete_whose_answer_was_lost_is_reported_deleted(
+async def test_a_delete_whose_answer_was_lost_is_reported_unsure_and_not_sent_again(
     client: SnapshotsClient, provider: ProviderState
 ) -> None:
     provider.inject(Fault.lost_answer(502, method="DELETE"))
-    await client.delete_snapshot(798)  # the retry's 404 means the first attempt did it
-    assert len(provider.requests_to("DELETE")) == 2
-    assert 798 not in provider.snapshots
+    with pytest.raises(UpstreamError, match="may or may not have been deleted") as caught:
+        await client.delete_snapshot(798)
+    assert caught.value.advice is not None and caught.value.advice.kind == "check_list"  # look before trying again
+    assert len(provider.requests_to("DELETE")) == 1
+    assert 798 not in provider.snapshots  # it did happen, which is why the error does not say it did not
 
 
 async def test_429_honours_retry_after_seconds(

@@ -6,12 +6,12 @@ stable string that clients, runbooks and tests may depend on. `str(error)` is
 
     SnapshotsError
     ├── ProviderError                  the provider answered, or could not be reached
-    │   ├── UnauthorizedError          unauthorized       401
-    │   ├── NotFoundError              not_found          404
-    │   ├── QuotaExceededError         quota_exceeded     400 "snapshot limit reached"
-    │   ├── InvalidStateError          invalid_state      400 "not in a valid state"
-    │   ├── InvalidRequestError        invalid_request    other 400s
-    │   ├── RateLimitedError           rate_limited       429
+    │   ├── UnauthorizedError          unauthorized       the token was refused
+    │   ├── NotFoundError              not_found          no such snapshot or server
+    │   ├── QuotaExceededError         quota_exceeded     a 4xx saying "snapshot limit reached"
+    │   ├── InvalidStateError          invalid_state      a 4xx saying "not in a valid state"
+    │   ├── InvalidRequestError        invalid_request    any other 4xx
+    │   ├── RateLimitedError           rate_limited       the provider asks to slow down
     │   ├── UpstreamError              upstream_error     5xx, HTML, garbage, wrong shape
     │   ├── ProviderTimeoutError       timeout
     │   └── ProviderConnectionError    connection_error
@@ -27,16 +27,53 @@ provider said no before anything changed, "failed" when the provider failed or
 could not be reached and the outcome may be unknown. `ERROR_CODES` is derived
 from this tree, so a new class is documented and tested by being declared.
 
+The HTTP statuses that name a provider error by themselves are declared once,
+on the classes (`statuses`), and gathered in `STATUS_ERRORS`, which the client
+maps answers with.
+
 Messages never carry the API token, request headers or HTML: the provider's own
-text is cleaned and truncated by the client before it gets here.
+text is cleaned and truncated by the client before it gets here. A provider
+error also carries it as data (`said`), with the HTTP `status` and the wait the
+provider asked for (`retry_after_s`). The provider speaks no tool language:
+what to do next, when that means naming a tool, a flag or a setting, is an
+`Advice` that the protocol layer words into the message
+(`protocol/provider_errors.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 AuditOutcome = Literal["refused", "failed"]
+
+AdviceKind = Literal[
+    "check_api_token",  # the token setting
+    "check_api_url",  # the API URL setting
+    "see_list",  # read the snapshot list to see what there is
+    "see_list_now",  # read the snapshot list: what was asked for may be gone
+    "check_list",  # read the list before trying a change again: it may have happened
+    "check_list_once",  # the same, for a change that must not happen twice
+    "list_shows_statuses",  # the list shows what is running
+    "find_created",  # a create was taken but its answer unreadable: find it in the server's list
+    "list_server",  # read the server's list before trying again
+    "max_records",  # the setting that bounds the records read
+    "max_response_bytes",  # the setting that bounds an answer's size
+]
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What to do next, worded by the layer that knows the tools: its kind, and where in the message it goes.
+
+    `at` indexes the message as the provider made it: the protocol layer words the advice as the error
+    leaves the provider port, before anything else touches the message.
+    """
+
+    kind: AdviceKind
+    at: int
+    server_id: int | None = None
 
 
 @dataclass
@@ -66,15 +103,39 @@ class SnapshotsError(Exception):
 
 
 class ProviderError(SnapshotsError):
-    """The provider refused the request, failed, or could not be reached."""
+    """The provider refused the request, failed, or could not be reached.
+
+    `status` is the HTTP status when the provider answered, `said` its own explanation (cleaned, redacted,
+    truncated; None when it gave none worth quoting), `retry_after_s` the wait it asked for, and `advice` what
+    to do next, for the protocol layer to word (then None).
+    """
+
+    statuses: ClassVar[tuple[int, ...]] = ()
+    """The HTTP statuses that mean this error whatever the provider says (`STATUS_ERRORS`)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        said: str | None = None,
+        retry_after_s: float | None = None,
+        advice: Advice | None = None,
+    ) -> None:
+        super().__init__(message, status=status)
+        self.said = said
+        self.retry_after_s = retry_after_s
+        self.advice = advice
 
 
 class UnauthorizedError(ProviderError):
     code = "unauthorized"
+    statuses = (401, 403)
 
 
 class NotFoundError(ProviderError):
     code = "not_found"
+    statuses = (404,)
 
 
 class QuotaExceededError(ProviderError):
@@ -92,10 +153,7 @@ class InvalidRequestError(ProviderError):
 class RateLimitedError(ProviderError):
     code = "rate_limited"
     outcome = "failed"
-
-    def __init__(self, message: str, *, status: int | None = 429, retry_after_s: float | None = None) -> None:
-        super().__init__(message, status=status)
-        self.retry_after_s = retry_after_s
+    statuses = (429,)
 
 
 class UpstreamError(ProviderError):
@@ -152,3 +210,13 @@ ERROR_CODES: tuple[str, ...] = tuple(
     dict.fromkeys(cls.code for cls in _leaves_and_branches(SnapshotsError) if "code" in vars(cls))
 )
 """Every stable code, in the order of the tree above, derived from the classes themselves."""
+
+
+STATUS_ERRORS: Mapping[int, type[ProviderError]] = {
+    status: cls
+    for cls in _leaves_and_branches(ProviderError)
+    if issubclass(cls, ProviderError)
+    for status in cls.statuses
+}
+"""The provider's HTTP statuses that name one error by themselves. Any other 4xx is told apart by what the
+provider says (quota_exceeded, invalid_state, invalid_request); a 3xx or 5xx is an upstream_error."""

@@ -31,6 +31,16 @@ DEFAULT_API_URL = "https://admin.vps.org/api/v1"
 SANDBOX_API_URL = "https://sandbox.invalid/api/v1"
 """The sandbox never touches the network: requests go to an in-process ASGI app."""
 
+# The provider client's defaults: declared here, with the settings that change them, and read by the client
+# (provider/ may import this leaf), so a library user and the server start from the same numbers.
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_MAX_CONCURRENCY = 100
+DEFAULT_MAX_RESPONSE_BYTES = 5 * 1024 * 1024
+"""The largest answer read (after decompression); a list of 5,000 records is about 1.5 MB."""
+DEFAULT_MAX_RECORDS = 5000
+"""The most snapshot records one list reads, across its pages."""
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 TransportName = Literal["stdio", "http"]
 ConsentMode = Literal["auto", "elicitation", "token"]
@@ -230,10 +240,10 @@ class Settings:
     )
     api_url: str = setting(DEFAULT_API_URL, flag="--api-url", env="VPS_API_URL", help="provider API base URL")
     timeout_s: float = setting(
-        30.0, flag="--timeout", env="VPS_API_TIMEOUT", parse=_parse_float, help="request timeout, seconds"
+        DEFAULT_TIMEOUT_S, flag="--timeout", env="VPS_API_TIMEOUT", parse=_parse_float, help="request timeout, seconds"
     )
     connect_timeout_s: float = setting(
-        5.0,
+        DEFAULT_CONNECT_TIMEOUT_S,
         flag="--connect-timeout",
         env="VPS_API_CONNECT_TIMEOUT",
         parse=_parse_float,
@@ -313,21 +323,21 @@ class Settings:
         help="stderr log level",
     )
     max_concurrency: int = setting(
-        100,
+        DEFAULT_MAX_CONCURRENCY,
         flag="--max-concurrency",
         env="VPS_MCP_MAX_CONCURRENCY",
         parse=_parse_int,
         help="provider requests in flight at once; more wait their turn",
     )
     max_response_bytes: int = setting(
-        5 * 1024 * 1024,
+        DEFAULT_MAX_RESPONSE_BYTES,
         flag="--max-response-bytes",
         env="VPS_MCP_MAX_RESPONSE_BYTES",
         parse=_parse_int,
         help="the largest provider answer read; a bigger one is an upstream_error",
     )
     max_records: int = setting(
-        5000,
+        DEFAULT_MAX_RECORDS,
         flag="--max-records",
         env="VPS_MCP_MAX_RECORDS",
         parse=_parse_int,

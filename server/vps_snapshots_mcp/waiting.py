@@ -25,7 +25,7 @@ import anyio
 
 from .errors import ProviderConnectionError, ProviderTimeoutError, RateLimitedError, SnapshotsError, UpstreamError
 from .models import Snapshot
-from .provider.client import SnapshotsClient
+from .provider import SnapshotsProvider
 from .provider.text import plain_or_quoted
 from .timing import Timing
 
@@ -70,7 +70,7 @@ class SnapshotWatches:
     the watch.
     """
 
-    def __init__(self, client: SnapshotsClient, timing: Timing) -> None:
+    def __init__(self, client: SnapshotsProvider, timing: Timing) -> None:
         self._client = client
         self._timing = timing
         self._watches: dict[int, _Watch] = {}

@@ -21,11 +21,12 @@ from ..errors import ForbiddenError
 from ..provider.single_flight import SingleFlight
 from ..settings import Settings
 from ..timing import Timing
+from .provider_errors import Worded
 
 if TYPE_CHECKING:
     from ..consent.tokens import ConfirmationTokens
     from ..models import Snapshot
-    from ..provider.client import SnapshotsClient
+    from ..provider import SnapshotsProvider
     from ..state import ConsentLedger
     from ..waiting import SnapshotWatches
 
@@ -40,7 +41,7 @@ class AppContext:
         timing: Timing,
         tokens: ConfirmationTokens,
         ledger: ConsentLedger,
-        open_client: Callable[[], SnapshotsClient],
+        open_client: Callable[[], SnapshotsProvider],
     ) -> None:
         self.settings = settings
         self.timing = timing
@@ -52,8 +53,8 @@ class AppContext:
 
     # No await happens while one of these is made, so concurrent calls cannot make two.
     @cached_property
-    def client(self) -> SnapshotsClient:
-        return self._open_client()
+    def client(self) -> SnapshotsProvider:
+        return Worded(self._open_client())  # its errors in the tools' words
 
     @cached_property
     def watches(self) -> SnapshotWatches:

@@ -86,11 +86,6 @@ class ConsentLedger(Protocol):
     """Records each consent once. Implementations must be safe for concurrent callers."""
 
     @property
-    def shared(self) -> bool:
-        """True when other server processes see what this one redeems."""
-        ...
-
-    @property
     def description(self) -> str:
         """Where the ledger lives, for logs (never a password)."""
         ...

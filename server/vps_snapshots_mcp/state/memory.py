@@ -32,10 +32,6 @@ class MemoryLedger:
         self._lock = threading.Lock()
 
     @property
-    def shared(self) -> bool:
-        return False
-
-    @property
     def description(self) -> str:
         return "memory (this process only)"
 

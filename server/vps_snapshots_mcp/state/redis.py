@@ -95,10 +95,6 @@ class RedisLedger:
         self._policy: tuple[float, str | None] | None = None  # when the eviction policy was read, what is wrong
 
     @property
-    def shared(self) -> bool:
-        return True
-
-    @property
     def description(self) -> str:
         return f"redis {self._where}"
 

@@ -177,10 +177,6 @@ class SqliteLedger(_OnStateFile):
         self._wall = wall
 
     @property
-    def shared(self) -> bool:
-        return True
-
-    @property
     def description(self) -> str:
         return f"sqlite {self._path}"
 
