@@ -87,3 +87,11 @@ def test_only_the_simulator_and_the_http_transport_import_the_web_framework() ->
     for name, imported in modules().items():
         if any(i.split(".")[0] in ("starlette", "uvicorn") for i in imported):
             assert name.startswith("simulator/") or name in ("protocol/http.py", "protocol/auth.py"), name
+
+
+@pytest.mark.parametrize("module", ["access.py", "operations.py", "operations"])
+def test_the_access_policy_and_the_operations_import_no_sdk(module: str) -> None:
+    for name, imported in modules().items():
+        if name == module or name.startswith(module + "/"):
+            assert not any(i.split(".")[0] in ("mcp", "mcp_types") for i in imported), (name, imported)
+            assert not any(i.startswith("vps_snapshots_mcp.protocol") for i in imported), (name, imported)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
 
-from ..errors import ForbiddenError
+from ..access import EVERYONE, AccessPolicy
 from ..provider.single_flight import SingleFlight
 from ..settings import Settings
 from ..timing import Timing
@@ -41,11 +41,13 @@ class AppContext:
         tokens: ConfirmationTokens,
         ledger: ConsentLedger,
         open_client: Callable[[], SnapshotsClient],
+        access: AccessPolicy | None = None,
     ) -> None:
         self.settings = settings
         self.timing = timing
         self.tokens = tokens
         self.ledger = ledger
+        self.access = access or AccessPolicy.from_settings(settings)
         self._open_client = open_client
         self.creates: SingleFlight[tuple[int, str], tuple[Snapshot, bool]] = SingleFlight()
         """Find-or-create of one name on one server, shared by concurrent calls."""
@@ -66,15 +68,8 @@ class AppContext:
         return "client" in self.__dict__  # where cached_property keeps what it made
 
     def check_server_allowed(self, server_id: int | None, *, what: str) -> None:
-        allowed = self.settings.allowed_servers
-        if allowed is None or server_id in allowed:
-            return
-        ids = ", ".join(str(i) for i in sorted(allowed))
-        target = f"server {server_id}" if server_id is not None else "a server the provider did not name"
-        raise ForbiddenError(
-            f"{what} touches {target}, but this MCP server may only touch servers {ids}. "
-            "Nothing was changed. Ask the operator if that server should be allowed."
-        )
+        """Refuse (forbidden) a call touching a server the access policy does not allow."""
+        self.access.check_server(server_id, EVERYONE, what=what)
 
 
 def app_of(ctx: Context[AppContext, Any]) -> AppContext:

@@ -2,7 +2,7 @@
 
 Each prompt names the tools and the confirmation steps, so a model following it
 previews before it destroys and asks the user before it confirms. A prompt is
-offered only when the tools it needs exist in the server's access mode.
+offered only when the access policy (`access.py`) offers the tools it needs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import Completion, CompletionArgument, CompletionContext, PromptReference, ResourceTemplateReference
 from pydantic import Field, ValidationError, validate_call
 
-from ..settings import Settings
+from ..access import AccessPolicy, Reach
 
 ServerId = Annotated[int, Field(ge=1, description="The server's id, e.g. 12345.")]
 ListServers = Callable[[], Awaitable[list[tuple[int, str | None]]]]
@@ -81,13 +81,19 @@ def argument_problems(fn: Callable[..., Any], arguments: dict[str, Any]) -> list
     return []
 
 
-def register_prompts(server: MCPServer[Any], settings: Settings) -> None:
-    """Offer the runbooks whose tools exist in this access mode."""
-    if settings.write_tools_enabled:
-        server.prompt(name="safe_update", title="Safe update with a snapshot to roll back to")(safe_update)
-    if settings.destructive_tools_enabled:
-        server.prompt(name="rollback", title="Roll a server back to a snapshot")(rollback)
-        server.prompt(name="cleanup_snapshots", title="Clean up old snapshots")(cleanup_snapshots)
+PROMPTS: tuple[tuple[str, str, Reach, Callable[..., str]], ...] = (
+    ("safe_update", "Safe update with a snapshot to roll back to", "write", safe_update),
+    ("rollback", "Roll a server back to a snapshot", "destructive", rollback),
+    ("cleanup_snapshots", "Clean up old snapshots", "destructive", cleanup_snapshots),
+)
+"""Each runbook with the reach of the tools it needs."""
+
+
+def register_prompts(server: MCPServer[Any], access: AccessPolicy, principal: str) -> None:
+    """Offer the runbooks whose tools the access policy offers."""
+    for name, title, reach, fn in PROMPTS:
+        if access.offers(reach, principal):
+            server.prompt(name=name, title=title)(fn)
 
 
 def register_completion(server: MCPServer[Any], list_servers: ListServers) -> None:

@@ -38,7 +38,8 @@ from mcp_types import Tool as MCPTool
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from .. import __version__
-from ..audit import AUDITED_TOOLS, Attempt, AuditLog, attempt_in_progress, observe_change
+from ..access import EVERYONE, AccessPolicy
+from ..audit import Attempt, AuditLog, attempt_in_progress, observe_change
 from ..consent.tokens import TOKEN_TTL_S, ConfirmationTokens
 from ..errors import InvalidArgumentError, SnapshotsError, UnknownToolError
 from ..provider.text import escape_unsafe, quoted
@@ -68,10 +69,10 @@ class SnapshotsServer(MCPServer[AppContext]):
     _prompts_loaded = False
     audit_log: AuditLog | None = None
 
-    def __init__(self, *args: Any, published: list[dict[str, Any]], settings: Settings, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, published: list[dict[str, Any]], access: AccessPolicy, **kwargs: Any) -> None:
         with _sdk_logging_setup_skipped_if_configured():
             super().__init__(*args, **kwargs)
-        self._settings = settings
+        self.access = access
         self._published = [MCPTool.model_validate(tool) for tool in published]
         self._argument_names = {
             tool.name: frozenset(tool.input_schema.get("properties", {})) for tool in self._published
@@ -95,7 +96,7 @@ class SnapshotsServer(MCPServer[AppContext]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
-        audited = self.audit_log is not None and name in AUDITED_TOOLS
+        audited = self.audit_log is not None and self.access.audits(name, EVERYONE)
         attempt = Attempt(
             tool=name,
             server_id=_plain_id(arguments.get("server_id")),
@@ -158,7 +159,7 @@ class SnapshotsServer(MCPServer[AppContext]):
     def _load_prompts(self) -> None:
         """Register the runbook prompts with the SDK, once: when a client first asks for prompts, not at start."""
         if not self._prompts_loaded:
-            register_prompts(self, self._settings)
+            register_prompts(self, self.access, EVERYONE)
             self._prompts_loaded = True
 
     async def list_prompts(self) -> list[MCPPrompt]:
@@ -315,6 +316,7 @@ def build_server(
             timing=timing,
             tokens=tokens,
             ledger=consent_ledger,
+            access=access,
             open_client=lambda: _provider_client(settings, api_token, transport, timing),
         )
         live.append(app)
@@ -340,29 +342,24 @@ def build_server(
             snapshots = await live[-1].client.list_snapshots()
         except SnapshotsError:
             return []  # completion is a convenience; a provider failure just means no suggestions
-        allowed = settings.allowed_servers
-        return sorted(
-            {
-                (s.server.id, s.server.name)
-                for s in snapshots
-                if s.server is not None and (allowed is None or s.server.id in allowed)
-            }
-        )
+        seen = {(s.server.id, s.server.name) for s in snapshots if s.server is not None}
+        return sorted(access.visible(seen, lambda server: server[0], EVERYONE))
 
     auth: dict[str, Any] = {}
     if settings.transport == "http" and settings.oauth_enabled:
         from .auth import oauth_for  # PyJWT is needed only for OAuth
 
         auth["auth"], auth["token_verifier"] = oauth_for(settings)
-    published = published_tools(settings)
+    access = AccessPolicy.from_settings(settings)
+    published = published_tools(access, EVERYONE)
     request_state_security = _request_state_security(secret)
     server = SnapshotsServer(
         SERVER_NAME,
         published=published,
-        settings=settings,
+        access=access,
         title="VPS Snapshots",
         version=__version__,
-        instructions=instructions_for(settings, frozenset(tool["name"] for tool in published)),
+        instructions=instructions_for(access, EVERYONE, frozenset(tool["name"] for tool in published)),
         lifespan=lifespan,
         log_level=settings.log_level,
         request_state_security=request_state_security,

@@ -21,6 +21,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from .. import audit
+from ..access import EVERYONE
 from ..consent.tokens import Action, preview_warning
 from ..errors import ProviderTimeoutError, SnapshotFailedError, SnapshotsError, Target
 from ..models import (
@@ -92,8 +93,7 @@ async def list_snapshots(
     if server_id is not None:
         app.check_server_allowed(server_id, what="this list")
     snapshots = await app.client.list_snapshots(server_id)
-    if app.settings.allowed_servers is not None:
-        snapshots = [s for s in snapshots if s.server_id in app.settings.allowed_servers]
+    snapshots = app.access.visible(snapshots, lambda s: s.server_id, EVERYONE)
     snapshots.sort(key=lambda s: (s.created_at or "", s.id), reverse=True)
     listed = snapshots[:limit]
     return SnapshotList(
