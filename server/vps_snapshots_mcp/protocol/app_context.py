@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver import Context
 
 from ..access import EVERYONE, AccessPolicy
-from ..provider.single_flight import SingleFlight
+from ..audit import Attempt
 from ..settings import Settings
 from ..timing import Timing
 
 if TYPE_CHECKING:
     from ..consent.tokens import ConfirmationTokens
-    from ..models import Snapshot
+    from ..operations import Operations
     from ..provider.client import SnapshotsClient
     from ..state import ConsentLedger
     from ..waiting import SnapshotWatches
@@ -49,8 +49,8 @@ class AppContext:
         self.ledger = ledger
         self.access = access or AccessPolicy.from_settings(settings)
         self._open_client = open_client
-        self.creates: SingleFlight[tuple[int, str], tuple[Snapshot, bool]] = SingleFlight()
-        """Find-or-create of one name on one server, shared by concurrent calls."""
+        self.attempts: dict[int, Attempt] = {}
+        """The audit event of each tools/call in progress, by its Context (see `attempt_of`)."""
 
     # No await happens while one of these is made, so concurrent calls cannot make two.
     @cached_property
@@ -63,6 +63,12 @@ class AppContext:
 
         return SnapshotWatches(self.client, self.timing)
 
+    @cached_property
+    def operations(self) -> Operations:
+        from ..operations import Operations
+
+        return Operations(self.client, self.watches, self.timing, self.access)
+
     @property
     def client_opened(self) -> bool:
         return "client" in self.__dict__  # where cached_property keeps what it made
@@ -74,3 +80,9 @@ class AppContext:
 
 def app_of(ctx: Context[AppContext, Any]) -> AppContext:
     return ctx.request_context.lifespan_context
+
+
+def attempt_of(ctx: Context[AppContext, Any]) -> Attempt:
+    """This call's audit event, which the protocol adapter opened for it (keyed by the call's own Context, which
+    the SDK hands unchanged to the tool and its resolvers); a throwaway one when the call was not opened there."""
+    return app_of(ctx).attempts.get(id(ctx)) or Attempt(tool="")

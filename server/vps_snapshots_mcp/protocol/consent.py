@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Any, Literal
@@ -63,14 +61,12 @@ from ..consent.tokens import (
 from ..errors import (
     ConfirmationInvalidError,
     InvalidStateError,
-    QuotaExceededError,
-    SnapshotsError,
     StateUnavailableError,
-    Target,
 )
 from ..models import Snapshot
+from ..operations import concerning, quota_full
 from ..provider.facts import SNAPSHOTS_PER_SERVER
-from ..provider.text import date_label, quoted, server_label
+from ..provider.text import server_label
 from ..settings import ConsentMode
 from ..state import ConsentRefused, RedemptionUncertain
 from ..waiting import is_running
@@ -147,19 +143,7 @@ class NotAsked(BaseModel):
 # --- what an error concerns -----------------------------------------------------------------------
 
 
-def target_of(snapshot: Snapshot) -> Target:
-    return Target(server_id=snapshot.server_id, snapshot_id=snapshot.id, snapshot_name=snapshot.name)
-
-
-@contextmanager
-def concerning(snapshot: Snapshot) -> Iterator[None]:
-    """Errors escaping this block say which snapshot they concern (for the audit trail)."""
-    try:
-        yield
-    except SnapshotsError as exc:
-        if exc.target is None:
-            exc.target = target_of(snapshot)
-        raise
+# `concerning` (errors name the snapshot they concern) lives with the operations (`operations.py`).
 
 
 # --- resolvers ------------------------------------------------------------------------------------
@@ -196,21 +180,6 @@ async def restorable_snapshot(
                 label = server_label(snapshot.server_id, snapshot.server_name)
                 raise quota_full(label, siblings, why="the safety snapshot needs a free slot")
     return snapshot
-
-
-def quota_full(server: str, snapshots: list[Snapshot], *, why: str) -> QuotaExceededError:
-    """Refuse before posting, naming the oldest snapshots as candidates to delete."""
-    oldest = sorted(snapshots, key=lambda s: (s.created_at or "", s.id))[:3]
-    candidates = "; ".join(
-        f"{s.id} {quoted(s.name)} ({date_label(s.created_at)}, "
-        f"{f'{s.size_mb} MB' if s.size_mb is not None else 'size unknown'})"
-        for s in oldest
-    )
-    return QuotaExceededError(
-        f"server {server} already has {len(snapshots)} snapshots, the most the provider allows "
-        f"({SNAPSHOTS_PER_SERVER}), and {why}. Oldest, candidates to delete: {candidates}. "
-        "Ask the user which to delete (delete_snapshot asks for confirmation), then try again. Nothing was created."
-    )
 
 
 def client_can_elicit(ctx: Context[AppContext, Any]) -> bool:

@@ -39,7 +39,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from .. import __version__
 from ..access import EVERYONE, AccessPolicy
-from ..audit import Attempt, AuditLog, attempt_in_progress, observe_change
+from ..audit import Attempt, AuditLog
 from ..consent.tokens import TOKEN_TTL_S, ConfirmationTokens
 from ..errors import InvalidArgumentError, SnapshotsError, UnknownToolError
 from ..provider.text import escape_unsafe, quoted
@@ -102,24 +102,29 @@ class SnapshotsServer(MCPServer[AppContext]):
             server_id=_plain_id(arguments.get("server_id")),
             snapshot_id=_plain_id(arguments.get("snapshot_id")),
         )
-        with attempt_in_progress(attempt if audited else None):
-            try:
-                typed = await self._run_tool(name, arguments, context)
-            except SnapshotsError as exc:
-                attempt.from_error(exc)
-                logger.info("%s refused or failed: %s", name, exc.code)
-                await self._audit(audited, attempt)
-                return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
-            except anyio.get_cancelled_exc_class():
-                await self._audit(audited, attempt.cancelled_by_client())
-                raise
-            except BaseException:
-                await self._audit(audited, attempt)  # a crash: recorded as failed, with no code
-                raise
+        context = context or Context(mcp_server=self)
+        # The call's audit event travels with its Context, which the SDK hands to the tool and its resolvers:
+        # the tool and its operation fill it in (`attempt_of`); this adapter writes it when the call ends.
+        attempts = _attempts_of(context)
+        attempts[id(context)] = attempt
+        try:
+            typed = await self._run_tool(name, arguments, context)
+        except SnapshotsError as exc:
+            attempt.from_error(exc)
+            logger.info("%s refused or failed: %s", name, exc.code)
+            await self._audit(audited, attempt)
+            return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+        except anyio.get_cancelled_exc_class():
+            await self._audit(audited, attempt.cancelled_by_client())
+            raise
+        except BaseException:
+            await self._audit(audited, attempt)  # a crash: recorded as failed, with no code
+            raise
+        finally:
+            del attempts[id(context)]
         if isinstance(typed, InputRequiredResult):
             return typed  # an elicitation round still open: the attempt is recorded when it ends
-        if audited:  # reading the result is only for the audit record
-            await self._audit(audited, attempt.from_result(typed))
+        await self._audit(audited, attempt)  # the tool's operation said how it ended
         return _tool_result(typed)
 
     async def _audit(self, audited: bool, attempt: Attempt) -> None:
@@ -232,7 +237,6 @@ def _provider_client(
         max_concurrency=settings.max_concurrency,
         max_response_bytes=settings.max_response_bytes,
         max_records=settings.max_records,
-        on_change=observe_change,
     )
 
 
@@ -247,6 +251,13 @@ def _tool_result(typed: BaseModel) -> CallToolResult:
     # The text a model reads is the result as JSON; provider strings in it must not move or hide text.
     text = escape_unsafe(pydantic_core.to_json(structured).decode())
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+
+
+def _attempts_of(context: Context[AppContext, Any]) -> dict[int, Attempt]:
+    try:
+        return context.request_context.lifespan_context.attempts
+    except ValueError:  # a call from outside a request: nobody can read its audit event
+        return {}
 
 
 def _plain_id(value: object) -> int | None:

@@ -104,8 +104,8 @@ Operation = Literal["list", "create", "restore", "delete"]
 class ChangeEvent:
     """A change crossing the wire: `sent` before the request goes out, `answered` once the provider said 2xx.
 
-    The server's audit trail observes these, so a call cancelled mid-change is
-    recorded as what it was (sent, or done), never as "nothing happened".
+    The operation that asks for a change observes its own (`observe=` on each change method), so its audit
+    event records a call cancelled mid-change as what it was (sent, or done), never as "nothing happened".
     """
 
     method: str
@@ -116,6 +116,13 @@ class ChangeEvent:
 
 
 ChangeObserver = Callable[[ChangeEvent], None]
+"""Told of one call's change as it crosses the wire; the caller that asked for the change passes it."""
+
+
+def _unobserved(event: ChangeEvent) -> None:
+    pass
+
+
 Transport = httpx2.AsyncBaseTransport
 """The seam between worlds: the default (real network), or an in-process ASGI app."""
 
@@ -238,7 +245,6 @@ class SnapshotsClient:
         max_concurrency: int = 100,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         max_records: int = MAX_RECORDS,
-        on_change: ChangeObserver | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         base = urlsplit(self._base_url)
@@ -253,7 +259,6 @@ class SnapshotsClient:
         # calls neither floods the provider nor fails with pool timeouts.
         self._in_flight = anyio.Semaphore(max_concurrency)
         timing = timing or Timing()
-        self._on_change = on_change or (lambda event: None)
         self._sleep = timing.sleep
         self._rand = rand
         self._now = timing.now
@@ -358,8 +363,14 @@ class SnapshotsClient:
             status=None,
         )
 
-    async def create_snapshot(self, server_id: int, name: str, description: str | None = None) -> CreatedSnapshot:
-        """Start a snapshot of `server_id`. The provider answers 201 with status `in_progress`."""
+    async def create_snapshot(
+        self, server_id: int, name: str, description: str | None = None, *, observe: ChangeObserver | None = None
+    ) -> CreatedSnapshot:
+        """Start a snapshot of `server_id`. The provider answers 201 with status `in_progress`.
+
+        `observe` (each change method takes one) is told when the change is sent and when it is answered.
+        """
+        observe = observe or _unobserved
         body: dict[str, Any] = {"server_id": server_id, "name": name}
         if description is not None:
             body["description"] = description
@@ -369,12 +380,13 @@ class SnapshotsClient:
             json=body,
             operation="create",
             target=f"server {server_id}",
+            observe=observe,
         )
         try:
             data = self._cleaned_json(response)
             created = CreatedSnapshot(snapshot=Snapshot.model_validate(data), message=_optional_str(data, "message"))
         except (ValueError, UnicodeDecodeError):  # ValidationError is a ValueError too
-            self._on_change(ChangeEvent("POST", "answered", operation="create"))
+            observe(ChangeEvent("POST", "answered", operation="create"))
             # A 2xx means the provider took it; only its answer is unreadable.
             raise UpstreamError(
                 f"the provider accepted the snapshot (HTTP {response.status_code}) but its answer could not be "
@@ -382,7 +394,7 @@ class SnapshotsClient:
                 "it; creating it again with the same name returns it instead of making a duplicate.",
                 status=response.status_code,
             ) from None
-        self._on_change(ChangeEvent("POST", "answered", created.snapshot.id, operation="create"))
+        observe(ChangeEvent("POST", "answered", created.snapshot.id, operation="create"))
         if created.snapshot.server_id not in (None, server_id):
             raise UpstreamError(
                 f"the provider accepted the snapshot of server {server_id} but answered with snapshot "
@@ -397,15 +409,17 @@ class SnapshotsClient:
             )
         return created
 
-    async def restore_snapshot(self, snapshot_id: int) -> RestoreStarted:
+    async def restore_snapshot(self, snapshot_id: int, *, observe: ChangeObserver | None = None) -> RestoreStarted:
         """Start restoring the snapshot's server to it. Overwrites the server; cannot be undone."""
+        observe = observe or _unobserved
         response = await self._send(
             "POST",
             f"{self._base_url}/snapshots/{snapshot_id}/restore/",
             operation="restore",
             target=f"snapshot {snapshot_id}",
+            observe=observe,
         )
-        self._on_change(ChangeEvent("POST", "answered", snapshot_id, operation="restore"))
+        observe(ChangeEvent("POST", "answered", snapshot_id, operation="restore"))
         try:
             return RestoreStarted.model_validate(self._cleaned_json(response))
         except (ValueError, UnicodeDecodeError):
@@ -413,11 +427,12 @@ class SnapshotsClient:
             logger.warning("restore of snapshot %s started, but the provider's answer was unreadable", snapshot_id)
             return RestoreStarted(status="success")
 
-    async def delete_snapshot(self, snapshot_id: int) -> None:
+    async def delete_snapshot(self, snapshot_id: int, *, observe: ChangeObserver | None = None) -> None:
         """Delete the snapshot for good. The provider answers 204."""
+        observe = observe or _unobserved
         url = f"{self._base_url}/snapshots/{snapshot_id}/"
-        await self._send("DELETE", url, operation="delete", target=f"snapshot {snapshot_id}")
-        self._on_change(ChangeEvent("DELETE", "answered", snapshot_id, operation="delete"))
+        await self._send("DELETE", url, operation="delete", target=f"snapshot {snapshot_id}", observe=observe)
+        observe(ChangeEvent("DELETE", "answered", snapshot_id, operation="delete"))
 
     # --- the one request path --------------------------------------------------------------------
 
@@ -430,6 +445,7 @@ class SnapshotsClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         target: str = "",
+        observe: ChangeObserver = _unobserved,
     ) -> httpx2.Response:
         policy = self._retry
         retryable = method in policy.retry_methods
@@ -440,7 +456,7 @@ class SnapshotsClient:
             last_attempt = not retryable or attempt >= policy.max_attempts
             started = time.perf_counter()
             if method != "GET":
-                self._on_change(ChangeEvent(method, "sent", operation=operation))
+                observe(ChangeEvent(method, "sent", operation=operation))
             try:
                 async with self._in_flight:
                     response = await self._request(method, url, params=params, json=json)
