@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..access import AccessPolicy
 from ..consent.tokens import TOKEN_TTL_S
-from ..provider.facts import SNAPSHOTS_PER_SERVER
+from ..provider.facts import SNAPSHOT_TAKES, SNAPSHOTS_PER_SERVER
 
 
 def instructions_for(access: AccessPolicy, principal: str, offered: frozenset[str]) -> str:
@@ -18,7 +18,8 @@ def instructions_for(access: AccessPolicy, principal: str, offered: frozenset[st
     ]
     if "create_snapshot" in offered:
         parts.append(
-            "- create_snapshot starts a snapshot; it takes 3-10 minutes (status in_progress, then completed). Poll "
+            f"- create_snapshot starts a snapshot; it takes {SNAPSHOT_TAKES.words} (status in_progress, then "
+            "completed). Poll "
             f"get_snapshot to follow it. A server holds at most {SNAPSHOTS_PER_SERVER} snapshots"
             + (": delete an old one first when full." if "delete_snapshot" in offered else ".")
             + " Stopping the server first gives a consistent filesystem."

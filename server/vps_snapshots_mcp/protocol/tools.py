@@ -40,6 +40,8 @@ from ..provider.facts import (
     NAME_MAX,
     NAME_PATTERN,
     RESTORE_TAKES,
+    SNAPSHOT_TAKES,
+    SNAPSHOTS_PER_SERVER,
 )
 from ..provider.text import plain_or_quoted, quoted, server_label
 from ..waiting import format_duration, is_running
@@ -58,6 +60,7 @@ from .principal import current_principal
 from .schemas import MAX_ID, MAX_WAIT_S
 
 PreviewT = TypeVar("PreviewT", RestorePreview, DeletePreview)
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 LIST_DEFAULT = 100
 LIST_MAX = 500
@@ -74,6 +77,16 @@ WaitTimeoutArg = Annotated[StrictInt, Field(ge=10, le=MAX_WAIT_S)]
 SafetySnapshotArg = StrictBool
 TokenArg = Annotated[StrictStr | None, Field(max_length=1024)]
 LimitArg = Annotated[StrictInt, Field(ge=1, le=LIST_MAX)]
+
+
+def _described(description: str) -> Callable[[F], F]:
+    """A tool's description (what tools/list publishes), built where it quotes the provider's facts."""
+
+    def describe(fn: F) -> F:
+        fn.__doc__ = description
+        return fn
+
+    return describe
 
 
 # --- read ------------------------------------------------------------------------------------------
@@ -99,16 +112,20 @@ async def list_snapshots(
     )
 
 
-async def get_snapshot(snapshot_id: SnapshotIdArg, ctx: Context[AppContext, Any]) -> Snapshot:
-    """One snapshot by id: to follow one being created (done in 3-10 min), or to check one before
+@_described(f"""One snapshot by id: to follow one being created (done in {SNAPSHOT_TAKES.text}), or to check one before
     acting on it. Read-only.
-    """
+    """)
+async def get_snapshot(snapshot_id: SnapshotIdArg, ctx: Context[AppContext, Any]) -> Snapshot:
     return await look_up(app_of(ctx), snapshot_id, fresh=False)
 
 
 # --- create ----------------------------------------------------------------------------------------
 
 
+@_described(f"""Snapshot a server's disk, e.g. before an update; destroys nothing. Retry-safe: a same-name
+    snapshot is returned (already_exists). {SNAPSHOTS_PER_SERVER} per server; if full, quota_exceeded names the oldest.
+    Takes {SNAPSHOT_TAKES.text}: poll get_snapshot or wait=true. Advise stopping the server first.
+    """)
 async def create_snapshot(
     server_id: ServerIdArg,
     name: NameArg,
@@ -117,10 +134,6 @@ async def create_snapshot(
     wait: WaitArg = False,
     wait_timeout_s: WaitTimeoutArg = DEFAULT_WAIT_S,
 ) -> CreateResult:
-    """Snapshot a server's disk, e.g. before an update; destroys nothing. Retry-safe: a same-name
-    snapshot is returned (already_exists). 5 per server; if full, quota_exceeded names the oldest.
-    Takes 3-10 min: poll get_snapshot or wait=true. Advise stopping the server first.
-    """
     app = app_of(ctx)
     created = await app.operations.create(
         attempt_of(ctx),
@@ -164,8 +177,8 @@ def create_message(
         )
     if is_running(snapshot):
         return (
-            f"{what} and is {status}; snapshots take 3-10 minutes, so poll get_snapshot with id {snapshot.id} "
-            "until it is completed."
+            f"{what} and is {status}; snapshots take {SNAPSHOT_TAKES.words}, so poll get_snapshot with id "
+            f"{snapshot.id} until it is completed."
         )
     size = f" ({snapshot.size_mb} MB)" if snapshot.size_mb is not None else ""
     return f"{what} and is {status}{size}{waited}."
@@ -191,6 +204,11 @@ async def _restore_target(
     return snapshot
 
 
+@_described(f"""DESTRUCTIVE: overwrites ALL data on the snapshot's server, irreversibly ({RESTORE_TAKES.text}). 1) Without
+    confirm: changes nothing, returns a warning and confirmation_token; show the user the warning and
+    ask. 2) Only if they agree, call again with confirm=true and the token. safety_snapshot=true (both
+    calls) snapshots the server first.
+    """)  # noqa: E501 - a published description, kept byte for byte
 async def restore_snapshot(
     snapshot_id: SnapshotIdArg,
     ctx: Context[AppContext, Any],
@@ -200,11 +218,6 @@ async def restore_snapshot(
     confirmation_token: TokenArg = None,
     safety_snapshot: SafetySnapshotArg = False,
 ) -> RestoreOutcome:
-    """DESTRUCTIVE: overwrites ALL data on the snapshot's server, irreversibly (5-15 min). 1) Without
-    confirm: changes nothing, returns a warning and confirmation_token; show the user the warning and
-    ask. 2) Only if they agree, call again with confirm=true and the token. safety_snapshot=true (both
-    calls) snapshots the server first.
-    """
     app, attempt = app_of(ctx), attempt_of(ctx)
     if isinstance(consent, Preview):
         attempt.previewed(snapshot)
