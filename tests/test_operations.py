@@ -61,7 +61,7 @@ async def test_a_wait_reports_progress_through_the_port_it_is_given(
         Attempt(tool="create_snapshot"), WHO, 12345, "waited", None, wait_s=900, progress=progress
     )
     assert created.wait is not None and not created.wait.timed_out and created.snapshot.status == "completed"
-    assert reports[0] == (0.0, 900, f"snapshot {created.snapshot.id}: in_progress, 0s elapsed")
+    assert reports[0] == (0.0, 900.0, f"snapshot {created.snapshot.id}: in_progress, 0s elapsed")
     assert reports[-1][2].startswith(f"snapshot {created.snapshot.id}: completed, ")
 
 

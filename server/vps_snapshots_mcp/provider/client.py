@@ -112,7 +112,7 @@ class ChangeEvent:
     stage: Literal["sent", "answered"]
     snapshot_id: int | None = None
     operation: Operation | None = None
-    """Which change it is: the audit tells a restore's own POST from its safety snapshot's."""
+    """Which change it is; the observer a change method is given hears only that call's change."""
 
 
 ChangeObserver = Callable[[ChangeEvent], None]
