@@ -99,3 +99,13 @@ def test_the_access_policy_and_the_operations_import_no_sdk(module: str) -> None
         if name == module or name.startswith(module + "/"):
             assert not any(i.split(".")[0] in ("mcp", "mcp_types") for i in imported), (name, imported)
             assert not any(i.startswith("vps_snapshots_mcp.protocol") for i in imported), (name, imported)
+
+
+def test_only_the_operations_ask_the_provider_for_a_change() -> None:
+    changes = {"create_snapshot", "restore_snapshot", "delete_snapshot"}
+    callers = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in changes:
+                callers.add(str(path.relative_to(PACKAGE)))
+    assert callers == {"operations.py"}, callers
