@@ -1,12 +1,17 @@
 """The five tools, as typed functions, and the one table they are registered from.
 
-Each tool's docstring is what the model reads: when to use it, what it returns,
-what it costs. Consent for restore and delete is settled before the body runs
-(`consent.py`); the body matches on the typed `Consent` it is given.
+Each tool's description is what the model reads: when to use it, what it returns,
+what it costs. It is the function's docstring, or `_described(...)` where it
+quotes the provider's facts (`provider/facts.py`). Consent for restore and delete
+is settled before the body runs (`consent.py`); the body matches on the typed
+`Consent` it is given.
+
+The bodies are thin: arguments → operation (`operations.py`, which talks to the
+provider and fills in the call's audit event) → result model.
 
 What tools/list shows is generated from this table into `tools.json`
-(`published.py`), which also decides, from each tool's annotations, what an
-access mode offers. The server loads this module at the first tool call.
+(`published.py`); which tools are offered is the access policy's answer
+(`access.py`). The server loads this module at the first tool call.
 """
 
 from __future__ import annotations
