@@ -5,8 +5,9 @@
 - every failure reaches the model as a tool error (`isError: true`) whose text
   starts with a stable code (`not_found: ...`): the error tree, the SDK's
   argument validation, unknown tools and unknown arguments alike;
-- each create/restore/delete attempt is audited from the call's typed result
-  or error, and from the changes the provider client saw cross the wire;
+- each call the access policy audits gets an audit event, which travels with
+  the call's Context to the tool and its operation (they fill it in) and is
+  written when the call ends: done, refused, failed or cancelled;
 - tools/list is the published `tools.json` (`published.py`); the tools
   themselves, and the consent machinery they use, load at the first call,
   and the runbook prompts at the first prompts request.
