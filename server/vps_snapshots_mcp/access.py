@@ -10,9 +10,11 @@ Every rule of the access mode is answered here, and nowhere else:
 - which calls are audited (the ones that can change something);
 - the one-line summary of the mode, for the model's instructions and the logs.
 
-Each question takes the principal asking. For now there is one, `EVERYONE`:
-every caller gets the same answers, as the settings say. A policy per caller
-(OAuth subject, static token) changes this module, not its callers.
+Each question takes the principal asking: the caller's `Principal.key` where
+a caller is in hand (the operations are given it), or `EVERYONE` where the
+answer is for all (tools/list and the instructions, made at start). For now
+every principal gets `EVERYONE`'s answers, as the settings say; a policy per
+caller (OAuth subject, static token) changes this module, not its callers.
 
 No MCP import: the protocol adapter, the operations and a future approval page
 ask the same policy.
