@@ -48,10 +48,14 @@ def test_the_simulator_shares_no_code_with_the_client() -> None:
             assert all(i.startswith("vps_snapshots_mcp.simulator") for i in ours), (name, ours)
 
 
-@pytest.mark.parametrize("leaf", ["models.py", "errors.py", "settings.py", "timing.py", "provider/text.py"])
+@pytest.mark.parametrize(
+    "leaf", ["models.py", "errors.py", "settings.py", "timing.py", "provider/text.py", "provider/facts.py"]
+)
 def test_leaf_modules_import_nothing_from_the_package(leaf: str) -> None:
+    # The provider's facts are a leaf too: the models' descriptions quote them.
+    facts = {"vps_snapshots_mcp.provider.facts", "vps_snapshots_mcp.provider.facts.RESTORE_TAKES"}
     ours = {i for i in modules()[leaf] if i.startswith("vps_snapshots_mcp")}
-    assert ours == set(), ours
+    assert ours - (facts if leaf == "models.py" else set()) == set(), ours
 
 
 def test_only_the_protocol_room_imports_the_sdk() -> None:
@@ -140,3 +144,22 @@ def test_the_provider_speaks_no_tool_language(module: str) -> None:
     # Naming a tool, a flag or a setting is the protocol layer's (protocol/provider_errors.py words the advice).
     named = [(text, found) for text in said_at_run_time(PACKAGE / module) if (found := tool_language(text))]
     assert named == [], named
+
+
+@pytest.mark.parametrize("module", ["access.py", "operations.py", "operations"])
+def test_the_access_policy_and_the_operations_import_no_sdk(module: str) -> None:
+    for name, imported in modules().items():
+        if name == module or name.startswith(module + "/"):
+            assert not any(i.split(".")[0] in ("mcp", "mcp_types") for i in imported), (name, imported)
+            assert not any(i.startswith("vps_snapshots_mcp.protocol") for i in imported), (name, imported)
+
+
+def test_only_the_operations_ask_the_provider_for_a_change() -> None:
+    changes = {"create_snapshot", "restore_snapshot", "delete_snapshot"}
+    callers = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in changes:
+                callers.add(str(path.relative_to(PACKAGE)))
+    # The worded port (protocol/provider_errors.py) only passes each call through to the provider.
+    assert callers == {"operations.py", "protocol/provider_errors.py"}, callers

@@ -22,6 +22,7 @@ from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from pydantic import SecretStr
 
+from vps_snapshots_mcp.access import EVERYONE, AccessPolicy
 from vps_snapshots_mcp.compose import build_server, compose
 from vps_snapshots_mcp.protocol import published, sdk
 from vps_snapshots_mcp.protocol.rounds import RoundMemory, sealed_round
@@ -60,7 +61,10 @@ def test_without_the_low_level_server_the_seam_fails_loudly() -> None:
 
 def test_the_input_schema_is_answered_from_tools_json_without_loading_the_tools() -> None:
     server = build_server(SETTINGS)
-    published_schemas = {tool["name"]: tool["inputSchema"] for tool in published.published_tools(SETTINGS)}
+    published_schemas = {
+        tool["name"]: tool["inputSchema"]
+        for tool in published.published_tools(AccessPolicy.from_settings(SETTINGS), EVERYONE)
+    }
     lookup = sdk.lowlevel_of(server).get_tool_input_schema
     assert lookup is server.input_schema
     assert lookup("get_snapshot") == published_schemas["get_snapshot"]

@@ -31,9 +31,12 @@ its answer has not come), and `snapshot_id` is always the restore's target.
 What the look-up learnt (server, name) is kept from the moment it is known, so
 a call cancelled in flight is recorded with it.
 
-The record is built by the server's protocol adapter from the typed result or
-error of the call (`Attempt.from_result`, `Attempt.from_error`), never parsed
-back from text.
+The record is one `Attempt` per call: the protocol adapter opens it, the tool
+and its operation (`operations.py`) say what was asked, sent and answered and
+how it ended, and an error or a cancellation says the rest
+(`Attempt.from_error`, `Attempt.cancelled_by_client`); nothing is parsed back
+from text or read off a result. Which calls are audited is the access policy's
+answer (`access.py`).
 
 Lines are ASCII-escaped JSON (no raw U+2028 to split a line for a reader),
 written with O_APPEND, then fsync, one write each: a crash loses at most the
@@ -49,33 +52,32 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio.to_thread
-from pydantic import BaseModel
 
 from .errors import SnapshotsError
 
 if TYPE_CHECKING:
-    from .models import ConsentKind
+    from .models import ConsentKind, Snapshot
     from .provider.client import ChangeEvent
 
 logger = logging.getLogger(__name__)
 
-AUDITED_TOOLS = frozenset({"create_snapshot", "restore_snapshot", "delete_snapshot"})
 Outcome = Literal["previewed", "executed", "refused", "cancelled", "failed", "unknown"]
-OWN_CHANGE = {"create_snapshot": "create", "restore_snapshot": "restore", "delete_snapshot": "delete"}
-"""The change each audited tool makes itself; any other change it causes is a side request."""
 
 
 @dataclass
 class Attempt:
-    """What one audited call did, and to what."""
+    """The audit event of one call: what was asked, by whom, what was sent, what came back.
+
+    The protocol adapter opens one per tools/call and writes it when the call ends;
+    the tool and its operation (`operations.py`) fill it in as they learn things,
+    so a call cancelled half-way is recorded with what it had done.
+    """
 
     tool: str
     server_id: int | None = None
@@ -85,26 +87,69 @@ class Attempt:
     details: dict[str, Any] = field(default_factory=dict)
     outcome: Outcome = "failed"
     error_code: str | None = None
+    principal: str | None = None
+    """Who asked (`Principal.key`): kept on the event, not written to the trail (whose format is fixed)."""
     change_sent: bool = False
-    """The tool's own change (see OWN_CHANGE) left this server during this call."""
+    """The tool's own change (the create's POST, the restore's POST, the delete's DELETE) left this server."""
     change_answered: bool = False
     """... and the provider answered it 2xx."""
 
-    def saw(self, event: ChangeEvent) -> None:
-        """The provider client's report of a change crossing the wire during this call."""
-        if event.operation != OWN_CHANGE.get(self.tool):
-            if event.operation == "create":  # a restore's safety snapshot
-                if event.stage == "answered" and event.snapshot_id is not None:
-                    self.details.pop("safety_snapshot_request_sent", None)
-                    self.details["safety_snapshot_id"] = event.snapshot_id
-                elif "safety_snapshot_id" not in self.details:
-                    self.details["safety_snapshot_request_sent"] = True
-            return
+    # --- what was asked, and by whom ---------------------------------------------------------------
+
+    def asked(
+        self,
+        principal: str,
+        *,
+        server_id: int | None = None,
+        snapshot_id: int | None = None,
+        snapshot_name: str | None = None,
+    ) -> None:
+        self.principal = principal
+        self.about(server_id, snapshot_id, snapshot_name)
+
+    def about(self, server_id: int | None, snapshot_id: int | None, snapshot_name: str | None) -> None:
+        """What the call concerns, as soon as it is known (its arguments, its look-up): kept, so a call
+        cancelled later still names it."""
+        self.server_id = server_id if server_id is not None else self.server_id
+        self.snapshot_id = snapshot_id if snapshot_id is not None else self.snapshot_id
+        self.snapshot_name = snapshot_name if snapshot_name is not None else self.snapshot_name
+
+    def concerns(self, snapshot: Snapshot) -> None:
+        self.about(snapshot.server_id, snapshot.id, snapshot.name)
+
+    # --- what was sent, and what came back ---------------------------------------------------------
+
+    def own_change(self, event: ChangeEvent) -> None:
+        """Observer of the call's own change, as the provider client sees it cross the wire."""
         self.change_sent = True
         if event.stage == "answered":
             self.change_answered = True
             if event.snapshot_id is not None:
                 self.snapshot_id = event.snapshot_id  # the create's new snapshot; the target for the others
+
+    def safety_change(self, event: ChangeEvent) -> None:
+        """Observer of a restore's safety snapshot: a side request, never the call's own change."""
+        if event.stage == "answered" and event.snapshot_id is not None:
+            self.details.pop("safety_snapshot_request_sent", None)
+            self.details["safety_snapshot_id"] = event.snapshot_id
+        elif "safety_snapshot_id" not in self.details:
+            self.details["safety_snapshot_request_sent"] = True
+
+    # --- how it ended ------------------------------------------------------------------------------
+
+    def previewed(self, snapshot: Snapshot) -> None:
+        self.concerns(snapshot)
+        self.outcome = "previewed"
+
+    def declined(self, snapshot: Snapshot) -> None:
+        """The user declined or cancelled when asked: nothing was sent."""
+        self.concerns(snapshot)
+        self.outcome = "cancelled"
+
+    def executed(self, snapshot: Snapshot | None = None) -> None:
+        if snapshot is not None:
+            self.concerns(snapshot)
+        self.outcome = "executed"
 
     def cancelled_by_client(self) -> Attempt:
         """The client cancelled: what happened depends on whether the change had left, and come back."""
@@ -112,32 +157,6 @@ class Attempt:
         if self.change_sent:
             self.details["request_sent"] = True
         self.outcome = "executed" if self.change_answered else "unknown" if self.change_sent else "cancelled"
-        return self
-
-    def from_result(self, result: BaseModel) -> Attempt:
-        """Fill in the outcome and target from a tool's typed result."""
-        # Imported here, as a result exists only once a tool has run: start-up does not load the models.
-        from .models import Audited, ConfirmationRequired, CreateResult, DeletedResult, RestoreStartedResult
-
-        inner = getattr(result, "root", result)  # restore/delete answer with a union wrapped in a RootModel
-        if isinstance(inner, CreateResult):
-            self.about(inner.snapshot.server_id, inner.snapshot.id, inner.snapshot.name)
-            self.details["already_exists"] = inner.already_exists
-        if isinstance(inner, ConfirmationRequired | RestoreStartedResult):
-            self.about(inner.snapshot.server_id, inner.snapshot.id, inner.snapshot.name)
-        if isinstance(inner, RestoreStartedResult) and inner.safety_snapshot is not None:
-            self.details["safety_snapshot_id"] = inner.safety_snapshot.id
-        if isinstance(inner, Audited):
-            if inner.audit_target is not None:
-                target = inner.audit_target
-                self.about(target.server_id, target.id, target.name)
-            self.consent = inner.audit_consent
-        status = getattr(inner, "status", None)
-        self.outcome = (
-            "previewed" if status == "confirmation_required" else "cancelled" if status == "cancelled" else "executed"
-        )
-        if isinstance(inner, DeletedResult):
-            self.snapshot_id = inner.snapshot_id
         return self
 
     def from_error(self, error: SnapshotsError) -> Attempt:
@@ -152,11 +171,6 @@ class Attempt:
             self.outcome = "unknown"
         return self
 
-    def about(self, server_id: int | None, snapshot_id: int | None, snapshot_name: str | None) -> None:
-        self.server_id = server_id if server_id is not None else self.server_id
-        self.snapshot_id = snapshot_id if snapshot_id is not None else self.snapshot_id
-        self.snapshot_name = snapshot_name if snapshot_name is not None else self.snapshot_name
-
     def record(self, now: datetime) -> dict[str, Any]:
         return {
             "time": now.isoformat().replace("+00:00", "Z"),
@@ -169,41 +183,6 @@ class Attempt:
             "consent": self.consent if self.outcome == "executed" else None,
             "details": self.details,
         }
-
-
-_current: ContextVar[Attempt | None] = ContextVar("vps_snapshots_mcp_attempt", default=None)
-
-
-@contextmanager
-def attempt_in_progress(attempt: Attempt | None) -> Iterator[None]:
-    """Make `attempt` the audited call in progress in this context (None: the call is not audited)."""
-    reset = _current.set(attempt)
-    try:
-        yield
-    finally:
-        _current.reset(reset)
-
-
-def observe_change(event: ChangeEvent) -> None:
-    """The provider client's change observer: kept on the audited call in progress, if any."""
-    attempt = _current.get()
-    if attempt is not None:
-        attempt.saw(event)
-
-
-def note(
-    *,
-    server_id: int | None = None,
-    snapshot_id: int | None = None,
-    snapshot_name: str | None = None,
-    consent: ConsentKind | None = None,
-) -> None:
-    """What the audited call in progress is about, as soon as a tool knows it (its arguments, its look-up,
-    the consent it spent): kept, so a call cancelled later still names them."""
-    attempt = _current.get()
-    if attempt is not None:
-        attempt.about(server_id, snapshot_id, snapshot_name)
-        attempt.consent = consent or attempt.consent
 
 
 def open_audit_file(path: str) -> int:

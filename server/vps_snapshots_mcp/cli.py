@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .access import EVERYONE
 from .provider.text import RedactingFilter
 from .settings import Settings, SettingsError, add_arguments, env_only_help, from_sources, is_loopback_host
 
@@ -133,6 +134,7 @@ def serve(args: argparse.Namespace) -> int:
         transport = sandbox_transport(settings, seconds=settings.sandbox_seconds)
     composed = compose(settings, transport=transport)
     ledger = settings.state_url.split("://")[0] if settings.state_url else "memory"
+    mode = composed.access.summary(EVERYONE)
     if settings.transport == "http":
         from .protocol.http import MCP_PATH, serve_http
 
@@ -140,13 +142,11 @@ def serve(args: argparse.Namespace) -> int:
         logger.info(
             "vps-snapshots-mcp %s on http://%s:%d%s (client auth: %s%s; consent ledger: %s); mode: %s",
             __version__, settings.host, settings.port, MCP_PATH, auth,
-            ", stateless" if settings.stateless else "", ledger, settings.mode_summary(),
+            ", stateless" if settings.stateless else "", ledger, mode,
         )  # fmt: skip
         serve_http(composed.http_app(), settings)
         return 0
-    logger.info(
-        "vps-snapshots-mcp %s on stdio (consent ledger: %s); mode: %s", __version__, ledger, settings.mode_summary()
-    )
+    logger.info("vps-snapshots-mcp %s on stdio (consent ledger: %s); mode: %s", __version__, ledger, mode)
     composed.server.run("stdio")
     return 0
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from . import __version__
-from .audit import AuditLog, observe_change
+from .access import EVERYONE, AccessPolicy
+from .audit import AuditLog
 from .consent.tokens import ConfirmationTokens
 from .errors import SnapshotsError
 from .protocol import host_logging as client_logging
@@ -59,6 +60,7 @@ class Composition:
     server: SnapshotsServer
     state: State
     client_auth: ClientAuth
+    access: AccessPolicy
 
     def http_routes(self) -> list[HttpRoute]:
         """The HTTP routes beside /mcp (the place for an approval page or /metrics)."""
@@ -102,7 +104,12 @@ def compose(
         assert isinstance(server, SnapshotsServer)
         server.audit_log = audit_log
         app = AppContext(
-            settings=settings, timing=timing, tokens=tokens, ledger=consent_ledger, open_client=open_client
+            settings=settings,
+            timing=timing,
+            tokens=tokens,
+            ledger=consent_ledger,
+            access=access,
+            open_client=open_client,
         )
         live.append(app)
         try:
@@ -126,25 +133,20 @@ def compose(
             snapshots = await live[-1].client.list_snapshots()
         except SnapshotsError:
             return []  # completion is a convenience; a provider failure just means no suggestions
-        allowed = settings.allowed_servers
-        return sorted(
-            {
-                (s.server.id, s.server.name)
-                for s in snapshots
-                if s.server is not None and (allowed is None or s.server.id in allowed)
-            }
-        )
+        seen = {(s.server.id, s.server.name) for s in snapshots if s.server is not None}
+        return sorted(access.visible(seen, lambda server: server[0], EVERYONE))
 
     auth = client_authentication(settings)
-    published = published_tools(settings)
+    access = AccessPolicy.from_settings(settings)
+    published = published_tools(access, EVERYONE)
     security = request_state_security(secret)
     server = SnapshotsServer(
         SERVER_NAME,
         published=published,
-        settings=settings,
+        access=access,
         title="VPS Snapshots",
         version=__version__,
-        instructions=instructions_for(settings, frozenset(tool["name"] for tool in published)),
+        instructions=instructions_for(access, EVERYONE, frozenset(tool["name"] for tool in published)),
         lifespan=lifespan,
         log_level=settings.log_level,
         request_state_security=security,
@@ -160,7 +162,7 @@ def compose(
         codec=security.codec,
         seen_round=sealed_round,
     )
-    return Composition(settings=settings, server=server, state=state, client_auth=auth)
+    return Composition(settings=settings, server=server, state=state, client_auth=auth, access=access)
 
 
 def build_server(
@@ -193,7 +195,6 @@ def provider_factory(
             max_concurrency=settings.max_concurrency,
             max_response_bytes=settings.max_response_bytes,
             max_records=settings.max_records,
-            on_change=observe_change,
         )
 
     return open_client

@@ -9,9 +9,11 @@ cannot be acted on.
 
 # No `from __future__ import annotations` here: pydantic would evaluate every annotation string as each class
 # is made, and these classes are made in every server process (at its first tool call).
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from .provider.facts import RESTORE_TAKES
 
 ConsentKind = Literal["token", "elicitation"]
 
@@ -93,28 +95,6 @@ class RestoreStarted(_ProviderModel):
 # These are the MCP tools' output schemas: what `structuredContent` carries.
 
 
-class Audited(_Schema):
-    """A result that also tells the audit trail how consent was given and which snapshot it concerned.
-
-    Private attributes: never in the schema, never sent to the client.
-    """
-
-    _consent: ConsentKind | None = PrivateAttr(default=None)
-    _target: Snapshot | None = PrivateAttr(default=None)
-
-    def for_audit(self, *, consent: ConsentKind | None = None, target: Snapshot | None = None) -> Self:
-        self._consent, self._target = consent, target
-        return self
-
-    @property
-    def audit_consent(self) -> ConsentKind | None:
-        return self._consent
-
-    @property
-    def audit_target(self) -> Snapshot | None:
-        return self._target
-
-
 class SnapshotList(_Schema):
     """list_snapshots: every snapshot found, newest first."""
 
@@ -160,7 +140,7 @@ class DeletePreview(ConfirmationRequired):
     action: Literal["delete"] = "delete"
 
 
-class Cancelled(Audited):
+class Cancelled(_Schema):
     """The user declined or cancelled when asked; nothing was sent to the provider."""
 
     status: Literal["cancelled"] = "cancelled"
@@ -176,8 +156,8 @@ class ServerState(_Schema):
     status: str | None = None
 
 
-class RestoreStartedResult(Audited):
-    """restore_snapshot executed: the provider has started the restore (5-15 minutes)."""
+class RestoreStartedResult(_Schema):
+    __doc__ = f"restore_snapshot executed: the provider has started the restore ({RESTORE_TAKES.words})."
 
     status: Literal["restore_started"] = "restore_started"
     message: str
@@ -188,7 +168,7 @@ class RestoreStartedResult(Audited):
     )
 
 
-class DeletedResult(Audited):
+class DeletedResult(_Schema):
     """delete_snapshot executed: the snapshot is gone."""
 
     status: Literal["deleted"] = "deleted"

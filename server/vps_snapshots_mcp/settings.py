@@ -509,29 +509,6 @@ class Settings:
     def client_auth_enabled(self) -> bool:
         return self.auth_token is not None or self.oauth_enabled
 
-    @property
-    def destructive_tools_enabled(self) -> bool:
-        return not (self.read_only or self.no_destructive)
-
-    @property
-    def write_tools_enabled(self) -> bool:
-        return not self.read_only
-
-    def mode_summary(self) -> str:
-        """One line describing the access mode, for `instructions` and logs."""
-        if self.read_only:
-            mode = "read-only: only list_snapshots and get_snapshot are available"
-        elif self.no_destructive:
-            mode = "no-destructive: restore_snapshot and delete_snapshot are not available"
-        else:
-            mode = "full: list, get, create, restore and delete are available"
-        if self.allowed_servers is not None:
-            ids = ", ".join(str(i) for i in sorted(self.allowed_servers))
-            mode += f"; only servers {ids} may be touched"
-        if self.sandbox:
-            mode += "; SANDBOX: a built-in simulator, no real server is affected"
-        return mode
-
 
 # --- flags, environment, docs: all from the declaration above --------------------------------------
 

@@ -1,7 +1,8 @@
 """Waiting for a snapshot to finish: a growing poll interval, progress, a deadline.
 
-Snapshots take 3-10 minutes, and MCP clients give up on a silent call after
-about a minute, so a wait reports progress after every poll. The interval grows
+Snapshots take minutes (`provider/facts.py`: SNAPSHOT_TAKES), and MCP clients
+give up on a silent call after about a minute, so a wait reports progress after
+every poll. The interval grows
 from about 2 s to about 15 s, which keeps a long wait cheap while a short one
 still answers soon. Every clock and sleep comes from `Timing` (`timing.py`), so
 tests advance time instead of waiting for it.

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
 
-from ..errors import ForbiddenError
-from ..provider.single_flight import SingleFlight
+from ..access import EVERYONE, AccessPolicy
+from ..audit import Attempt
 from ..settings import Settings
 from ..timing import Timing
 from .provider_errors import Worded
 
 if TYPE_CHECKING:
     from ..consent.tokens import ConfirmationTokens
-    from ..models import Snapshot
+    from ..operations import Operations
     from ..provider import SnapshotsProvider
     from ..state import ConsentLedger
     from ..waiting import SnapshotWatches
@@ -42,14 +42,16 @@ class AppContext:
         tokens: ConfirmationTokens,
         ledger: ConsentLedger,
         open_client: Callable[[], SnapshotsProvider],
+        access: AccessPolicy | None = None,
     ) -> None:
         self.settings = settings
         self.timing = timing
         self.tokens = tokens
         self.ledger = ledger
+        self.access = access or AccessPolicy.from_settings(settings)
         self._open_client = open_client
-        self.creates: SingleFlight[tuple[int, str], tuple[Snapshot, bool]] = SingleFlight()
-        """Find-or-create of one name on one server, shared by concurrent calls."""
+        self.attempts: dict[int, Attempt] = {}
+        """The audit event of each tools/call in progress, by its Context (see `attempt_of`)."""
 
     # No await happens while one of these is made, so concurrent calls cannot make two.
     @cached_property
@@ -62,21 +64,26 @@ class AppContext:
 
         return SnapshotWatches(self.client, self.timing)
 
+    @cached_property
+    def operations(self) -> Operations:
+        from ..operations import Operations
+
+        return Operations(self.client, self.watches, self.timing, self.access)
+
     @property
     def client_opened(self) -> bool:
         return "client" in self.__dict__  # where cached_property keeps what it made
 
     def check_server_allowed(self, server_id: int | None, *, what: str) -> None:
-        allowed = self.settings.allowed_servers
-        if allowed is None or server_id in allowed:
-            return
-        ids = ", ".join(str(i) for i in sorted(allowed))
-        target = f"server {server_id}" if server_id is not None else "a server the provider did not name"
-        raise ForbiddenError(
-            f"{what} touches {target}, but this MCP server may only touch servers {ids}. "
-            "Nothing was changed. Ask the operator if that server should be allowed."
-        )
+        """Refuse (forbidden) a call touching a server the access policy does not allow."""
+        self.access.check_server(server_id, EVERYONE, what=what)
 
 
 def app_of(ctx: Context[AppContext, Any]) -> AppContext:
     return ctx.request_context.lifespan_context
+
+
+def attempt_of(ctx: Context[AppContext, Any]) -> Attempt:
+    """This call's audit event, which the protocol adapter opened for it (keyed by the call's own Context, which
+    the SDK hands unchanged to the tool and its resolvers); a throwaway one when the call was not opened there."""
+    return app_of(ctx).attempts.get(id(ctx)) or Attempt(tool="")

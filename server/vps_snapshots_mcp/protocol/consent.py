@@ -21,8 +21,6 @@ consent ledger too, so a replayed round executes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import (
@@ -38,8 +36,9 @@ from ..consent.decision import Approved, Consent, Decision, Declined, Preview, S
 from ..consent.settle import Answer, needs_verifying, settle
 from ..consent.tokens import Action, VerifiedToken
 from ..consent.wording import elicitation_message, quota_full
-from ..errors import InvalidStateError, SnapshotsError, Target
+from ..errors import InvalidStateError
 from ..models import Snapshot
+from ..operations import concerning
 from ..provider.facts import SNAPSHOTS_PER_SERVER
 from ..provider.text import server_label
 from ..waiting import is_running
@@ -63,19 +62,7 @@ class NotAsked(BaseModel):
 # --- what an error concerns -----------------------------------------------------------------------
 
 
-def target_of(snapshot: Snapshot) -> Target:
-    return Target(server_id=snapshot.server_id, snapshot_id=snapshot.id, snapshot_name=snapshot.name)
-
-
-@contextmanager
-def concerning(snapshot: Snapshot) -> Iterator[None]:
-    """Errors escaping this block say which snapshot they concern (for the audit trail)."""
-    try:
-        yield
-    except SnapshotsError as exc:
-        if exc.target is None:
-            exc.target = target_of(snapshot)
-        raise
+# `concerning` (errors name the snapshot they concern) lives with the operations (`operations.py`).
 
 
 # --- resolvers ------------------------------------------------------------------------------------

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from ..access import AccessPolicy
 from ..consent.tokens import TOKEN_TTL_S
-from ..provider.facts import SNAPSHOTS_PER_SERVER
-from ..settings import Settings
+from ..provider.facts import SNAPSHOT_TAKES, SNAPSHOTS_PER_SERVER
 
 
-def instructions_for(settings: Settings, offered: frozenset[str]) -> str:
+def instructions_for(access: AccessPolicy, principal: str, offered: frozenset[str]) -> str:
     """What the model reads at the start of every session, for the tools this access mode offers."""
     parts = [
-        f"VPS snapshots at the hosting provider. Access mode: {settings.mode_summary()}.",
+        f"VPS snapshots at the hosting provider. Access mode: {access.summary(principal)}.",
         "",
         "How the tools fit together:",
         "- Look before acting: list_snapshots (optionally for one server_id) and get_snapshot give ids, names, "
@@ -18,7 +18,8 @@ def instructions_for(settings: Settings, offered: frozenset[str]) -> str:
     ]
     if "create_snapshot" in offered:
         parts.append(
-            "- create_snapshot starts a snapshot; it takes 3-10 minutes (status in_progress, then completed). Poll "
+            f"- create_snapshot starts a snapshot; it takes {SNAPSHOT_TAKES.words} (status in_progress, then "
+            "completed). Poll "
             f"get_snapshot to follow it. A server holds at most {SNAPSHOTS_PER_SERVER} snapshots"
             + (": delete an old one first when full." if "delete_snapshot" in offered else ".")
             + " Stopping the server first gives a consistent filesystem."

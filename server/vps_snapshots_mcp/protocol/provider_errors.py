@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ..errors import AdviceKind, ProviderError
+from ..provider.changes import ChangeObserver, unobserved
 from ..settings import Settings
 
 if TYPE_CHECKING:
@@ -87,17 +88,19 @@ class Worded:
         with worded():
             return await self._provider.get_snapshot(snapshot_id, fresh=fresh)
 
-    async def create_snapshot(self, server_id: int, name: str, description: str | None = None) -> CreatedSnapshot:
+    async def create_snapshot(
+        self, server_id: int, name: str, description: str | None = None, *, observe: ChangeObserver = unobserved
+    ) -> CreatedSnapshot:
         with worded():
-            return await self._provider.create_snapshot(server_id, name, description)
+            return await self._provider.create_snapshot(server_id, name, description, observe=observe)
 
-    async def restore_snapshot(self, snapshot_id: int) -> RestoreStarted:
+    async def restore_snapshot(self, snapshot_id: int, *, observe: ChangeObserver = unobserved) -> RestoreStarted:
         with worded():
-            return await self._provider.restore_snapshot(snapshot_id)
+            return await self._provider.restore_snapshot(snapshot_id, observe=observe)
 
-    async def delete_snapshot(self, snapshot_id: int) -> None:
+    async def delete_snapshot(self, snapshot_id: int, *, observe: ChangeObserver = unobserved) -> None:
         with worded():
-            await self._provider.delete_snapshot(snapshot_id)
+            await self._provider.delete_snapshot(snapshot_id, observe=observe)
 
     async def aclose(self) -> None:
         await self._provider.aclose()

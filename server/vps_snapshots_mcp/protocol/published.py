@@ -10,9 +10,8 @@ Reading the file instead of deriving the schemas keeps the tools, the consent
 machinery and the SDK's schema derivation out of start-up (about 25 ms of a
 600 ms start); the server loads them at the first tool call.
 
-Which tools an access mode offers follows from each tool's own annotations:
-read-only tools are always there; `--read-only` leaves out everything else, and
-`--no-destructive` leaves out the destructive ones.
+Which of them are offered is the access policy's answer (`access.py`), from
+each tool's own annotations.
 """
 
 from __future__ import annotations
@@ -21,24 +20,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..settings import Settings
+from ..access import AccessPolicy
 
 TOOLS_JSON = Path(__file__).with_name("tools.json")
 
 
-def offered_in(settings: Settings, annotations: dict[str, Any]) -> bool:
-    """Whether the access mode offers a tool with these annotations (tools/list JSON: readOnlyHint, ...)."""
-    if annotations["readOnlyHint"]:
-        return True
-    if settings.read_only:
-        return False
-    return bool(settings.destructive_tools_enabled or not annotations["destructiveHint"])
-
-
-def published_tools(settings: Settings) -> list[dict[str, Any]]:
-    """The definitions of the tools this access mode offers, in table order, as tools/list JSON."""
+def published_tools(access: AccessPolicy, principal: str) -> list[dict[str, Any]]:
+    """The definitions of the tools offered to `principal`, in table order, as tools/list JSON."""
     # Bytes: JSON is UTF-8 whatever the locale says.
-    return [tool for tool in json.loads(TOOLS_JSON.read_bytes()) if offered_in(settings, tool["annotations"])]
+    return [tool for tool in json.loads(TOOLS_JSON.read_bytes()) if access.offers_tool(tool["annotations"], principal)]
 
 
-__all__ = ["TOOLS_JSON", "offered_in", "published_tools"]
+__all__ = ["TOOLS_JSON", "published_tools"]

@@ -5,8 +5,9 @@
 - every failure reaches the model as a tool error (`isError: true`) whose text
   starts with a stable code (`not_found: ...`): the error tree, the SDK's
   argument validation, unknown tools and unknown arguments alike;
-- each create/restore/delete attempt is audited from the call's typed result
-  or error, and from the changes the provider client saw cross the wire;
+- each call the access policy audits gets an audit event, which travels with
+  the call's Context to the tool and its operation (they fill it in) and is
+  written when the call ends: done, refused, failed or cancelled;
 - tools/list is the published `tools.json` (`published.py`); the tools
   themselves, and the consent machinery they use, load at the first call,
   and the runbook prompts at the first prompts request.
@@ -41,10 +42,10 @@ from mcp_types import Prompt as MCPPrompt
 from mcp_types import Tool as MCPTool
 from pydantic import BaseModel, ValidationError
 
-from ..audit import AUDITED_TOOLS, Attempt, AuditLog, attempt_in_progress
+from ..access import EVERYONE, AccessPolicy
+from ..audit import Attempt, AuditLog
 from ..errors import InvalidArgumentError, SnapshotsError, UnknownToolError
 from ..provider.text import escape_unsafe, quoted
-from ..settings import Settings
 from . import sdk
 from .app_context import AppContext
 from .prompts import argument_problems, register_prompts
@@ -62,10 +63,10 @@ class SnapshotsServer(MCPServer[AppContext]):
     _prompts_loaded = False
     audit_log: AuditLog | None = None
 
-    def __init__(self, *args: Any, published: list[dict[str, Any]], settings: Settings, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, published: list[dict[str, Any]], access: AccessPolicy, **kwargs: Any) -> None:
         with sdk.sdk_logging_setup_skipped():
             super().__init__(*args, **kwargs)
-        self._settings = settings
+        self.access = access
         self._published = [MCPTool.model_validate(tool) for tool in published]
         self._argument_names = {
             tool.name: frozenset(tool.input_schema.get("properties", {})) for tool in self._published
@@ -116,30 +117,35 @@ class SnapshotsServer(MCPServer[AppContext]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
-        audited = self.audit_log is not None and name in AUDITED_TOOLS
+        audited = self.audit_log is not None and self.access.audits(name, EVERYONE)
         attempt = Attempt(
             tool=name,
             server_id=_plain_id(arguments.get("server_id")),
             snapshot_id=_plain_id(arguments.get("snapshot_id")),
         )
-        with attempt_in_progress(attempt if audited else None):
-            try:
-                typed = await self._run_tool(name, arguments, context)
-            except SnapshotsError as exc:
-                attempt.from_error(exc)
-                logger.info("%s refused or failed: %s", name, exc.code)
-                await self._audit(audited, attempt)
-                return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
-            except anyio.get_cancelled_exc_class():
-                await self._audit(audited, attempt.cancelled_by_client())
-                raise
-            except BaseException:
-                await self._audit(audited, attempt)  # a crash: recorded as failed, with no code
-                raise
+        context = context or Context(mcp_server=self)
+        # The call's audit event travels with its Context, which the SDK hands to the tool and its resolvers:
+        # the tool and its operation fill it in (`attempt_of`); this adapter writes it when the call ends.
+        attempts = _attempts_of(context)
+        attempts[id(context)] = attempt
+        try:
+            typed = await self._run_tool(name, arguments, context)
+        except SnapshotsError as exc:
+            attempt.from_error(exc)
+            logger.info("%s refused or failed: %s", name, exc.code)
+            await self._audit(audited, attempt)
+            return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+        except anyio.get_cancelled_exc_class():
+            await self._audit(audited, attempt.cancelled_by_client())
+            raise
+        except BaseException:
+            await self._audit(audited, attempt)  # a crash: recorded as failed, with no code
+            raise
+        finally:
+            del attempts[id(context)]
         if isinstance(typed, InputRequiredResult):
             return typed  # an elicitation round still open: the attempt is recorded when it ends
-        if audited:  # reading the result is only for the audit record
-            await self._audit(audited, attempt.from_result(typed))
+        await self._audit(audited, attempt)  # the tool's operation said how it ended
         return _tool_result(typed)
 
     async def _audit(self, audited: bool, attempt: Attempt) -> None:
@@ -179,7 +185,7 @@ class SnapshotsServer(MCPServer[AppContext]):
     def _load_prompts(self) -> None:
         """Register the runbook prompts with the SDK, once: when a client first asks for prompts, not at start."""
         if not self._prompts_loaded:
-            register_prompts(self, self._settings)
+            register_prompts(self, self.access, EVERYONE)
             self._prompts_loaded = True
 
     async def list_prompts(self) -> list[MCPPrompt]:
@@ -229,6 +235,13 @@ def _tool_result(typed: BaseModel) -> CallToolResult:
     # The text a model reads is the result as JSON; provider strings in it must not move or hide text.
     text = escape_unsafe(pydantic_core.to_json(structured).decode())
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+
+
+def _attempts_of(context: Context[AppContext, Any]) -> dict[int, Attempt]:
+    try:
+        return context.request_context.lifespan_context.attempts
+    except ValueError:  # a call from outside a request: nobody can read its audit event
+        return {}
 
 
 def _plain_id(value: object) -> int | None:

@@ -1,12 +1,17 @@
 """The five tools, as typed functions, and the one table they are registered from.
 
-Each tool's docstring is what the model reads: when to use it, what it returns,
-what it costs. Consent for restore and delete is settled before the body runs
-(`consent.py`); the body matches on the typed `Consent` it is given.
+Each tool's description is what the model reads: when to use it, what it returns,
+what it costs. It is the function's docstring, or `_described(...)` where it
+quotes the provider's facts (`provider/facts.py`). Consent for restore and delete
+is settled before the body runs (`consent.py`); the body matches on the typed
+`Consent` it is given.
+
+The bodies are thin: arguments → operation (`operations.py`, which talks to the
+provider and fills in the call's audit event) → result model.
 
 What tools/list shows is generated from this table into `tools.json`
-(`published.py`), which also decides, from each tool's annotations, what an
-access mode offers. The server loads this module at the first tool call.
+(`published.py`); which tools are offered is the access policy's answer
+(`access.py`). The server loads this module at the first tool call.
 """
 
 from __future__ import annotations
@@ -15,15 +20,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp_types import ToolAnnotations
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
-from .. import audit
+from ..access import EVERYONE
 from ..consent import Action
-from ..consent.wording import preview_warning, quota_full
-from ..errors import ProviderTimeoutError, SnapshotFailedError, SnapshotsError, Target
+from ..consent.wording import preview_warning
 from ..models import (
     Cancelled,
     CreateResult,
@@ -37,28 +40,33 @@ from ..models import (
     Snapshot,
     SnapshotList,
 )
-from ..provider.facts import SNAPSHOTS_PER_SERVER
+from ..operations import DEFAULT_WAIT_S, Progress
+from ..provider.facts import (
+    DESCRIPTION_MAX,
+    NAME_MAX,
+    NAME_PATTERN,
+    RESTORE_TAKES,
+    SNAPSHOT_TAKES,
+    SNAPSHOTS_PER_SERVER,
+)
 from ..provider.text import plain_or_quoted, quoted, server_label
-from ..waiting import WaitOutcome, format_duration, is_running
-from .app_context import AppContext, app_of
+from ..waiting import format_duration, is_running
+from .app_context import AppContext, app_of, attempt_of
 from .consent import (
     Consent,
     Declined,
     Preview,
-    concerning,
     delete_consent,
     look_up,
     restorable_snapshot,
     restore_consent,
     target_snapshot,
 )
+from .principal import current_principal
 from .schemas import MAX_ID, MAX_WAIT_S
 
 PreviewT = TypeVar("PreviewT", RestorePreview, DeletePreview)
-
-NAME_MAX = 64
-DESCRIPTION_MAX = 500
-DEFAULT_WAIT_S = 900
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 LIST_DEFAULT = 100
 LIST_MAX = 500
@@ -67,7 +75,7 @@ LIST_MAX = 500
 # 12345.0 or true), a boolean is a JSON boolean (not "yes" or 1). Anything else is invalid_argument.
 SnapshotIdArg = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 ServerIdArg = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
-NameArg = Annotated[StrictStr, Field(min_length=1, max_length=NAME_MAX, pattern=r"^[A-Za-z0-9_-]+$")]
+NameArg = Annotated[StrictStr, Field(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
 DescriptionArg = Annotated[StrictStr | None, Field(max_length=DESCRIPTION_MAX)]
 ConfirmArg = StrictBool  # what confirm=true needs is said once, in the tool's description
 WaitArg = StrictBool
@@ -75,6 +83,16 @@ WaitTimeoutArg = Annotated[StrictInt, Field(ge=10, le=MAX_WAIT_S)]
 SafetySnapshotArg = StrictBool
 TokenArg = Annotated[StrictStr | None, Field(max_length=1024)]
 LimitArg = Annotated[StrictInt, Field(ge=1, le=LIST_MAX)]
+
+
+def _described(description: str) -> Callable[[F], F]:
+    """A tool's description (what tools/list publishes), built where it quotes the provider's facts."""
+
+    def describe(fn: F) -> F:
+        fn.__doc__ = description
+        return fn
+
+    return describe
 
 
 # --- read ------------------------------------------------------------------------------------------
@@ -92,8 +110,7 @@ async def list_snapshots(
     if server_id is not None:
         app.check_server_allowed(server_id, what="this list")
     snapshots = await app.client.list_snapshots(server_id)
-    if app.settings.allowed_servers is not None:
-        snapshots = [s for s in snapshots if s.server_id in app.settings.allowed_servers]
+    snapshots = app.access.visible(snapshots, lambda s: s.server_id, EVERYONE)
     snapshots.sort(key=lambda s: (s.created_at or "", s.id), reverse=True)
     listed = snapshots[:limit]
     return SnapshotList(
@@ -101,16 +118,20 @@ async def list_snapshots(
     )
 
 
-async def get_snapshot(snapshot_id: SnapshotIdArg, ctx: Context[AppContext, Any]) -> Snapshot:
-    """One snapshot by id: to follow one being created (done in 3-10 min), or to check one before
+@_described(f"""One snapshot by id: to follow one being created (done in {SNAPSHOT_TAKES.text}), or to check one before
     acting on it. Read-only.
-    """
+    """)
+async def get_snapshot(snapshot_id: SnapshotIdArg, ctx: Context[AppContext, Any]) -> Snapshot:
     return await look_up(app_of(ctx), snapshot_id, fresh=False)
 
 
 # --- create ----------------------------------------------------------------------------------------
 
 
+@_described(f"""Snapshot a server's disk, e.g. before an update; destroys nothing. Retry-safe: a same-name
+    snapshot is returned (already_exists). {SNAPSHOTS_PER_SERVER} per server; if full, quota_exceeded names the oldest.
+    Takes {SNAPSHOT_TAKES.text}: poll get_snapshot or wait=true. Advise stopping the server first.
+    """)
 async def create_snapshot(
     server_id: ServerIdArg,
     name: NameArg,
@@ -119,55 +140,30 @@ async def create_snapshot(
     wait: WaitArg = False,
     wait_timeout_s: WaitTimeoutArg = DEFAULT_WAIT_S,
 ) -> CreateResult:
-    """Snapshot a server's disk, e.g. before an update; destroys nothing. Retry-safe: a same-name
-    snapshot is returned (already_exists). 5 per server; if full, quota_exceeded names the oldest.
-    Takes 3-10 min: poll get_snapshot or wait=true. Advise stopping the server first.
-    """
-    audit.note(server_id=server_id, snapshot_name=name)
     app = app_of(ctx)
-    app.check_server_allowed(server_id, what="this snapshot")
-    # Concurrent creates of one name on one server share one find-or-create: one POST at most, and only
-    # the call that made it says it was created.
-    (snapshot, found), shared = await app.creates.run_telling(
-        (server_id, name), lambda: _find_or_create(app, server_id, name, description)
+    created = await app.operations.create(
+        attempt_of(ctx),
+        current_principal().key,
+        server_id,
+        name,
+        description,
+        wait_s=wait_timeout_s if wait else None,
+        progress=_progress(ctx),
     )
-    already_exists = found or shared
-    outcome = None
-    if wait and is_running(snapshot):
-        with concerning(snapshot):
-            outcome = await _wait(app, ctx, snapshot, wait_timeout_s, f"snapshot {snapshot.id}")
-    final = outcome.snapshot if outcome is not None else snapshot
-    timed_out = outcome is not None and outcome.timed_out
+    waited = created.wait
+    timed_out = waited is not None and waited.timed_out
     return CreateResult(
-        snapshot=final,
+        snapshot=created.snapshot,
         message=create_message(
-            final,
+            created.snapshot,
             server_id,
-            already_exists=already_exists,
-            waited_s=outcome.waited_s if outcome else None,
+            already_exists=created.already_exists,
+            waited_s=waited.waited_s if waited else None,
             timed_out=timed_out,
         ),
-        already_exists=already_exists,
+        already_exists=created.already_exists,
         timed_out=timed_out,
     )
-
-
-async def _find_or_create(app: AppContext, server_id: int, name: str, description: str | None) -> tuple[Snapshot, bool]:
-    """The snapshot of that name on the server (and True), or a new one (and False)."""
-    existing = await app.client.list_snapshots(server_id)
-    for snapshot in existing:
-        if snapshot.name == name:
-            return snapshot, True
-    if len(existing) >= SNAPSHOTS_PER_SERVER:
-        label = server_label(server_id, existing[0].server_name if existing else None)
-        raise quota_full(label, existing, why="a new snapshot needs a free slot")
-    # Once the POST leaves, it may land whatever this caller does: its answer is awaited even if the caller is
-    # cancelled, so the callers waiting on this find-or-create share it instead of POSTing a second snapshot.
-    # Bounded by the client's timeouts (a POST is never retried). Cancellation lands at the next checkpoint,
-    # after the single flight has the answer.
-    with anyio.CancelScope(shield=True):
-        created = await app.client.create_snapshot(server_id, name, description)
-    return created.snapshot, False
 
 
 def create_message(
@@ -187,8 +183,8 @@ def create_message(
         )
     if is_running(snapshot):
         return (
-            f"{what} and is {status}; snapshots take 3-10 minutes, so poll get_snapshot with id {snapshot.id} "
-            "until it is completed."
+            f"{what} and is {status}; snapshots take {SNAPSHOT_TAKES.words}, so poll get_snapshot with id "
+            f"{snapshot.id} until it is completed."
         )
     size = f" ({snapshot.size_mb} MB)" if snapshot.size_mb is not None else ""
     return f"{what} and is {status}{size}{waited}."
@@ -197,10 +193,12 @@ def create_message(
 # --- restore and delete ----------------------------------------------------------------------------
 
 
-async def _noted_target(snapshot: Annotated[Snapshot, Resolve(target_snapshot)]) -> Snapshot:
+async def _noted_target(
+    snapshot: Annotated[Snapshot, Resolve(target_snapshot)], ctx: Context[AppContext, Any]
+) -> Snapshot:
     """The target of a restore or delete (consent.py), noted for the audit trail as soon as the look-up
     knows it: a call cancelled later (while the user is asked, or in flight) is recorded with it."""
-    audit.note(**_ids(snapshot))
+    attempt_of(ctx).concerns(snapshot)
     return snapshot
 
 
@@ -212,6 +210,11 @@ async def _restore_target(
     return snapshot
 
 
+@_described(f"""DESTRUCTIVE: overwrites ALL data on the snapshot's server, irreversibly ({RESTORE_TAKES.text}). 1) Without
+    confirm: changes nothing, returns a warning and confirmation_token; show the user the warning and
+    ask. 2) Only if they agree, call again with confirm=true and the token. safety_snapshot=true (both
+    calls) snapshots the server first.
+    """)  # noqa: E501 - a published description, kept byte for byte
 async def restore_snapshot(
     snapshot_id: SnapshotIdArg,
     ctx: Context[AppContext, Any],
@@ -221,26 +224,22 @@ async def restore_snapshot(
     confirmation_token: TokenArg = None,
     safety_snapshot: SafetySnapshotArg = False,
 ) -> RestoreOutcome:
-    """DESTRUCTIVE: overwrites ALL data on the snapshot's server, irreversibly (5-15 min). 1) Without
-    confirm: changes nothing, returns a warning and confirmation_token; show the user the warning and
-    ask. 2) Only if they agree, call again with confirm=true and the token. safety_snapshot=true (both
-    calls) snapshots the server first.
-    """
-    app = app_of(ctx)
+    app, attempt = app_of(ctx), attempt_of(ctx)
     if isinstance(consent, Preview):
+        attempt.previewed(snapshot)
         return RestoreOutcome(_preview(app, RestorePreview, snapshot, consent, safety_snapshot=safety_snapshot))
     if isinstance(consent, Declined):
+        attempt.declined(snapshot)
         return RestoreOutcome(_cancelled("restore", snapshot, consent))
-    audit.note(consent=consent.by)
-    with concerning(snapshot):  # Approved: the consent is spent; execute
-        safety = await _take_safety_snapshot(app, ctx, snapshot) if safety_snapshot else None
-        try:
-            started = await app.client.restore_snapshot(snapshot.id)
-        except SnapshotsError as exc:
-            if safety is not None:
-                exc.target = Target(details={"safety_snapshot_id": safety.id}, **_ids(snapshot))
-            raise
-    server_ref = started.server
+    restored = await app.operations.restore(  # Approved: the consent is spent; execute
+        attempt,
+        current_principal().key,
+        snapshot,
+        consent=consent.by,
+        safety_snapshot=safety_snapshot,
+        progress=_progress(ctx),
+    )
+    server_ref, safety = restored.started.server, restored.safety
     server = ServerState(
         id=server_ref.id if server_ref else (snapshot.server_id or 0),
         name=server_ref.name if server_ref else snapshot.server_name,
@@ -251,12 +250,13 @@ async def restore_snapshot(
         RestoreStartedResult(
             message=(
                 f"Server {server_label(server.id, server.name)} is being restored from snapshot {snapshot.id} "
-                f"{quoted(snapshot.name)}; this takes 5-15 minutes, and the server is down meanwhile.{safety_note}"
+                f"{quoted(snapshot.name)}; this takes {RESTORE_TAKES.words}, and the server is down meanwhile."
+                f"{safety_note}"
             ),
             snapshot=snapshot,
             server=server,
             safety_snapshot=safety,
-        ).for_audit(consent=consent.by)
+        )
     )
 
 
@@ -272,25 +272,22 @@ async def delete_snapshot(
     warning and confirmation_token; show the user the warning and ask. 2) Only if they agree, call
     again with confirm=true and the token.
     """
-    app = app_of(ctx)
+    app, attempt = app_of(ctx), attempt_of(ctx)
     if isinstance(consent, Preview):
+        attempt.previewed(snapshot)
         return DeleteOutcome(_preview(app, DeletePreview, snapshot, consent))
     if isinstance(consent, Declined):
+        attempt.declined(snapshot)
         return DeleteOutcome(_cancelled("delete", snapshot, consent))
-    audit.note(consent=consent.by)
-    with concerning(snapshot):  # Approved: the consent is spent; execute
-        await app.client.delete_snapshot(snapshot.id)
+    # Approved: the consent is spent; execute
+    await app.operations.delete(attempt, current_principal().key, snapshot, consent=consent.by)
     return DeleteOutcome(
         DeletedResult(
             snapshot_id=snapshot.id,
             message=f"Snapshot {snapshot.id} of server {server_label(snapshot.server_id, snapshot.server_name)} was "
             "deleted permanently.",
-        ).for_audit(consent=consent.by, target=snapshot)
+        )
     )
-
-
-def _ids(snapshot: Snapshot) -> dict[str, Any]:
-    return {"server_id": snapshot.server_id, "snapshot_id": snapshot.id, "snapshot_name": snapshot.name}
 
 
 def _preview(
@@ -323,52 +320,15 @@ def _cancelled(action: Action, snapshot: Snapshot, consent: Declined) -> Cancell
         snapshot_id=snapshot.id,
         message=f"The user {consent.answer} the {action} of snapshot {snapshot.id}. Nothing was sent to the "
         "provider; nothing was changed.",
-    ).for_audit(target=snapshot)
+    )
 
 
-# --- waiting ---------------------------------------------------------------------------------------
+# --- progress --------------------------------------------------------------------------------------
 
 
-async def _wait(
-    app: AppContext, ctx: Context[AppContext, Any], snapshot: Snapshot, timeout_s: float, what: str
-) -> WaitOutcome:
-    async def report(progress: float, total: float | None, message: str) -> None:
-        await ctx.report_progress(progress, total, f"{what}: {message}")  # a no-op without a progress token
-
-    outcome = await app.watches.wait(snapshot, timeout_s=timeout_s, report=report)
-    if outcome.snapshot.status == "failed":
-        raise SnapshotFailedError(
-            f"snapshot {snapshot.id} {quoted(snapshot.name)} ended in status failed after "
-            f"{format_duration(outcome.waited_s)}. Delete it (it takes a slot) and try again, perhaps with the "
-            "server stopped."
-        )
-    return outcome
-
-
-async def _take_safety_snapshot(app: AppContext, ctx: Context[AppContext, Any], target: Snapshot) -> Snapshot:
-    """Snapshot the server's current state and wait for it; raise (nothing restored) unless it completes."""
-    assert target.server_id is not None
-    name = f"pre-restore-{target.id}-{app.timing.now():%Y%m%dT%H%M%SZ}"
-    try:
-        created = await app.client.create_snapshot(
-            target.server_id, name, f"Safety snapshot taken before restoring snapshot {target.id}"
-        )
-    except SnapshotsError as exc:
-        exc.message = f"the safety snapshot could not be started: {exc.message} Nothing was restored."
-        raise
-    safety = created.snapshot
-    try:
-        outcome = await _wait(app, ctx, safety, DEFAULT_WAIT_S, f"safety snapshot {safety.id}")
-        if outcome.timed_out:
-            raise ProviderTimeoutError(
-                f"the safety snapshot {safety.id} is still {outcome.snapshot.status} after "
-                f"{format_duration(outcome.waited_s)}. Nothing was restored. When get_snapshot shows it completed, "
-                "preview the restore again."
-            )
-    except SnapshotsError as exc:
-        exc.target = Target(details={"safety_snapshot_id": safety.id}, **_ids(target))
-        raise
-    return outcome.snapshot
+def _progress(ctx: Context[AppContext, Any]) -> Progress:
+    """The operations' waiting port, as MCP progress notifications (a no-op without a progress token)."""
+    return ctx.report_progress
 
 
 # --- the table -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from .facts import (
 
 if TYPE_CHECKING:  # the records load with the client, at the first call, not at start
     from ..models import CreatedSnapshot, RestoreStarted, Snapshot
+    from .changes import ChangeObserver
 
 __all__ = [
     "DESCRIPTION_MAX",
@@ -50,15 +51,20 @@ class SnapshotsProvider(Protocol):
         """One snapshot; `NotFoundError` when there is none. `fresh` as for `list_snapshots`."""
         ...
 
-    async def create_snapshot(self, server_id: int, name: str, description: str | None = None) -> CreatedSnapshot:
-        """Start a snapshot of the server (it runs on at the provider); sent at most once."""
+    async def create_snapshot(
+        self, server_id: int, name: str, description: str | None = None, *, observe: ChangeObserver = ...
+    ) -> CreatedSnapshot:
+        """Start a snapshot of the server (it runs on at the provider); sent at most once.
+
+        Every change method tells `observe` when its request is sent and when it is answered 2xx.
+        """
         ...
 
-    async def restore_snapshot(self, snapshot_id: int) -> RestoreStarted:
+    async def restore_snapshot(self, snapshot_id: int, *, observe: ChangeObserver = ...) -> RestoreStarted:
         """Start restoring the snapshot's server to it, overwriting the server; sent at most once."""
         ...
 
-    async def delete_snapshot(self, snapshot_id: int) -> None:
+    async def delete_snapshot(self, snapshot_id: int, *, observe: ChangeObserver = ...) -> None:
         """Delete the snapshot for good; sent at most once."""
         ...
 

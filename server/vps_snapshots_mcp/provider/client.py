@@ -46,11 +46,10 @@ from ..settings import (
     DEFAULT_TIMEOUT_S,
 )
 from ..timing import Timing
+from .changes import ChangeEvent, ChangeObserver, unobserved
 from .failures import advice
 from .http import (
     SERVER_RETRY_POLICY,
-    ChangeEvent,
-    ChangeObserver,
     ProviderHttp,
     RetryPolicy,
     Transport,
@@ -91,7 +90,6 @@ class SnapshotsClient:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_records: int = DEFAULT_MAX_RECORDS,
-        on_change: ChangeObserver | None = None,
     ) -> None:
         self._http = ProviderHttp(
             base_url=base_url,
@@ -104,7 +102,6 @@ class SnapshotsClient:
             rand=rand,
             max_concurrency=max_concurrency,
             max_response_bytes=max_response_bytes,
-            on_change=on_change,
         )
         self._snapshots_url = f"{self._http.base_url}/snapshots/"
         self._max_records = max_records
@@ -179,27 +176,32 @@ class SnapshotsClient:
         head = f"snapshot {snapshot_id} does not exist"
         raise NotFoundError(head + ". Nothing was changed.", advice=advice("see_list", head))
 
-    async def create_snapshot(self, server_id: int, name: str, description: str | None = None) -> CreatedSnapshot:
-        """Start a snapshot of `server_id`. The provider answers 201 with status `in_progress`."""
+    async def create_snapshot(
+        self, server_id: int, name: str, description: str | None = None, *, observe: ChangeObserver = unobserved
+    ) -> CreatedSnapshot:
+        """Start a snapshot of `server_id`. The provider answers 201 with status `in_progress`.
+
+        `observe` (each change method takes one) is told when the change is sent and when it is answered.
+        """
         body: dict[str, Any] = {"server_id": server_id, "name": name}
         if description is not None:
             body["description"] = description
         response = await self._http.send(
-            "POST", self._snapshots_url, json=body, operation="create", target=f"server {server_id}"
+            "POST", self._snapshots_url, json=body, operation="create", target=f"server {server_id}", observe=observe
         )
         status = response.status_code
         try:
             data = self._http.cleaned_json(response)
             created = CreatedSnapshot(snapshot=Snapshot.model_validate(data), message=_optional_str(data, "message"))
         except (ValueError, UnicodeDecodeError):  # ValidationError is a ValueError too
-            self._http.changed(ChangeEvent("POST", "answered", operation="create"))
+            observe(ChangeEvent("POST", "answered", operation="create"))
             # A 2xx means the provider took it; only its answer is unreadable.
             head = (
                 f"the provider accepted the snapshot (HTTP {status}) but its answer could not be read, so the new "
                 "snapshot's id is unknown."
             )
             raise UpstreamError(head, status=status, advice=advice("find_created", head, server_id=server_id)) from None
-        self._http.changed(ChangeEvent("POST", "answered", created.snapshot.id, operation="create"))
+        observe(ChangeEvent("POST", "answered", created.snapshot.id, operation="create"))
         if created.snapshot.server_id not in (None, server_id):
             head = (
                 f"the provider accepted the snapshot of server {server_id} but answered with snapshot "
@@ -213,15 +215,16 @@ class SnapshotsClient:
             )
         return created
 
-    async def restore_snapshot(self, snapshot_id: int) -> RestoreStarted:
+    async def restore_snapshot(self, snapshot_id: int, *, observe: ChangeObserver = unobserved) -> RestoreStarted:
         """Start restoring the snapshot's server to it. Overwrites the server; cannot be undone."""
         response = await self._http.send(
             "POST",
             f"{self._snapshots_url}{snapshot_id}/restore/",
             operation="restore",
             target=f"snapshot {snapshot_id}",
+            observe=observe,
         )
-        self._http.changed(ChangeEvent("POST", "answered", snapshot_id, operation="restore"))
+        observe(ChangeEvent("POST", "answered", snapshot_id, operation="restore"))
         try:
             return RestoreStarted.model_validate(self._http.cleaned_json(response))
         except (ValueError, UnicodeDecodeError):
@@ -229,11 +232,11 @@ class SnapshotsClient:
             logger.warning("restore of snapshot %s started, but the provider's answer was unreadable", snapshot_id)
             return RestoreStarted(status="success")
 
-    async def delete_snapshot(self, snapshot_id: int) -> None:
+    async def delete_snapshot(self, snapshot_id: int, *, observe: ChangeObserver = unobserved) -> None:
         """Delete the snapshot for good. The provider answers 204. Sent once, never retried."""
         url = f"{self._snapshots_url}{snapshot_id}/"
-        await self._http.send("DELETE", url, operation="delete", target=f"snapshot {snapshot_id}")
-        self._http.changed(ChangeEvent("DELETE", "answered", snapshot_id, operation="delete"))
+        await self._http.send("DELETE", url, operation="delete", target=f"snapshot {snapshot_id}", observe=observe)
+        observe(ChangeEvent("DELETE", "answered", snapshot_id, operation="delete"))
 
     # --- parsing ---------------------------------------------------------------------------------
 

@@ -11,8 +11,6 @@ the provider, never of the tools.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from ..errors import (
     STATUS_ERRORS,
     Advice,
@@ -28,10 +26,9 @@ from ..errors import (
     UnauthorizedError,
     UpstreamError,
 )
+from .changes import Operation
 from .facts import SNAPSHOTS_PER_SERVER
 from .text import quoted
-
-Operation = Literal["list", "create", "restore", "delete"]
 
 
 def advice(kind: AdviceKind, before: str, *, server_id: int | None = None) -> Advice:

@@ -50,8 +50,8 @@ Distrust
 
 Changes are observed
     Before a change goes out, and once the provider answered it 2xx, the
-    `on_change` observer hears of it (`ChangeEvent`), so a call cancelled
-    mid-change is recorded as what it was.
+    observer the caller passed with that change (`observe=`) hears of it
+    (`ChangeEvent`), so a call cancelled mid-change is recorded as what it was.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -75,29 +75,14 @@ from .. import __version__
 from ..errors import ProviderError, UpstreamError
 from ..settings import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT_S
 from ..timing import Timing
-from .failures import Operation, answer_error, connection_error, timeout_error, too_large
+from .changes import ChangeEvent, ChangeObserver, Operation, unobserved
+from .failures import answer_error, connection_error, timeout_error, too_large
 from .text import NotJson, clean, clean_json, decode_body, parse_clean_json, parse_json_text
 
 # The provider client's log keeps one name, whichever of its modules writes: hosts and operators filter on it.
 logger = logging.getLogger("vps_snapshots_mcp.provider.client")
 
 
-@dataclass(frozen=True)
-class ChangeEvent:
-    """A change crossing the wire: `sent` before the request goes out, `answered` once the provider said 2xx.
-
-    The server's audit trail observes these, so a call cancelled mid-change is
-    recorded as what it was (sent, or done), never as "nothing happened".
-    """
-
-    method: str
-    stage: Literal["sent", "answered"]
-    snapshot_id: int | None = None
-    operation: Operation | None = None
-    """Which change it is: the audit tells a restore's own POST from its safety snapshot's."""
-
-
-ChangeObserver = Callable[[ChangeEvent], None]
 Transport = httpx2.AsyncBaseTransport
 """The seam between worlds: the default (real network), or an in-process ASGI app."""
 
@@ -231,7 +216,6 @@ class ProviderHttp:
         rand: Callable[[], float] = random.random,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        on_change: ChangeObserver | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         base = urlsplit(self.base_url)
@@ -244,7 +228,6 @@ class ProviderHttp:
         # calls neither floods the provider nor fails with pool timeouts.
         self._in_flight = anyio.Semaphore(max_concurrency)
         timing = timing or Timing()
-        self.changed = on_change or (lambda event: None)
         self._sleep = timing.sleep
         self._rand = rand
         self._now = timing.now
@@ -286,8 +269,11 @@ class ProviderHttp:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         target: str = "",
+        observe: ChangeObserver = unobserved,
     ) -> httpx2.Response:
-        """The answer to one request (2xx), reads retried by the policy; anything else as a `ProviderError`."""
+        """The answer to one request (2xx), reads retried by the policy; anything else as a `ProviderError`.
+
+        A change (anything but GET) is told to `observe` just before it is sent."""
         policy = self._retry
         retryable = method in RETRIED_METHODS
         attempt = 0
@@ -296,7 +282,7 @@ class ProviderHttp:
             last_attempt = not retryable or attempt >= policy.max_attempts
             started = time.perf_counter()
             if method != "GET":
-                self.changed(ChangeEvent(method, "sent", operation=operation))
+                observe(ChangeEvent(method, "sent", operation=operation))
             try:
                 async with self._in_flight:
                     response = await self._request(method, url, params=params, json=json)
