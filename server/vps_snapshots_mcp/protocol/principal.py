@@ -34,6 +34,10 @@ class Principal:
     id: str
     """The OAuth issuer and subject, the static token's identity, or the local process."""
     client_id: str | None = None
+    scopes: frozenset[str] | None = None
+    """The scopes the caller was granted; None: every scope (stdio, and the single static token)."""
+    groups: frozenset[str] = frozenset()
+    """The groups the caller belongs to (an OAuth claim), for a policy's rules."""
 
     @property
     def key(self) -> str:
