@@ -44,7 +44,9 @@ and its operation (`operations.py`) say what was asked, sent and answered and
 how it ended, and an error or a cancellation says the rest
 (`Attempt.from_error`, `Attempt.cancelled_by_client`); nothing is parsed back
 from text or read off a result. Which calls are audited is the access policy's
-answer (`access.py`).
+answer (`access.py`); a call of any tool refused for permission (`forbidden`)
+is audited too, and a call refused before any tool runs (the HTTP layer's
+step-up) is recorded with `record_denial`.
 
 The lines form a hash chain, so a line changed, removed or reordered is found
 by `vps-snapshots-mcp audit verify FILE` (`verify`), which names the first one.

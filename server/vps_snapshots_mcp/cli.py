@@ -1,4 +1,4 @@
-"""Command line: argv + environment → Settings → serve | sandbox | demo.
+"""Command line: argv + environment → Settings → serve | sandbox | demo | audit verify.
 
     vps-snapshots-mcp [serve] [options]     the MCP server on stdio (the default)
     vps-snapshots-mcp sandbox [--port N]    the provider simulator on a loopback port

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..access import EVERYONE, AccessPolicy
 from ..audit import Actor, Attempt, AuditLog, plain_request_id, trace_id_of
-from ..errors import InvalidArgumentError, SnapshotsError, UnknownToolError
+from ..errors import ForbiddenError, InvalidArgumentError, SnapshotsError, UnknownToolError
 from ..provider.text import escape_unsafe, quoted
 from . import sdk
 from .app_context import AppContext
@@ -136,7 +136,8 @@ class SnapshotsServer(MCPServer[AppContext]):
         except SnapshotsError as exc:
             attempt.from_error(exc)
             logger.info("%s refused or failed: %s", name, exc.code)
-            await self._audit(audited, attempt)
+            # A call refused for permission is audited whatever the tool: who tried what they may not do.
+            await self._audit(audited or isinstance(exc, ForbiddenError), attempt)
             return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
         except anyio.get_cancelled_exc_class():
             await self._audit(audited, attempt.cancelled_by_client())
