@@ -247,6 +247,37 @@ def test_two_processes_appending_to_one_file_keep_one_chain(tmp_path: Path) -> N
     assert names != sorted(names, key=lambda n: n[0]), "the writers did not interleave: nothing was tested"
 
 
+def test_two_writers_with_long_lines_take_turns_on_one_file(tmp_path: Path) -> None:
+    # Each writer reads back the other's last line, longer than one read from the end, before its own.
+    path = tmp_path / "audit.jsonl"
+
+    async def take_turns() -> None:
+        first, second = (AuditLog(str(path), now=lambda: NOW) for _ in range(2))
+        for n in range(6):
+            writer = first if n % 2 == 0 else second
+            await writer.write(Attempt(tool="create_snapshot", outcome="executed", details={"pad": "x" * 9000 * n}))
+        first.close()
+        second.close()
+
+    anyio.run(take_turns)
+    verdict = verify(path.read_bytes())
+    assert verdict.ok and verdict.message.startswith("6 lines, chain intact"), verdict.message
+
+
+def test_a_long_trail_written_before_the_chain_is_counted_to_its_start(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b'{"tool":"create_snapshot","outcome":"executed","details":{}}\n' * 500)  # 30 KB, no chain
+
+    async def append() -> None:
+        log = AuditLog(str(path), now=lambda: NOW)
+        await log.write(Attempt(tool="create_snapshot", outcome="executed"))
+        log.close()
+
+    anyio.run(append)
+    assert json.loads(lines_of(path.read_bytes())[-1])["seq"] == 501
+    assert verify(path.read_bytes()).ok
+
+
 # --- the command line ------------------------------------------------------------------------------------
 
 

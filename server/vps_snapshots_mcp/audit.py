@@ -80,7 +80,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio.to_thread
 
-from .audit_chain import chain_head, seal
+from .audit_chain import chain_head, seal, sealed_hash
 from .errors import SnapshotsError
 
 if TYPE_CHECKING:
@@ -302,6 +302,9 @@ class AuditLog:
         self._lock = threading.Lock()
         self._now = now
         self.path = path
+        self._head: tuple[int, int, str] | None = None
+        """(the file's size after this process's last line, the next seq, the next prev): while the size is
+        unchanged nobody else has appended, and the last line need not be read again."""
 
     async def write(self, attempt: Attempt) -> None:
         """Append the record; a failure is logged, never raised into the tool's result."""
@@ -317,8 +320,17 @@ class AuditLog:
         with self._lock:  # this process's threads; flock: the other processes appending to the file
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
-                seq, prev, torn = chain_head(self._fd)
-                os.write(self._fd, (b"\n" if torn else b"") + seal(record, seq, prev))
+                size = os.fstat(self._fd).st_size
+                if self._head is not None and self._head[0] == size:
+                    seq, prev, torn = self._head[1], self._head[2], False
+                else:  # the first line of this process, or another process has written since
+                    seq, prev, torn = chain_head(self._fd, size)
+                line = seal(record, seq, prev)
+                data = (b"\n" if torn else b"") + line
+                self._head = None  # until the write is known whole
+                written = os.write(self._fd, data)
+                if written == len(data):
+                    self._head = (size + written, seq + 1, sealed_hash(line))
                 os.fsync(self._fd)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)

@@ -59,10 +59,14 @@ def seal(record: dict[str, Any], seq: int, prev: str) -> bytes:
     return body[:-1] + b',"hash":"' + hashlib.sha256(body).hexdigest().encode() + b'"}\n'
 
 
-def chain_head(fd: int) -> tuple[int, str, bool]:
-    """(the next line's seq, its prev, whether the file ends in a line cut short), read backwards from the end
-    until a chained line is found (or the start: a file written before the chain)."""
-    size = os.fstat(fd).st_size
+def sealed_hash(line: bytes) -> str:
+    """The hash of a line `seal` made (what the next line's `prev` holds), without parsing it again."""
+    return line[-67:-3].decode()
+
+
+def chain_head(fd: int, size: int) -> tuple[int, str, bool]:
+    """(the next line's seq, its prev, whether the file ends in a line cut short) for a file of `size` bytes,
+    read backwards from the end until a chained line is found (or the start: a file written before the chain)."""
     if size == 0:
         return 1, GENESIS, False
     buffer, start, step = b"", size, 4096
@@ -75,7 +79,7 @@ def chain_head(fd: int) -> tuple[int, str, bool]:
         for back, line in enumerate(reversed(complete)):
             found = chained(line)
             if found is not None:
-                return found[0]["seq"] + back + 1, hash_of(complete[-1]), torn
+                return found[0]["seq"] + back + 1, found[1] if back == 0 else hash_of(complete[-1]), torn
         if start == 0:
             return len(lines) + 1, hash_of(lines[-1]), torn
         step *= 2
