@@ -1,8 +1,9 @@
-"""Command line: argv + environment → Settings → serve | sandbox | demo.
+"""Command line: argv + environment → Settings → serve | sandbox | demo | audit verify.
 
     vps-snapshots-mcp [serve] [options]     the MCP server on stdio (the default)
     vps-snapshots-mcp sandbox [--port N]    the provider simulator on a loopback port
     vps-snapshots-mcp demo                  a scripted runbook against the sandbox
+    vps-snapshots-mcp audit verify FILE     check an audit trail's hash chain
 
 The serve options come from the settings' own declarations (`settings.py`).
 Logs go to stderr only: on stdio, stdout carries the protocol and nothing else.
@@ -28,10 +29,12 @@ if TYPE_CHECKING:
     from .provider.client import Transport
 
 PROG = "vps-snapshots-mcp"
-COMMANDS = ("serve", "sandbox", "demo")
+COMMANDS = ("serve", "sandbox", "demo", "audit")
 SECRET_ENV_VARS = ("VPS_API_TOKEN", "VPS_MCP_AUTH_TOKEN", "VPS_MCP_CONFIRM_SECRET")
 """The secrets the server reads from its environment (deployment manifests may reference no others)."""
 EXIT_USAGE = 2
+EXIT_BROKEN = 1
+"""`audit verify`: a line was changed, removed or reordered, or the last one is cut short."""
 
 logger = logging.getLogger("vps_snapshots_mcp")
 
@@ -40,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line: one parser, a subcommand each for serve, sandbox and demo."""
     parser = argparse.ArgumentParser(prog=PROG, description="MCP server for VPS snapshots.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{serve,sandbox,demo}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,sandbox,demo,audit}")
     add_serve_arguments(
         commands.add_parser(
             "serve",
@@ -68,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Play a snapshot runbook against the sandbox through a real MCP client.",
     )
     demo.add_argument("--sandbox-seconds", type=float, default=4.0, help="how long a simulated snapshot takes")
+    audit = commands.add_parser("audit", help="the audit trail", description="Work with an audit trail.")
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="{verify}", required=True)
+    verify = audit_commands.add_parser(
+        "verify",
+        help="check an audit trail's hash chain",
+        description="Check an audit trail's hash chain: exit 0 with a summary (the last line's number and hash, "
+        "to keep elsewhere), or 1 naming the first line changed, removed or reordered, or a last line cut short.",
+    )
+    verify.add_argument("file", help="the audit trail (--audit-log)")
     return parser
 
 
@@ -195,6 +207,19 @@ def demo(args: argparse.Namespace) -> int:
     return run_demo(sandbox_seconds=args.sandbox_seconds)
 
 
+def audit(args: argparse.Namespace) -> int:
+    from .audit_chain import verify
+
+    try:
+        with open(args.file, "rb") as trail:
+            data = trail.read()
+    except OSError as exc:
+        return _fail(f"cannot read the audit trail {args.file}: {exc.strerror}")
+    verdict = verify(data)
+    print(f"{args.file}: {'ok' if verdict.ok else 'BROKEN'}: {verdict.message}", flush=True)
+    return 0 if verdict.ok else EXIT_BROKEN
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in COMMANDS:
@@ -204,4 +229,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sandbox(parsed)
     if parsed.command == "demo":
         return demo(parsed)
+    if parsed.command == "audit":
+        return audit(parsed)
     return serve(parsed)

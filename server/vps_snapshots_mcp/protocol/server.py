@@ -43,11 +43,12 @@ from mcp_types import Tool as MCPTool
 from pydantic import BaseModel, ValidationError
 
 from ..access import EVERYONE, AccessPolicy
-from ..audit import Attempt, AuditLog
-from ..errors import InvalidArgumentError, SnapshotsError, UnknownToolError
+from ..audit import Actor, Attempt, AuditLog, plain_request_id, trace_id_of
+from ..errors import ForbiddenError, InvalidArgumentError, SnapshotsError, UnknownToolError
 from ..provider.text import escape_unsafe, quoted
 from . import sdk
 from .app_context import AppContext
+from .principal import current_principal
 from .prompts import argument_problems, register_prompts
 from .schemas import MAX_ID
 
@@ -122,8 +123,10 @@ class SnapshotsServer(MCPServer[AppContext]):
             tool=name,
             server_id=_plain_id(arguments.get("server_id")),
             snapshot_id=_plain_id(arguments.get("snapshot_id")),
+            actor=Actor.of(current_principal()),
         )
         context = context or Context(mcp_server=self)
+        _identify(attempt, context)
         # The call's audit event travels with its Context, which the SDK hands to the tool and its resolvers:
         # the tool and its operation fill it in (`attempt_of`); this adapter writes it when the call ends.
         attempts = _attempts_of(context)
@@ -133,7 +136,8 @@ class SnapshotsServer(MCPServer[AppContext]):
         except SnapshotsError as exc:
             attempt.from_error(exc)
             logger.info("%s refused or failed: %s", name, exc.code)
-            await self._audit(audited, attempt)
+            # A call refused for permission is audited whatever the tool: who tried what they may not do.
+            await self._audit(audited or isinstance(exc, ForbiddenError), attempt)
             return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
         except anyio.get_cancelled_exc_class():
             await self._audit(audited, attempt.cancelled_by_client())
@@ -235,6 +239,15 @@ def _tool_result(typed: BaseModel) -> CallToolResult:
     # The text a model reads is the result as JSON; provider strings in it must not move or hide text.
     text = escape_unsafe(pydantic_core.to_json(structured).decode())
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+
+
+def _identify(attempt: Attempt, context: Context[AppContext, Any]) -> None:
+    """The call's JSON-RPC request id and, when its `_meta` carries a valid `traceparent`, its W3C trace id."""
+    try:
+        request = context.request_context
+    except ValueError:  # a call from outside a request
+        return
+    attempt.request_id, attempt.trace_id = plain_request_id(request.request_id), trace_id_of(request.meta)
 
 
 def _attempts_of(context: Context[AppContext, Any]) -> dict[int, Attempt]:
