@@ -183,7 +183,7 @@ class Policy:
 
 # --- the file ---------------------------------------------------------------------------------------
 
-_RULE_HEADER = re.compile(r"^\s*\[\[\s*rule\s*\]\]", re.MULTILINE)
+_RULE_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*rule[ \t]*\]\]", re.MULTILINE)
 
 
 def parse_policy(text: str, path: str) -> Policy:
