@@ -194,3 +194,20 @@ def test_a_broken_change_leaves_the_old_policy_serving_and_says_so(
         f"policy file {policy_file}, rule 1 (line 1): unknown action 'fly': actions are read, create, restore, "
         'delete, or "all"; the previous policy keeps serving until the file is fixed'
     ]
+
+
+def test_the_worked_policy_in_the_deploy_guide_parses_and_means_what_its_table_says(tmp_path: Path) -> None:
+    guide = (Path(__file__).parent.parent / "docs" / "deploy.md").read_text()
+    text = guide.split("## Permissions", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    for team in ("web", "data"):
+        (tmp_path / f"{team}.token").write_text(f"{team}-provider-token\n")
+    policy = parse_policy(text.replace("/etc/vps-snapshots-mcp/", f"{tmp_path}/"), "policy.toml")
+    operator = policy.grants(caller("oauth:x#carol", "web-operators"))
+    assert operator.allows("restore", 12345) and not operator.allows("delete", 12345)
+    assert not operator.allows("read", 34567) and operator.credential == f"{tmp_path}/web.token"
+    bot = policy.grants(caller("token:data-runbook-bot"))
+    assert bot.allows("create", 34567) and bot.credential == f"{tmp_path}/data.token"
+    admin = policy.grants(caller("oauth:x#dave", "data-admins"))
+    assert admin.allows("delete", 34567) and not admin.allows("read", 12345)
+    assert policy.grants(caller("oauth:x#eve")).in_words() == "nothing"
+    assert (policy.budget.per_hour, policy.budget.per_server_per_hour) == (10, 3)
