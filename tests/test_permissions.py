@@ -264,6 +264,8 @@ async def test_the_change_budget_holds_across_two_replicas_sharing_redis(
     results: list[CallToolResult] = []
     with http_server(["--stateless"], environment) as a_url, http_server(["--stateless"], environment) as b_url:
         async with connect(a_url, AUTH_TOKEN) as a, connect(b_url, AUTH_TOKEN) as b:
+            forged = {"snapshot_id": 798, "confirm": True, "confirmation_token": "x" * 40}
+            assert code_of(await a.call_tool("delete_snapshot", forged)) == "confirmation_invalid"  # costs nothing
             for client, snapshot_id in ((a, 798), (b, 810), (a, 801), (b, 791)):
                 token = await preview_token(client, "delete_snapshot", snapshot_id)  # previews are not counted
                 confirmed = {"snapshot_id": snapshot_id, "confirm": True, "confirmation_token": token}

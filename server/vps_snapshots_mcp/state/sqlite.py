@@ -306,8 +306,8 @@ class SqliteLedger(_OnStateFile):
 
     # --- the change budget: one transaction, on the file's high-water clock ------------------------------
 
-    def _spend_change(
-        self, principal: str, server_id: int, per_hour: int | None, per_server_per_hour: int | None
+    async def spend_change(
+        self, principal: str, server_id: int, *, per_hour: int | None, per_server_per_hour: int | None
     ) -> float | None:
         keys = (budget_key(principal), budget_key(principal, server_id))
 
@@ -321,12 +321,13 @@ class SqliteLedger(_OnStateFile):
                 db.executemany("INSERT INTO change_budget (key, at) VALUES (?, ?)", [(key, now) for key in keys])
             return later
 
-        return self._approval_transaction(work)
-
-    async def spend_change(
-        self, principal: str, server_id: int, *, per_hour: int | None, per_server_per_hour: int | None
-    ) -> float | None:
-        return await self._off_thread(lambda: self._spend_change(principal, server_id, per_hour, per_server_per_hour))
+        try:
+            return await anyio.to_thread.run_sync(lambda: self._approval_transaction(work))
+        except sqlite3.Error as exc:
+            raise StateUnavailableError(
+                f"the consent ledger ({self.description}) cannot count this change against the change budget "
+                f"({type(exc).__name__}), so it may not run. Nothing was changed. Check that the file is writable."
+            ) from None
 
 
 class SqliteEventLog(_OnStateFile):
