@@ -33,7 +33,7 @@ import re
 import time
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, cast
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ ACTIONS: Final[tuple[Action, ...]] = ("read", "create", "restore", "delete")
 KINDS: Final = ("oauth", "token", "local")
 RELOAD_EVERY_S: Final = 1.0
 """The most often the file is looked at again."""
-HOUR_S: Final = 3600.0
+MAX_REMEMBERED: Final = 4096
+"""The most callers whose grants a policy remembers at once."""
 
 
 class PolicyError(ValueError):
@@ -148,8 +149,19 @@ class Policy:
     rules: tuple[Rule, ...]
     budget: Budget
     path: str
+    _answers: dict[tuple[str, str, frozenset[str]], Grants] = field(default_factory=dict, compare=False, repr=False)
+    """Each caller's grants, worked out once per policy (a reload makes a new policy): a call asks several times."""
 
     def grants(self, caller: Caller) -> Grants:
+        asked = (caller.kind, caller.id, caller.groups)
+        answer = self._answers.get(asked)
+        if answer is None:
+            if len(self._answers) >= MAX_REMEMBERED:
+                self._answers.clear()
+            answer = self._answers[asked] = self._work_out(caller)
+        return answer
+
+    def _work_out(self, caller: Caller) -> Grants:
         everywhere: set[Action] = set()
         per_server: dict[int, set[Action]] = {}
         credentials: dict[str, str] = {}
@@ -336,7 +348,6 @@ class PolicySource:
 
 __all__ = [
     "ACTIONS",
-    "HOUR_S",
     "Action",
     "Budget",
     "Caller",
