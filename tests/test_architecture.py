@@ -148,12 +148,18 @@ def test_the_provider_speaks_no_tool_language(module: str) -> None:
     assert named == [], named
 
 
-@pytest.mark.parametrize("module", ["access.py", "operations.py", "operations"])
+@pytest.mark.parametrize("module", ["access.py", "operations.py", "operations", "policy.py"])
 def test_the_access_policy_and_the_operations_import_no_sdk(module: str) -> None:
     for name, imported in modules().items():
         if name == module or name.startswith(module + "/"):
             assert not any(i.split(".")[0] in ("mcp", "mcp_types") for i in imported), (name, imported)
             assert not any(i.startswith("vps_snapshots_mcp.protocol") for i in imported), (name, imported)
+
+
+def test_the_policy_file_reads_only_the_standard_library() -> None:
+    # The permissions model is plain data an approval page or a linter can load: it imports nothing of ours.
+    ours = {i for i in modules()["policy.py"] if i.startswith("vps_snapshots_mcp")}
+    assert ours == set(), ours
 
 
 def test_only_the_operations_ask_the_provider_for_a_change() -> None:

@@ -8,6 +8,9 @@ Every rule of the access mode is answered here, and nowhere else:
 - which server ids may be touched (`--allowed-servers`): a call naming another
   is refused, a list leaves the others out, completion never suggests them;
 - which calls are audited (the ones that can change something);
+- with a policy file (`--policy`, `policy.py`): which actions (read, create,
+  restore, delete) each principal may do on which servers (deny by default),
+  which provider credential its calls use, and its change budget;
 - the one-line summary of the mode, for the model's instructions and the logs.
 
 Each question takes the principal asking: the caller's `Principal.key` where
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
 from .errors import ForbiddenError
+from .policy import Action, Budget, Caller, PlainCaller, PolicySource
 from .settings import Settings
 
 EVERYONE: Final = "everyone"
@@ -38,6 +42,17 @@ Reach = Literal["read", "write", "destructive"]
 _AUDITED: Final = frozenset({"create_snapshot", "restore_snapshot", "delete_snapshot"})
 
 T = TypeVar("T")
+
+Who = str | Caller
+"""A principal as the callers hold it: its key (`kind:id`, no groups; or `EVERYONE`), or the principal itself."""
+
+
+def _caller(principal: Who) -> Caller:
+    return PlainCaller.of_key(principal) if isinstance(principal, str) else principal
+
+
+def _key(principal: Who) -> str:
+    return principal if isinstance(principal, str) else f"{principal.kind}:{principal.id}"
 
 
 def reach_of(annotations: Mapping[str, Any]) -> Reach:
@@ -55,14 +70,18 @@ class AccessPolicy:
     no_destructive: bool = False
     allowed_servers: frozenset[int] | None = None
     sandbox: bool = False
+    policy: PolicySource | None = None
+    """The permissions file, when one is given: deny by default, inside the `allowed_servers` fence."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessPolicy:
+        """The settings' access mode; a `--policy` file is read now (`PolicyError` when it cannot be used)."""
         return cls(
             read_only=settings.read_only,
             no_destructive=settings.no_destructive,
             allowed_servers=settings.allowed_servers,
             sandbox=settings.sandbox,
+            policy=PolicySource(settings.policy) if settings.policy else None,
         )
 
     # --- what is offered ---------------------------------------------------------------------------
@@ -85,13 +104,30 @@ class AccessPolicy:
 
     # --- which servers -----------------------------------------------------------------------------
 
-    def may_touch(self, server_id: int | None, principal: str) -> bool:
+    def in_fence(self, server_id: int | None) -> bool:
+        """Whether the server is inside `--allowed-servers` (the outer fence, for every principal)."""
         return self.allowed_servers is None or server_id in self.allowed_servers
 
-    def check_server(self, server_id: int | None, principal: str, *, what: str) -> None:
-        """Refuse (forbidden) a call that would touch a server `principal` may not touch."""
-        if self.may_touch(server_id, principal):
+    def may_touch(self, server_id: int | None, principal: Who, action: Action = "read") -> bool:
+        """Whether `principal` may do `action` on the server: inside the fence, and allowed by the policy."""
+        if not self.in_fence(server_id):
+            return False
+        return self.policy is None or self.policy.current().grants(_caller(principal)).allows(action, server_id)
+
+    def check_server(self, server_id: int | None, principal: Who, *, what: str, action: Action = "read") -> None:
+        """Refuse (forbidden) a call that would do `action` on a server `principal` may not do it on."""
+        if self.may_touch(server_id, principal, action):
             return
+        if self.in_fence(server_id):
+            assert self.policy is not None
+            policy = self.policy.current()
+            grants = policy.grants(_caller(principal))
+            target = f"server {server_id}" if server_id is not None else "a server the provider did not name"
+            raise ForbiddenError(
+                f"{what} is on {target}, and the policy ({policy.path}) does not let {_key(principal)} {action} "
+                f"there; it may {grants.in_words()}. Nothing was sent. Ask the operator to change the policy if "
+                "it should."
+            )
         assert self.allowed_servers is not None
         ids = ", ".join(str(i) for i in sorted(self.allowed_servers))
         target = f"server {server_id}" if server_id is not None else "a server the provider did not name"
@@ -100,9 +136,37 @@ class AccessPolicy:
             "Nothing was changed. Ask the operator if that server should be allowed."
         )
 
-    def visible(self, items: Iterable[T], server_of: Callable[[T], int | None], principal: str) -> list[T]:
-        """The items (snapshots, servers) on servers `principal` may touch; `server_of(item)` names the server."""
-        return [item for item in items if self.may_touch(server_of(item), principal)]
+    def visible(self, items: Iterable[T], server_of: Callable[[T], int | None], principal: Who) -> list[T]:
+        """The items (snapshots, servers) on servers `principal` may read; `server_of(item)` names the server."""
+        if self.policy is None:
+            return [item for item in items if self.in_fence(server_of(item))]
+        grants = self.policy.current().grants(_caller(principal))
+        return [item for item in items if self.in_fence(server_of(item)) and grants.allows("read", server_of(item))]
+
+    # --- with whose provider account, and how often ---------------------------------------------
+
+    def credential_for(self, principal: Who) -> str | None:
+        """The provider token file `principal`'s calls use (None: the server's own `VPS_API_TOKEN`).
+
+        Forbidden when the policy's rules give it two: one team's token never serves another's call.
+        """
+        if self.policy is None:
+            return None
+        policy = self.policy.current()
+        grants = policy.grants(_caller(principal))
+        if grants.conflict is not None:
+            raise ForbiddenError(
+                f"{grants.conflict} in {policy.path}, so no call of {_key(principal)} is sent with either. "
+                "Nothing was sent. Ask the operator to give it one credential."
+            )
+        return grants.credential
+
+    def budget(self, principal: Who) -> Budget | None:
+        """The change budget (restores + deletes per hour) `principal` is held to, or None: unlimited."""
+        if self.policy is None:
+            return None
+        budget = self.policy.current().budget
+        return budget if budget.per_hour is not None or budget.per_server_per_hour is not None else None
 
     # --- in words ----------------------------------------------------------------------------------
 
@@ -117,9 +181,11 @@ class AccessPolicy:
         if self.allowed_servers is not None:
             ids = ", ".join(str(i) for i in sorted(self.allowed_servers))
             mode += f"; only servers {ids} may be touched"
+        if self.policy is not None:
+            mode += f"; per caller and server as the policy {self.policy.path} says"
         if self.sandbox:
             mode += "; SANDBOX: a built-in simulator, no real server is affected"
         return mode
 
 
-__all__ = ["EVERYONE", "AccessPolicy", "Reach", "reach_of"]
+__all__ = ["EVERYONE", "AccessPolicy", "Reach", "Who", "reach_of"]

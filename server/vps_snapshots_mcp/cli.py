@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .access import EVERYONE
+from .policy import PolicyError
 from .provider.text import RedactingFilter
 from .settings import Settings, SettingsError, add_arguments, env_only_help, from_sources, is_loopback_host
 
@@ -144,7 +145,10 @@ def serve(args: argparse.Namespace) -> int:
     transport: Transport | None = None
     if settings.sandbox:
         transport = sandbox_transport(settings, seconds=settings.sandbox_seconds)
-    composed = compose(settings, transport=transport)
+    try:
+        composed = compose(settings, transport=transport)
+    except PolicyError as exc:  # a permissions file that cannot be used: one line, the file, where, why
+        return _fail(str(exc))
     ledger = settings.state_url.split("://")[0] if settings.state_url else "memory"
     mode = composed.access.summary(EVERYONE)
     if settings.transport == "http":

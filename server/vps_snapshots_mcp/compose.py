@@ -3,7 +3,8 @@
     state           the consent ledger and the stream event log, over one connection (`state.open_state`)
     tokens          confirmation tokens, keyed by the confirmation secret
     audit           the audit log the settings name (opened by the lifespan, closed with it)
-    provider        the provider client factory: a client is made at the first call that needs one
+    provider        the provider client factory: a client is made at the first call that needs one, one per
+                    provider credential (the server's token, or a token file a `--policy` rule names)
     client auth     HTTP only: a static bearer token (middleware) or an OAuth verifier (the SDK's auth)
     routes          HTTP routes beside /mcp: /healthz now; an approval page or /metrics join the list
     server          the protocol adapter (`protocol/server.py`), with the SDK seam checked (`protocol/sdk.py`)
@@ -25,11 +26,12 @@ from . import __version__
 from .access import EVERYONE, AccessPolicy
 from .audit import AuditLog
 from .consent.tokens import ConfirmationTokens
-from .errors import SnapshotsError
+from .errors import ForbiddenError, SnapshotsError
 from .protocol import host_logging as client_logging
 from .protocol import sdk
 from .protocol.app_context import AppContext
 from .protocol.instructions import instructions_for
+from .protocol.principal import current_principal
 from .protocol.prompts import register_completion
 from .protocol.published import published_tools
 from .protocol.rounds import RoundMemory, request_state_security, sealed_round
@@ -117,8 +119,7 @@ def compose(
         finally:
             live.remove(app)
             try:
-                if app.client_opened:
-                    await app.client.aclose()
+                await app.aclose_clients()
             finally:
                 server.audit_log = None
                 if audit_log is not None:
@@ -134,7 +135,7 @@ def compose(
         except SnapshotsError:
             return []  # completion is a convenience; a provider failure just means no suggestions
         seen = {(s.server.id, s.server.name) for s in snapshots if s.server is not None}
-        return sorted(access.visible(seen, lambda server: server[0], EVERYONE))
+        return sorted(access.visible(seen, lambda server: server[0], current_principal()))
 
     auth = client_authentication(settings)
     access = AccessPolicy.from_settings(settings)
@@ -178,15 +179,16 @@ def build_server(
 
 def provider_factory(
     settings: Settings, api_token: SecretStr, transport: Transport | None, timing: Timing
-) -> Callable[[], SnapshotsClient]:
-    """Makes the provider client the settings describe; called at the first call that needs it (see app_context)."""
+) -> Callable[[str | None], SnapshotsClient]:
+    """Makes the provider client the settings describe, with `api_token` or the token in the file `credential`
+    (a policy's rule names it); called at the first call that needs one for that credential (see app_context)."""
 
-    def open_client() -> SnapshotsClient:
+    def open_client(credential: str | None = None) -> SnapshotsClient:
         from .provider.client import SERVER_RETRY_POLICY, SnapshotsClient  # with the provider's records: not at start
 
         return SnapshotsClient(
             base_url=settings.api_url,
-            token=api_token,
+            token=api_token if credential is None else credential_token(credential),
             timeout_s=settings.timeout_s,
             connect_timeout_s=settings.connect_timeout_s,
             transport=transport,
@@ -198,6 +200,23 @@ def provider_factory(
         )
 
     return open_client
+
+
+def credential_token(path: str) -> SecretStr:
+    """The provider token in the file `path` (a policy rule's credential); forbidden when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            token = file.read().strip()
+    except OSError as exc:
+        token, why = "", exc.strerror
+    else:
+        why = "it is empty"
+    if not token:
+        raise ForbiddenError(
+            f"the provider credential file {path} that the policy names for this caller cannot be used ({why}), so "
+            "no call of this caller is sent with any other. Nothing was sent. Ask the operator to fix the file."
+        )
+    return SecretStr(token)
 
 
 def client_authentication(settings: Settings) -> ClientAuth:

@@ -152,8 +152,15 @@ class InvalidRequestError(ProviderError):
 
 class RateLimitedError(ProviderError):
     code = "rate_limited"
-    outcome = "failed"
-    statuses = (429,)
+    outcome: ClassVar[AuditOutcome] = "failed"
+    statuses: ClassVar[tuple[int, ...]] = (429,)
+
+
+class ChangeBudgetError(RateLimitedError):
+    """The caller's change budget (restores + deletes per hour, `--policy`) is spent: nothing was sent."""
+
+    outcome: ClassVar[AuditOutcome] = "refused"
+    statuses: ClassVar[tuple[int, ...]] = ()
 
 
 class UpstreamError(ProviderError):

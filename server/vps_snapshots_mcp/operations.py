@@ -13,7 +13,10 @@ caller (today a tool; later a task runner or an approval page) opens the event
 and writes it when the call ends, whatever the operation raised.
 
 Consent is settled before an operation is called: restore and delete execute.
-The server fence is asked again here (`access.py`), so no caller can skip it.
+The server fence and the policy are asked again here (`access.py`), so no
+caller can skip them; a restore or delete is counted against the caller's
+change budget (in the shared ledger) just before it is sent, and refused,
+with nothing sent, past it.
 No MCP import: progress goes to a plain callable the protocol layer supplies.
 """
 
@@ -22,22 +25,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 
-from .access import AccessPolicy
+from .access import AccessPolicy, Who
 from .consent.wording import quota_full
-from .errors import ProviderTimeoutError, SnapshotFailedError, SnapshotsError, Target
+from .errors import ChangeBudgetError, ProviderTimeoutError, SnapshotFailedError, SnapshotsError, Target
 from .models import ConsentKind, RestoreStarted, Snapshot
 from .provider.facts import SNAPSHOTS_PER_SERVER
 from .provider.single_flight import SingleFlight
 from .provider.text import quoted, server_label
+from .state import iso_time
 from .waiting import Report, WaitOutcome, format_duration, is_running
 
 if TYPE_CHECKING:
     from .audit import Attempt
     from .provider import SnapshotsProvider
+    from .state import ConsentLedger
     from .timing import Timing
     from .waiting import SnapshotWatches
 
@@ -69,12 +74,19 @@ class Operations:
     """The four operations over one provider client; lives as long as the server's lifespan."""
 
     def __init__(
-        self, client: SnapshotsProvider, watches: SnapshotWatches, timing: Timing, access: AccessPolicy
+        self,
+        client: SnapshotsProvider,
+        watches: SnapshotWatches,
+        timing: Timing,
+        access: AccessPolicy,
+        ledger: ConsentLedger | None = None,
     ) -> None:
         self._client = client
         self._watches = watches
         self._timing = timing
         self._access = access
+        self._ledger = ledger
+        """Where the change budget is counted (none: the budget is not enforced, as without a policy)."""
         self._creates: SingleFlight[tuple[int, str], tuple[Snapshot, bool]] = SingleFlight()
         """Find-or-create of one name on one server, shared by concurrent calls."""
 
@@ -83,7 +95,7 @@ class Operations:
     async def create(
         self,
         event: Attempt,
-        principal: str,
+        principal: Who,
         server_id: int,
         name: str,
         description: str | None,
@@ -92,8 +104,8 @@ class Operations:
         progress: Progress | None = None,
     ) -> Created:
         """Find or create the snapshot `name` of the server; with `wait_s`, wait for it to finish."""
-        event.asked(principal, server_id=server_id, snapshot_name=name)
-        self._access.check_server(server_id, principal, what="this snapshot")
+        event.asked(_key(principal), server_id=server_id, snapshot_name=name)
+        self._access.check_server(server_id, principal, what="this snapshot", action="create")
         # Concurrent creates of one name on one server share one find-or-create: one POST at most, and only
         # the call that made it says it was created.
         (snapshot, found), shared = await self._creates.run_telling(
@@ -150,7 +162,7 @@ class Operations:
     async def restore(
         self,
         event: Attempt,
-        principal: str,
+        principal: Who,
         snapshot: Snapshot,
         *,
         consent: ConsentKind,
@@ -159,8 +171,9 @@ class Operations:
     ) -> Restored:
         """Restore the snapshot's server to it (consent given: `token` or `elicitation`); with
         `safety_snapshot`, snapshot the server first and restore only once that snapshot is complete."""
-        self._consented(event, principal, snapshot, consent)
+        self._consented(event, principal, snapshot, consent, "restore")
         with concerning(snapshot):
+            await self._spend_budget(principal, snapshot)  # the change (and its safety snapshot) is about to be sent
             safety = await self._take_safety_snapshot(event, snapshot, progress) if safety_snapshot else None
             try:
                 started = await self._client.restore_snapshot(snapshot.id, observe=event.own_change)
@@ -173,18 +186,45 @@ class Operations:
             event.details["safety_snapshot_id"] = safety.id
         return Restored(started, safety)
 
-    async def delete(self, event: Attempt, principal: str, snapshot: Snapshot, *, consent: ConsentKind) -> None:
+    async def delete(self, event: Attempt, principal: Who, snapshot: Snapshot, *, consent: ConsentKind) -> None:
         """Delete the snapshot for good (consent given: `token` or `elicitation`)."""
-        self._consented(event, principal, snapshot, consent)
+        self._consented(event, principal, snapshot, consent, "delete")
         with concerning(snapshot):
+            await self._spend_budget(principal, snapshot)
             await self._client.delete_snapshot(snapshot.id, observe=event.own_change)
         event.executed(snapshot)
 
-    def _consented(self, event: Attempt, principal: str, snapshot: Snapshot, consent: ConsentKind) -> None:
-        event.asked(principal, server_id=snapshot.server_id, snapshot_id=snapshot.id, snapshot_name=snapshot.name)
+    def _consented(
+        self, event: Attempt, principal: Who, snapshot: Snapshot, consent: ConsentKind, action: Change
+    ) -> None:
+        event.asked(_key(principal), server_id=snapshot.server_id, snapshot_id=snapshot.id, snapshot_name=snapshot.name)
         event.consent = consent
         with concerning(snapshot):
-            self._access.check_server(snapshot.server_id, principal, what=f"snapshot {snapshot.id}")
+            self._access.check_server(snapshot.server_id, principal, what=f"snapshot {snapshot.id}", action=action)
+
+    async def _spend_budget(self, principal: Who, snapshot: Snapshot) -> None:
+        """Count this change against the caller's budget; past it, `ChangeBudgetError` and nothing is sent."""
+        budget = self._access.budget(principal)
+        if budget is None or self._ledger is None or snapshot.server_id is None:
+            return
+        key = _key(principal)
+        later = await self._ledger.spend_change(
+            key, snapshot.server_id, per_hour=budget.per_hour, per_server_per_hour=budget.per_server_per_hour
+        )
+        if later is None:
+            return
+        caps = [f"{budget.per_hour} per hour" if budget.per_hour is not None else ""]
+        if budget.per_server_per_hour is not None:
+            caps.append(f"{budget.per_server_per_hour} per hour on one server")
+        when = (
+            "no change is allowed by the policy at all"
+            if later == float("inf")
+            else f"the next change is possible at {iso_time(later)} (by the consent ledger's clock)"
+        )
+        raise ChangeBudgetError(
+            f"{key} has spent its change budget (restores and deletes: {' and '.join(c for c in caps if c)}); "
+            f"{when}. Nothing was sent; the consent given for this change is used up, so preview it again then."
+        )
 
     async def _take_safety_snapshot(self, event: Attempt, target: Snapshot, progress: Progress | None) -> Snapshot:
         """Snapshot the server's current state and wait for it; raise (nothing restored) unless it completes."""
@@ -213,6 +253,13 @@ class Operations:
             exc.target = target_of(target, safety_snapshot_id=safety.id)
             raise
         return outcome.snapshot
+
+
+Change = Literal["restore", "delete"]
+
+
+def _key(principal: Who) -> str:
+    return principal if isinstance(principal, str) else f"{principal.kind}:{principal.id}"
 
 
 # --- what an error concerns ------------------------------------------------------------------------

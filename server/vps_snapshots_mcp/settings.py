@@ -287,6 +287,16 @@ class Settings:
         help="comma-separated server ids; calls touching other servers are refused",
         shown_default="all",
     )
+    policy: str | None = setting(
+        None,
+        flag="--policy",
+        env="VPS_MCP_POLICY",
+        parse=_parse_optional,
+        metavar="PATH",
+        help="a TOML permissions file: which principals and groups may read, create, restore or delete on which "
+        "servers, with which provider credential, and a change budget; deny by default (re-read when it changes)",
+        shown_default="off",
+    )
     consent: ConsentMode = setting(
         "auto",
         flag="--consent",

@@ -6,7 +6,11 @@ more often than it calls a tool, and answering `initialize` and `tools/list`
 needs neither (nor the modules that define them and the provider's records).
 The consent ledger is made at start: it is cheap (SQLite and Redis connect at
 their first use).
-The lifespan closes whatever was opened.
+
+With a policy that names provider credentials, each credential is a lane of its
+own (a client, its waits, its operations), made at the first call that needs
+it; the access policy answers which lane the caller's call uses, so one team's
+token never serves another team's call. The lifespan closes whatever was opened.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context
 
-from ..access import EVERYONE, AccessPolicy
+from ..access import AccessPolicy
 from ..audit import Attempt
+from ..policy import Action
 from ..settings import Settings
 from ..timing import Timing
+from .principal import current_principal
 from .provider_errors import Worded
 
 if TYPE_CHECKING:
@@ -41,7 +47,7 @@ class AppContext:
         timing: Timing,
         tokens: ConfirmationTokens,
         ledger: ConsentLedger,
-        open_client: Callable[[], SnapshotsProvider],
+        open_client: Callable[[str | None], SnapshotsProvider],
         access: AccessPolicy | None = None,
     ) -> None:
         self.settings = settings
@@ -50,33 +56,80 @@ class AppContext:
         self.ledger = ledger
         self.access = access or AccessPolicy.from_settings(settings)
         self._open_client = open_client
+        self._lanes: dict[str | None, Lane] = {}
+        """One per provider credential in use (None: the server's own token)."""
         self.attempts: dict[int, Attempt] = {}
         """The audit event of each tools/call in progress, by its Context (see `attempt_of`)."""
 
-    # No await happens while one of these is made, so concurrent calls cannot make two.
+    def lane(self) -> Lane:
+        """The provider account the calling principal's calls use (forbidden when the policy gives it two)."""
+        credential = self.access.credential_for(current_principal())
+        # No await happens while one is made, so concurrent calls cannot make two.
+        lane = self._lanes.get(credential)
+        if lane is None:
+            lane = self._lanes[credential] = Lane(self, credential)
+        return lane
+
+    @property
+    def client(self) -> SnapshotsProvider:
+        return self.lane().client
+
+    @property
+    def watches(self) -> SnapshotWatches:
+        return self.lane().watches
+
+    @property
+    def operations(self) -> Operations:
+        return self.lane().operations
+
+    @property
+    def client_opened(self) -> bool:
+        return any(lane.client_opened for lane in self._lanes.values())
+
+    async def aclose_clients(self) -> None:
+        """Close every provider client opened (each lane's), whatever one of them raises."""
+        lanes, self._lanes = list(self._lanes.values()), {}
+        errors: list[BaseException] = []
+        for lane in lanes:
+            if lane.client_opened:
+                try:
+                    await lane.client.aclose()
+                except Exception as exc:  # the others are closed all the same
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def check_server_allowed(self, server_id: int | None, *, what: str, action: Action = "read") -> None:
+        """Refuse (forbidden) a call doing `action` on a server the access policy does not let the caller."""
+        self.access.check_server(server_id, current_principal(), what=what, action=action)
+
+
+class Lane:
+    """One provider account: its client, the waits shared through it, and the operations over it."""
+
+    def __init__(self, app: AppContext, credential: str | None) -> None:
+        self._app = app
+        self.credential = credential
+
     @cached_property
     def client(self) -> SnapshotsProvider:
-        return Worded(self._open_client())  # its errors in the tools' words
+        return Worded(self._app._open_client(self.credential))  # its errors in the tools' words
 
     @cached_property
     def watches(self) -> SnapshotWatches:
         from ..waiting import SnapshotWatches
 
-        return SnapshotWatches(self.client, self.timing)
+        return SnapshotWatches(self.client, self._app.timing)
 
     @cached_property
     def operations(self) -> Operations:
         from ..operations import Operations
 
-        return Operations(self.client, self.watches, self.timing, self.access)
+        return Operations(self.client, self.watches, self._app.timing, self._app.access, self._app.ledger)
 
     @property
     def client_opened(self) -> bool:
         return "client" in self.__dict__  # where cached_property keeps what it made
-
-    def check_server_allowed(self, server_id: int | None, *, what: str) -> None:
-        """Refuse (forbidden) a call touching a server the access policy does not allow."""
-        self.access.check_server(server_id, EVERYONE, what=what)
 
 
 def app_of(ctx: Context[AppContext, Any]) -> AppContext:

@@ -24,7 +24,6 @@ from mcp.server.mcpserver import Context, MCPServer, Resolve
 from mcp_types import ToolAnnotations
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
-from ..access import EVERYONE
 from ..consent import Action
 from ..consent.wording import preview_warning
 from ..models import (
@@ -40,7 +39,7 @@ from ..models import (
     Snapshot,
     SnapshotList,
 )
-from ..operations import DEFAULT_WAIT_S, Progress
+from ..operations import DEFAULT_WAIT_S, Progress, concerning
 from ..provider.facts import (
     DESCRIPTION_MAX,
     NAME_MAX,
@@ -110,7 +109,7 @@ async def list_snapshots(
     if server_id is not None:
         app.check_server_allowed(server_id, what="this list")
     snapshots = await app.client.list_snapshots(server_id)
-    snapshots = app.access.visible(snapshots, lambda s: s.server_id, EVERYONE)
+    snapshots = app.access.visible(snapshots, lambda s: s.server_id, current_principal())
     snapshots.sort(key=lambda s: (s.created_at or "", s.id), reverse=True)
     listed = snapshots[:limit]
     return SnapshotList(
@@ -143,7 +142,7 @@ async def create_snapshot(
     app = app_of(ctx)
     created = await app.operations.create(
         attempt_of(ctx),
-        current_principal().key,
+        current_principal(),
         server_id,
         name,
         description,
@@ -205,8 +204,21 @@ async def _noted_target(
 async def _restore_target(
     noted: Annotated[Snapshot, Resolve(_noted_target)],
     snapshot: Annotated[Snapshot, Resolve(restorable_snapshot)],
+    ctx: Context[AppContext, Any],
 ) -> Snapshot:
-    """The target of a restore, noted first, then checked as restorable."""
+    """The target of a restore, noted first, then checked as restorable, and as the caller's to restore: a
+    caller the policy does not let restore there is refused before anyone is asked or any token is minted."""
+    with concerning(snapshot):
+        app_of(ctx).check_server_allowed(snapshot.server_id, what=f"snapshot {snapshot.id}", action="restore")
+    return snapshot
+
+
+async def _delete_target(
+    snapshot: Annotated[Snapshot, Resolve(_noted_target)], ctx: Context[AppContext, Any]
+) -> Snapshot:
+    """The target of a delete, noted, and checked as the caller's to delete (before anyone is asked)."""
+    with concerning(snapshot):
+        app_of(ctx).check_server_allowed(snapshot.server_id, what=f"snapshot {snapshot.id}", action="delete")
     return snapshot
 
 
@@ -233,7 +245,7 @@ async def restore_snapshot(
         return RestoreOutcome(_cancelled("restore", snapshot, consent))
     restored = await app.operations.restore(  # Approved: the consent is spent; execute
         attempt,
-        current_principal().key,
+        current_principal(),
         snapshot,
         consent=consent.by,
         safety_snapshot=safety_snapshot,
@@ -263,7 +275,7 @@ async def restore_snapshot(
 async def delete_snapshot(
     snapshot_id: SnapshotIdArg,
     ctx: Context[AppContext, Any],
-    snapshot: Annotated[Snapshot, Resolve(_noted_target)],
+    snapshot: Annotated[Snapshot, Resolve(_delete_target)],
     consent: Annotated[Consent, Resolve(delete_consent)],
     confirm: ConfirmArg = False,
     confirmation_token: TokenArg = None,
@@ -280,7 +292,7 @@ async def delete_snapshot(
         attempt.declined(snapshot)
         return DeleteOutcome(_cancelled("delete", snapshot, consent))
     # Approved: the consent is spent; execute
-    await app.operations.delete(attempt, current_principal().key, snapshot, consent=consent.by)
+    await app.operations.delete(attempt, current_principal(), snapshot, consent=consent.by)
     return DeleteOutcome(
         DeletedResult(
             snapshot_id=snapshot.id,

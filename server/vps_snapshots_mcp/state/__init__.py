@@ -121,6 +121,18 @@ class ConsentLedger(Protocol):
         """
         ...
 
+    # The change budget: restores + deletes per principal per hour, counted here so every replica shares it.
+
+    async def spend_change(
+        self, principal: str, server_id: int, *, per_hour: int | None, per_server_per_hour: int | None
+    ) -> float | None:
+        """Count one change by `principal` on the server, judged on the ledger's clock over the last hour.
+
+        None when it was counted; otherwise nothing is counted, and the answer is when (epoch seconds, the
+        ledger's clock) the next change is possible. `StateUnavailableError` when nothing could be counted.
+        """
+        ...
+
     async def prepare(self) -> None:
         """At start, best effort: meet the store, say loudly what is wrong with it; never raises."""
         ...
@@ -194,6 +206,30 @@ def approval_refused(
         "another_plan": "this approval is for another plan: what would run now is not what was approved",
     }
     return ApprovalRefused(reason, words[reason])
+
+
+BUDGET_WINDOW_S = 3600.0
+"""The change budget counts the changes of the last hour."""
+
+
+def budget_key(principal: str, server_id: int | None = None) -> str:
+    """What a store keeps a principal's changes under (all servers, or one): a digest, no principal in clear."""
+    scope = "" if server_id is None else str(server_id)
+    return hashlib.sha256(f"{principal}\x00{scope}".encode()).hexdigest()
+
+
+def next_change_at(
+    changes: list[float], server_changes: list[float], *, per_hour: int | None, per_server_per_hour: int | None
+) -> float | None:
+    """When the next change is possible, given the times of the last hour's changes (all, on this server); None:
+    now. The window is an hour, so a change is possible again an hour after the oldest change that fills it."""
+    later = None
+    for times, cap in ((changes, per_hour), (server_changes, per_server_per_hour)):
+        if cap is not None and len(times) >= cap:
+            ordered = sorted(times)
+            freed = (ordered[len(times) - cap] if cap > 0 else float("inf")) + BUDGET_WINDOW_S
+            later = freed if later is None else max(later, freed)
+    return later
 
 
 MAX_SESSION_BYTES = 4 * 1024 * 1024
@@ -301,6 +337,7 @@ def open_ledger(url: str | None, *, wall: Callable[[], float]) -> ConsentLedger:
 
 
 __all__ = [
+    "BUDGET_WINDOW_S",
     "MARGIN_S",
     "ApprovalRefused",
     "ConsentLedger",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from . import (
+    BUDGET_WINDOW_S,
     MARGIN_S,
     MAX_BYTES,
     MAX_SESSION_BYTES,
@@ -17,10 +18,12 @@ from . import (
     ConsentRefused,
     PendingApproval,
     approval_refused,
+    budget_key,
     event_bytes,
     expired_by_the_ledger,
     judge_approval,
     new_approval_id,
+    next_change_at,
 )
 
 
@@ -29,6 +32,7 @@ class MemoryLedger:
         self._wall = wall
         self._entries: dict[str, float] = {}  # key -> when it may be forgotten
         self._approvals: dict[str, PendingApproval] = {}  # approval id -> what it holds
+        self._changes: dict[str, list[float]] = {}  # budget key -> when its changes of the last hour were counted
         self._lock = threading.Lock()
 
     @property
@@ -96,6 +100,30 @@ class MemoryLedger:
 
     def _forget_approvals(self, now: float) -> None:
         self._approvals = {i: a for i, a in self._approvals.items() if a.expires_at + MARGIN_S >= now}
+
+    # --- the change budget: one lock, the same clock ----------------------------------------------------
+
+    async def spend_change(
+        self, principal: str, server_id: int, *, per_hour: int | None, per_server_per_hour: int | None
+    ) -> float | None:
+        now = self._wall()
+        keys = (budget_key(principal), budget_key(principal, server_id))
+        with self._lock:
+            self._changes = {
+                key: kept
+                for key, times in self._changes.items()
+                if (kept := [t for t in times if t > now - BUDGET_WINDOW_S])
+            }
+            later = next_change_at(
+                self._changes.get(keys[0], []),
+                self._changes.get(keys[1], []),
+                per_hour=per_hour,
+                per_server_per_hour=per_server_per_hour,
+            )
+            if later is None:
+                for key in keys:
+                    self._changes.setdefault(key, []).append(now)
+            return later
 
     async def aclose(self) -> None:
         return None

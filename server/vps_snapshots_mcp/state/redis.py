@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from redis.exceptions import ConnectionError, RedisError, ResponseError, Timeout
 
 from ..errors import StateUnavailableError
 from . import (
+    BUDGET_WINDOW_S,
     EVENT_OVERHEAD_BYTES,
     MARGIN_S,
     MAX_SESSION_BYTES,
@@ -25,6 +27,7 @@ from . import (
     Refusal,
     approval_key,
     approval_refused,
+    budget_key,
     expired_by_the_ledger,
     iso_time,
     new_approval_id,
@@ -220,8 +223,69 @@ class RedisLedger:
         reason = cast(Refusal, verdict)
         raise approval_refused(reason, where=self.description, status=detail[0] if detail else "")
 
+    # --- the change budget: one script (`_SPEND_CHANGE`), on the ledger's clock --------------------------
+
+    async def spend_change(
+        self, principal: str, server_id: int, *, per_hour: int | None, per_server_per_hour: int | None
+    ) -> float | None:
+        keys = [BUDGET_PREFIX + budget_key(principal), BUDGET_PREFIX + budget_key(principal, server_id), LEDGER_KEY]
+        caps = ["" if cap is None else str(cap) for cap in (per_hour, per_server_per_hour)]
+        try:
+            answer = await self._redis.eval(_SPEND_CHANGE, 3, *keys, *caps, repr(BUDGET_WINDOW_S), secrets.token_hex(8))
+        except (RedisError, OSError) as exc:  # counted or not, the change is refused: it is not sent
+            raise StateUnavailableError(
+                f"the consent ledger ({self.description}) cannot count this change against the change budget "
+                f"({type(exc).__name__}), so it may not run. Nothing was changed. Try again when the state store is "
+                "back."
+            ) from None
+        verdict = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
+        if verdict == "counted":
+            return None
+        later = answer[1].decode() if isinstance(answer[1], bytes) else str(answer[1])
+        return float(later)
+
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+BUDGET_PREFIX = "vps-snapshots-mcp:budget:"
+_SPEND_CHANGE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local clock = tonumber(redis.call('HGET', KEYS[3], 'clock'))
+if clock and clock > now then now = clock end
+redis.call('HSET', KEYS[3], 'clock', string.format('%.6f', now))
+local window = tonumber(ARGV[3])
+local later = nil
+for i = 1, 2 do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', string.format('%.6f', now - window))
+    if ARGV[i] ~= '' then
+        local cap = tonumber(ARGV[i])
+        local count = redis.call('ZCARD', KEYS[i])
+        if count >= cap then
+            local freed = math.huge
+            if cap > 0 then
+                local oldest = redis.call('ZRANGE', KEYS[i], count - cap, count - cap, 'WITHSCORES')
+                freed = tonumber(oldest[2]) + window
+            end
+            if later == nil or freed > later then later = freed end
+        end
+    end
+end
+if later ~= nil then
+    if later == math.huge then return {'spent', 'inf'} end
+    return {'spent', string.format('%.6f', later)}
+end
+for i = 1, 2 do
+    redis.call('ZADD', KEYS[i], string.format('%.6f', now), string.format('%.6f', now) .. ':' .. ARGV[4])
+    redis.call('PEXPIRE', KEYS[i], math.ceil(window * 1000))
+end
+return {'counted'}
+"""
+"""One change counted against the budget, atomic, judged on Redis's own clock (`TIME`, never taken back: the
+ledger's `clock`, as `_REDEEM`): each replica sees one count. A sorted set per principal (and per principal and
+server) holds the last hour's changes by time; past a cap nothing is added, and the answer is when the change that
+fills the window leaves it."""
 
 
 APPROVAL_PREFIX = "vps-snapshots-mcp:approval:"

@@ -15,6 +15,7 @@ import anyio.to_thread
 
 from ..errors import StateUnavailableError
 from . import (
+    BUDGET_WINDOW_S,
     MARGIN_S,
     MAX_BYTES,
     MAX_SESSION_BYTES,
@@ -23,10 +24,12 @@ from . import (
     PendingApproval,
     approval_key,
     approval_refused,
+    budget_key,
     event_bytes,
     expired_by_the_ledger,
     judge_approval,
     new_approval_id,
+    next_change_at,
 )
 
 _T = TypeVar("_T")
@@ -45,6 +48,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS session_events_by_id ON session_events (sessio
 CREATE INDEX IF NOT EXISTS session_events_by_session ON session_events (session, seq, size);
 CREATE INDEX IF NOT EXISTS session_events_by_age ON session_events (forget_after);
 CREATE TABLE IF NOT EXISTS session_events_bytes (id INTEGER PRIMARY KEY CHECK (id = 1), total INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS change_budget (key TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS change_budget_by_key ON change_budget (key, at);
 """
 
 
@@ -298,6 +303,31 @@ class SqliteLedger(_OnStateFile):
 
     async def redeem_approval(self, approval_id: str, *, plan_digest: str) -> str:
         return await self._off_thread(lambda: self._redeem_approval(approval_id, plan_digest))
+
+    # --- the change budget: one transaction, on the file's high-water clock ------------------------------
+
+    async def spend_change(
+        self, principal: str, server_id: int, *, per_hour: int | None, per_server_per_hour: int | None
+    ) -> float | None:
+        keys = (budget_key(principal), budget_key(principal, server_id))
+
+        def work(db: sqlite3.Connection, now: float) -> float | None:
+            db.execute("DELETE FROM change_budget WHERE at <= ?", (now - BUDGET_WINDOW_S,))
+            times = [
+                [row[0] for row in db.execute("SELECT at FROM change_budget WHERE key = ?", (key,))] for key in keys
+            ]
+            later = next_change_at(times[0], times[1], per_hour=per_hour, per_server_per_hour=per_server_per_hour)
+            if later is None:
+                db.executemany("INSERT INTO change_budget (key, at) VALUES (?, ?)", [(key, now) for key in keys])
+            return later
+
+        try:
+            return await anyio.to_thread.run_sync(lambda: self._approval_transaction(work))
+        except sqlite3.Error as exc:
+            raise StateUnavailableError(
+                f"the consent ledger ({self.description}) cannot count this change against the change budget "
+                f"({type(exc).__name__}), so it may not run. Nothing was changed. Check that the file is writable."
+            ) from None
 
 
 class SqliteEventLog(_OnStateFile):
