@@ -7,6 +7,9 @@ Every rule of the access mode is answered here, and nowhere else:
   destructive ones) and which runbook prompts (those whose tools are offered);
 - which server ids may be touched (`--allowed-servers`): a call naming another
   is refused, a list leaves the others out, completion never suggests them;
+- what each caller may do (`allowed_actions`): one scope per action,
+  `snapshots:read` (list, get), `snapshots:create`, `snapshots:restore`,
+  `snapshots:delete`, held by the caller's principal (None: every scope);
 - which calls are audited (the ones that can change something);
 - the one-line summary of the mode, for the model's instructions and the logs.
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 from .errors import ForbiddenError
 from .settings import Settings
@@ -37,7 +40,52 @@ Reach = Literal["read", "write", "destructive"]
 
 _AUDITED: Final = frozenset({"create_snapshot", "restore_snapshot", "delete_snapshot"})
 
+Action = Literal["read", "create", "restore", "delete"]
+"""What a caller may do, each granted by its own scope (`snapshots:<action>`)."""
+
+ACTIONS: Final[tuple[Action, ...]] = ("read", "create", "restore", "delete")
+ACTION_OF_TOOL: Final[Mapping[str, Action]] = {
+    "list_snapshots": "read",
+    "get_snapshot": "read",
+    "create_snapshot": "create",
+    "restore_snapshot": "restore",
+    "delete_snapshot": "delete",
+}
+
+
+def scope_of(action: Action) -> str:
+    """The scope that grants `action`: `snapshots:read`, `snapshots:create`, ..."""
+    return f"snapshots:{action}"
+
+
+ACTION_SCOPES: Final[tuple[str, ...]] = tuple(scope_of(action) for action in ACTIONS)
+
+
+def permits(actions: frozenset[Action], tool: str) -> bool:
+    """Whether these allowed actions cover `tool` (a tool that is no action, or unknown: yes)."""
+    action = ACTION_OF_TOOL.get(tool)
+    return action is None or action in actions
+
+
+class Caller(Protocol):
+    """What the policy reads of a principal (`protocol.principal.Principal`): no MCP import here."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def scopes(self) -> frozenset[str] | None: ...
+
+
 T = TypeVar("T")
+
+_REACH: Final[Mapping[Action, Reach]] = {
+    "read": "read",
+    "create": "write",
+    "restore": "destructive",
+    "delete": "destructive",
+}
 
 
 def reach_of(annotations: Mapping[str, Any]) -> Reach:
@@ -55,6 +103,8 @@ class AccessPolicy:
     no_destructive: bool = False
     allowed_servers: frozenset[int] | None = None
     sandbox: bool = False
+    oauth_default_scopes: frozenset[str] = frozenset({scope_of("read")})
+    """The action scopes of an OAuth token that carries none of them (only the connect scope)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessPolicy:
@@ -63,7 +113,47 @@ class AccessPolicy:
             no_destructive=settings.no_destructive,
             allowed_servers=settings.allowed_servers,
             sandbox=settings.sandbox,
+            oauth_default_scopes=frozenset(settings.oauth_default_scopes),
         )
+
+    # --- what a caller may do ----------------------------------------------------------------------
+
+    def granted_scopes(self, caller: Caller) -> frozenset[str]:
+        """The action scopes `caller` holds: None (stdio, the single static token) is all of them; an OAuth
+        token with only the connect scope holds `--oauth-default-scopes`."""
+        if caller.scopes is None:
+            return frozenset(ACTION_SCOPES)
+        held = caller.scopes & frozenset(ACTION_SCOPES)
+        if not held and caller.kind == "oauth":
+            return self.oauth_default_scopes & frozenset(ACTION_SCOPES)
+        return held
+
+    def allowed_actions(self, caller: Caller) -> frozenset[Action]:
+        """The actions `caller` may take: its scopes, within the access mode (`--read-only`, `--no-destructive`)."""
+        held = self.granted_scopes(caller)
+        return frozenset(
+            action for action in ACTIONS if scope_of(action) in held and self.offers(_REACH[action], caller.key)
+        )
+
+    def missing_scope(self, tool: str, caller: Caller) -> str | None:
+        """The scope `caller` lacks to call `tool` (None: it holds it, or `tool` needs none)."""
+        action = ACTION_OF_TOOL.get(tool)
+        if action is None or scope_of(action) in self.granted_scopes(caller):
+            return None
+        return scope_of(action)
+
+    def may_call(self, tool: str, caller: Caller) -> bool:
+        """Whether `caller` may call `tool` (an unknown tool: yes, it is answered as unknown)."""
+        return permits(self.allowed_actions(caller), tool)
+
+    def check_call(self, tool: str, caller: Caller) -> None:
+        """Refuse (forbidden) a call of a tool `caller` holds no scope for."""
+        scope = self.missing_scope(tool, caller)
+        if scope is not None:
+            raise ForbiddenError(
+                f"{tool} needs the scope {scope}, which this caller does not hold. Nothing was changed. "
+                "Ask the operator for that permission."
+            )
 
     # --- what is offered ---------------------------------------------------------------------------
 
@@ -122,4 +212,16 @@ class AccessPolicy:
         return mode
 
 
-__all__ = ["EVERYONE", "AccessPolicy", "Reach", "reach_of"]
+__all__ = [
+    "ACTIONS",
+    "ACTION_OF_TOOL",
+    "ACTION_SCOPES",
+    "EVERYONE",
+    "AccessPolicy",
+    "Action",
+    "Caller",
+    "Reach",
+    "permits",
+    "reach_of",
+    "scope_of",
+]

@@ -73,7 +73,12 @@ class Composition:
         from .protocol.http import http_app
 
         return http_app(
-            self.server, self.settings, routes=self.http_routes(), events=self.state.events, wrap=self.client_auth.wrap
+            self.server,
+            self.settings,
+            routes=self.http_routes(),
+            events=self.state.events,
+            wrap=self.client_auth.wrap,
+            access=self.access,
         )
 
 
@@ -208,13 +213,18 @@ def client_authentication(settings: Settings) -> ClientAuth:
 
         sdk_options["auth"], sdk_options["token_verifier"] = oauth_for(settings)
     wrap = None
-    if settings.auth_token is not None:
+    if settings.auth_token is not None or settings.auth_tokens_file is not None:
+        from .protocol.tokens_file import TokensFile
+
         token = settings.auth_token
+        # Read at start: a broken tokens file stops the server here (SettingsError), before it serves.
+        tokens_file = settings.auth_tokens_file if settings.transport == "http" else None
+        named = TokensFile(tokens_file) if tokens_file is not None else None
 
         def wrap(app: ASGIApp) -> ASGIApp:
             from .protocol.auth import StaticTokenMiddleware
 
-            return StaticTokenMiddleware(app, token)
+            return StaticTokenMiddleware(app, token, named)
 
     return ClientAuth(sdk_options=sdk_options, wrap=wrap)
 
