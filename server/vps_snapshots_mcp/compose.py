@@ -141,7 +141,7 @@ def compose(
         seen = {(s.server.id, s.server.name) for s in snapshots if s.server is not None}
         return sorted(access.visible(seen, lambda server: server[0], EVERYONE))
 
-    auth = client_authentication(settings)
+    auth = client_authentication(settings, timing)
     access = AccessPolicy.from_settings(settings)
     published = published_tools(access, EVERYONE)
     security = request_state_security(secret)
@@ -205,7 +205,7 @@ def provider_factory(
     return open_client
 
 
-def client_authentication(settings: Settings) -> ClientAuth:
+def client_authentication(settings: Settings, timing: Timing | None = None) -> ClientAuth:
     """Who may call over HTTP: a static bearer token checked by our middleware, or OAuth checked by the SDK."""
     sdk_options: dict[str, Any] = {}
     if settings.transport == "http" and settings.oauth_enabled:
@@ -219,7 +219,8 @@ def client_authentication(settings: Settings) -> ClientAuth:
         token = settings.auth_token
         # Read at start: a broken tokens file stops the server here (SettingsError), before it serves.
         tokens_file = settings.auth_tokens_file if settings.transport == "http" else None
-        named = TokensFile(tokens_file) if tokens_file is not None else None
+        monotonic = (timing or Timing()).monotonic  # how often the file is looked at
+        named = TokensFile(tokens_file, monotonic=monotonic) if tokens_file is not None else None
 
         def wrap(app: ASGIApp) -> ASGIApp:
             from .protocol.auth import StaticTokenMiddleware
