@@ -203,7 +203,7 @@ async def test_an_oauth_caller_is_named_by_issuer_subject_and_client(
         public_url=lambda base: f"{base}/mcp",
         audit_log=str(audit_path),
     ) as url:
-        token = mint(signing_key, iss=issuer, aud=f"{url}/mcp", scope="vps-snapshots")
+        token = mint(signing_key, iss=issuer, aud=f"{url}/mcp", scope="vps-snapshots snapshots:create")
         async with (
             httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
             Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client,
@@ -230,3 +230,46 @@ async def test_a_read_refused_for_permission_is_recorded_and_other_reads_are_not
         34567,
     )
     assert line["actor"] == {"kind": "local", "id": getpass.getuser(), "client_id": None}
+
+
+@pytest.mark.slow
+async def test_a_call_refused_for_its_scope_at_the_http_layer_is_audited_with_its_actor(
+    serve: ServeFn, issuer: str, signing_key: rsa.RSAPrivateKey, audit_path: Path
+) -> None:
+    # The 403 step-up refuses before any tool runs; the denial still names who asked, in which request and trace.
+    with serve(
+        oauth_jwks_url=f"{issuer}/jwks.json",
+        oauth_issuer=issuer,
+        public_url=lambda base: f"{base}/mcp",
+        audit_log=str(audit_path),
+    ) as url:
+        token = mint(signing_key, iss=issuer, aud=f"{url}/mcp", scope="vps-snapshots")  # reads only
+        traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        call = {
+            "jsonrpc": "2.0",
+            "id": "req-7",
+            "method": "tools/call",
+            "params": {
+                "name": "delete_snapshot",
+                "arguments": {"snapshot_id": 801, "confirm": True},
+                "_meta": {"traceparent": traceparent},
+            },
+        }
+        async with httpx2.AsyncClient(timeout=30) as http:
+            answer = await http.post(
+                f"{url}/mcp",
+                json=call,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"},
+            )
+    assert answer.status_code == 403 and "snapshots:delete" in answer.headers["WWW-Authenticate"]
+    [line] = records(audit_path)
+    assert (line["tool"], line["outcome"], line["error_code"], line["snapshot_id"]) == (
+        "delete_snapshot",
+        "refused",
+        "forbidden",
+        801,
+    )
+    assert line["actor"]["kind"] == "oauth" and line["actor"]["id"] == f"{issuer}#operator-7"
+    assert (line["request_id"], line["trace_id"]) == ("req-7", "4bf92f3577b34da6a3ce929d0e0e4736")
+    assert token not in audit_path.read_text()
+    assert verify(audit_path.read_bytes()).ok

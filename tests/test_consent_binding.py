@@ -177,7 +177,8 @@ def issuer(signing_key: rsa.RSAPrivateKey) -> Iterator[str]:
 
 def access_token(key: rsa.RSAPrivateKey, issuer: str, audience: str, subject: str) -> str:
     now = int(time.time())
-    claims = {"iss": issuer, "aud": audience, "sub": subject, "client_id": "assistant", "scope": "vps-snapshots"}
+    scope = "vps-snapshots snapshots:read snapshots:delete"  # the connect scope alone grants reads only
+    claims = {"iss": issuer, "aud": audience, "sub": subject, "client_id": "assistant", "scope": scope}
     return jwt.encode(claims | {"iat": now, "exp": now + 300}, key, algorithm="RS256", headers={"kid": "k1"})
 
 

@@ -164,7 +164,13 @@ async def test_protected_resource_metadata_is_published(oauth_server: str, issue
     body = metadata.json()
     assert body["resource"] == f"{oauth_server}/mcp"
     assert [s.rstrip("/") for s in body["authorization_servers"]] == [issuer]
-    assert body["scopes_supported"] == ["vps-snapshots"]
+    assert body["scopes_supported"] == [
+        "vps-snapshots",
+        "snapshots:read",
+        "snapshots:create",
+        "snapshots:restore",
+        "snapshots:delete",
+    ]
 
 
 # --- transport security -----------------------------------------------------------------------------------

@@ -77,8 +77,9 @@ async def connect(url: str, bearer: str, *, mode: str = "auto") -> AsyncIterator
 
 
 def bearer_for(key: rsa.RSAPrivateKey, issuer: str, url: str, subject: str) -> str:
-    """A real access token from the local issuer, for this server, with the scope every caller needs."""
-    return mint(key, iss=issuer, aud=f"{url}/mcp", scope="vps-snapshots", sub=subject)
+    """A real access token from the local issuer, for this server: every action scope, so the policy decides."""
+    scopes = "vps-snapshots snapshots:read snapshots:create snapshots:restore snapshots:delete"
+    return mint(key, iss=issuer, aud=f"{url}/mcp", scope=scopes, sub=subject)
 
 
 def code_of(result: CallToolResult) -> str:

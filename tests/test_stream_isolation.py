@@ -122,7 +122,8 @@ def test_with_oauth_another_user_replays_nothing_of_alices_stream(
     signing_key: rsa.RSAPrivateKey,
 ) -> None:
     def bearer(subject: str) -> dict[str, str]:
-        claims = {"iss": issuer, "aud": f"{oauth_server}/mcp", "scope": "vps-snapshots", "sub": subject}
+        scope = "vps-snapshots snapshots:read snapshots:delete"  # the connect scope alone grants reads only
+        claims = {"iss": issuer, "aud": f"{oauth_server}/mcp", "scope": scope, "sub": subject}
         return {"Authorization": f"Bearer {mint(signing_key, **claims)}"}
 
     with httpx2.Client(timeout=30) as http:

@@ -7,6 +7,9 @@ Every rule of the access mode is answered here, and nowhere else:
   destructive ones) and which runbook prompts (those whose tools are offered);
 - which server ids may be touched (`--allowed-servers`): a call naming another
   is refused, a list leaves the others out, completion never suggests them;
+- what each caller may do (`allowed_actions`): one scope per action,
+  `snapshots:read` (list, get), `snapshots:create`, `snapshots:restore`,
+  `snapshots:delete`, held by the caller's principal (None: every scope);
 - which calls are audited (the ones that can change something);
 - with a policy file (`--policy`, `policy.py`): which actions (read, create,
   restore, delete) each principal may do on which servers (deny by default),
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
 from .errors import ForbiddenError
-from .policy import Action, Budget, Caller, PlainCaller, PolicySource
+from .policy import ACTIONS, Action, Budget, Caller, PlainCaller, PolicySource
 from .settings import Settings
 
 EVERYONE: Final = "everyone"
@@ -40,6 +43,29 @@ Reach = Literal["read", "write", "destructive"]
 """What a tool or prompt can do: look, add (create), or destroy (restore, delete)."""
 
 _AUDITED: Final = frozenset({"create_snapshot", "restore_snapshot", "delete_snapshot"})
+
+ACTION_OF_TOOL: Final[Mapping[str, Action]] = {
+    "list_snapshots": "read",
+    "get_snapshot": "read",
+    "create_snapshot": "create",
+    "restore_snapshot": "restore",
+    "delete_snapshot": "delete",
+}
+
+
+def scope_of(action: Action) -> str:
+    """The scope that grants `action`: `snapshots:read`, `snapshots:create`, ..."""
+    return f"snapshots:{action}"
+
+
+ACTION_SCOPES: Final[tuple[str, ...]] = tuple(scope_of(action) for action in ACTIONS)
+
+
+def permits(actions: frozenset[Action], tool: str) -> bool:
+    """Whether these allowed actions cover `tool` (a tool that is no action, or unknown: yes)."""
+    action = ACTION_OF_TOOL.get(tool)
+    return action is None or action in actions
+
 
 T = TypeVar("T")
 
@@ -53,6 +79,14 @@ def _caller(principal: Who) -> Caller:
 
 def _key(principal: Who) -> str:
     return principal if isinstance(principal, str) else f"{principal.kind}:{principal.id}"
+
+
+_REACH: Final[Mapping[Action, Reach]] = {
+    "read": "read",
+    "create": "write",
+    "restore": "destructive",
+    "delete": "destructive",
+}
 
 
 def reach_of(annotations: Mapping[str, Any]) -> Reach:
@@ -72,6 +106,8 @@ class AccessPolicy:
     sandbox: bool = False
     policy: PolicySource | None = None
     """The permissions file, when one is given: deny by default, inside the `allowed_servers` fence."""
+    oauth_default_scopes: frozenset[str] = frozenset({scope_of("read")})
+    """The action scopes of an OAuth token that carries none of them (only the connect scope)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessPolicy:
@@ -82,7 +118,47 @@ class AccessPolicy:
             allowed_servers=settings.allowed_servers,
             sandbox=settings.sandbox,
             policy=PolicySource(settings.policy) if settings.policy else None,
+            oauth_default_scopes=frozenset(settings.oauth_default_scopes),
         )
+
+    # --- what a caller may do ----------------------------------------------------------------------
+
+    def granted_scopes(self, caller: Caller) -> frozenset[str]:
+        """The action scopes `caller` holds: None (stdio, the single static token) is all of them; an OAuth
+        token with only the connect scope holds `--oauth-default-scopes`."""
+        if caller.scopes is None:
+            return frozenset(ACTION_SCOPES)
+        held = caller.scopes & frozenset(ACTION_SCOPES)
+        if not held and caller.kind == "oauth":
+            return self.oauth_default_scopes & frozenset(ACTION_SCOPES)
+        return held
+
+    def allowed_actions(self, caller: Caller) -> frozenset[Action]:
+        """The actions `caller` may take: its scopes, within the access mode (`--read-only`, `--no-destructive`)."""
+        held = self.granted_scopes(caller)
+        return frozenset(
+            action for action in ACTIONS if scope_of(action) in held and self.offers(_REACH[action], caller.key)
+        )
+
+    def missing_scope(self, tool: str, caller: Caller) -> str | None:
+        """The scope `caller` lacks to call `tool` (None: it holds it, or `tool` needs none)."""
+        action = ACTION_OF_TOOL.get(tool)
+        if action is None or scope_of(action) in self.granted_scopes(caller):
+            return None
+        return scope_of(action)
+
+    def may_call(self, tool: str, caller: Caller) -> bool:
+        """Whether `caller` may call `tool` (an unknown tool: yes, it is answered as unknown)."""
+        return permits(self.allowed_actions(caller), tool)
+
+    def check_call(self, tool: str, caller: Caller) -> None:
+        """Refuse (forbidden) a call of a tool `caller` holds no scope for."""
+        scope = self.missing_scope(tool, caller)
+        if scope is not None:
+            raise ForbiddenError(
+                f"{tool} needs the scope {scope}, which this caller does not hold. Nothing was changed. "
+                "Ask the operator for that permission."
+            )
 
     # --- what is offered ---------------------------------------------------------------------------
 
@@ -188,4 +264,17 @@ class AccessPolicy:
         return mode
 
 
-__all__ = ["EVERYONE", "AccessPolicy", "Reach", "Who", "reach_of"]
+__all__ = [
+    "ACTIONS",
+    "ACTION_OF_TOOL",
+    "ACTION_SCOPES",
+    "EVERYONE",
+    "AccessPolicy",
+    "Action",
+    "Caller",
+    "Reach",
+    "Who",
+    "permits",
+    "reach_of",
+    "scope_of",
+]

@@ -147,14 +147,18 @@ def serve(args: argparse.Namespace) -> int:
         transport = sandbox_transport(settings, seconds=settings.sandbox_seconds)
     try:
         composed = compose(settings, transport=transport)
-    except PolicyError as exc:  # a permissions file that cannot be used: one line, the file, where, why
+    except (
+        PolicyError,
+        SettingsError,
+    ) as exc:  # a permissions or tokens file that cannot be used: one line, where, why
         return _fail(str(exc))
     ledger = settings.state_url.split("://")[0] if settings.state_url else "memory"
     mode = composed.access.summary(EVERYONE)
     if settings.transport == "http":
         from .protocol.http import MCP_PATH, serve_http
 
-        auth = "static token" if settings.auth_token else "OAuth" if settings.oauth_enabled else "none (loopback)"
+        static = settings.auth_token or settings.auth_tokens_file
+        auth = "static token" if static else "OAuth" if settings.oauth_enabled else "none (loopback)"
         logger.info(
             "vps-snapshots-mcp %s on http://%s:%d%s (client auth: %s%s; consent ledger: %s); mode: %s",
             __version__, settings.host, settings.port, MCP_PATH, auth,

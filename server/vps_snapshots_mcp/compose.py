@@ -75,7 +75,12 @@ class Composition:
         from .protocol.http import http_app
 
         return http_app(
-            self.server, self.settings, routes=self.http_routes(), events=self.state.events, wrap=self.client_auth.wrap
+            self.server,
+            self.settings,
+            routes=self.http_routes(),
+            events=self.state.events,
+            wrap=self.client_auth.wrap,
+            access=self.access,
         )
 
 
@@ -137,7 +142,7 @@ def compose(
         seen = {(s.server.id, s.server.name) for s in snapshots if s.server is not None}
         return sorted(access.visible(seen, lambda server: server[0], current_principal()))
 
-    auth = client_authentication(settings)
+    auth = client_authentication(settings, timing)
     access = AccessPolicy.from_settings(settings)
     published = published_tools(access, EVERYONE)
     security = request_state_security(secret)
@@ -219,7 +224,7 @@ def credential_token(path: str) -> SecretStr:
     return SecretStr(token)
 
 
-def client_authentication(settings: Settings) -> ClientAuth:
+def client_authentication(settings: Settings, timing: Timing | None = None) -> ClientAuth:
     """Who may call over HTTP: a static bearer token checked by our middleware, or OAuth checked by the SDK."""
     sdk_options: dict[str, Any] = {}
     if settings.transport == "http" and settings.oauth_enabled:
@@ -227,13 +232,19 @@ def client_authentication(settings: Settings) -> ClientAuth:
 
         sdk_options["auth"], sdk_options["token_verifier"] = oauth_for(settings)
     wrap = None
-    if settings.auth_token is not None:
+    if settings.auth_token is not None or settings.auth_tokens_file is not None:
+        from .protocol.tokens_file import TokensFile
+
         token = settings.auth_token
+        # Read at start: a broken tokens file stops the server here (SettingsError), before it serves.
+        tokens_file = settings.auth_tokens_file if settings.transport == "http" else None
+        monotonic = (timing or Timing()).monotonic  # how often the file is looked at
+        named = TokensFile(tokens_file, monotonic=monotonic) if tokens_file is not None else None
 
         def wrap(app: ASGIApp) -> ASGIApp:
             from .protocol.auth import StaticTokenMiddleware
 
-            return StaticTokenMiddleware(app, token)
+            return StaticTokenMiddleware(app, token, named)
 
     return ClientAuth(sdk_options=sdk_options, wrap=wrap)
 

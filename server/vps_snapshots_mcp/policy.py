@@ -60,6 +60,10 @@ class Caller(Protocol):
     def id(self) -> str: ...
     @property
     def groups(self) -> frozenset[str]: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def scopes(self) -> frozenset[str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class PlainCaller:
     kind: str
     id: str
     groups: frozenset[str] = frozenset()
+    scopes: frozenset[str] | None = None
+    """None: every scope, as the single static token and stdio have."""
 
     @property
     def key(self) -> str:

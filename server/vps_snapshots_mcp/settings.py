@@ -82,6 +82,18 @@ def _parse_secret(text: str, name: str) -> SecretStr | None:
     return SecretStr(text) if text else None
 
 
+ACTION_SCOPES = ("snapshots:read", "snapshots:create", "snapshots:restore", "snapshots:delete")
+"""The scopes that grant an action (access.py maps tools to them)."""
+
+
+def _parse_scopes(text: str, name: str) -> tuple[str, ...]:
+    scopes = tuple(s for s in text.replace(",", " ").split() if s)
+    unknown = [s for s in scopes if s not in ACTION_SCOPES]
+    if unknown:
+        raise SettingsError(f"{name}: unknown scope {unknown[0]!r}; the scopes are {', '.join(ACTION_SCOPES)}")
+    return scopes
+
+
 def _parse_optional(text: str, name: str) -> str | None:
     return text.strip() or None
 
@@ -423,6 +435,32 @@ class Settings:
         section="http",
         help="OAuth 2.1: the scope access tokens must carry",
     )
+    oauth_default_scopes: tuple[str, ...] = setting(
+        ("snapshots:read",),
+        flag="--oauth-default-scopes",
+        env="VPS_MCP_OAUTH_DEFAULT_SCOPES",
+        parse=_parse_scopes,
+        metavar="SCOPES",
+        section="http",
+        help="OAuth 2.1: the action scopes of a token carrying only the connect scope (space- or comma-separated)",
+        shown_default="snapshots:read",
+    )
+    oauth_groups_claim: str = setting(
+        "groups",
+        flag="--oauth-groups-claim",
+        env="VPS_MCP_OAUTH_GROUPS_CLAIM",
+        section="http",
+        help="OAuth 2.1: the access-token claim listing the caller's groups",
+    )
+    auth_tokens_file: str | None = setting(
+        None,
+        flag="--auth-tokens-file",
+        env="VPS_MCP_AUTH_TOKENS_FILE",
+        parse=_parse_optional,
+        metavar="PATH",
+        section="http",
+        help="TOML file of named bearer tokens, each stored as its SHA-256 with its own scopes; re-read on change",
+    )
     allowed_hosts: tuple[str, ...] = setting(
         (),
         flag="--allowed-hosts",
@@ -496,8 +534,11 @@ class Settings:
                 missing.append("VPS_MCP_PUBLIC_URL (the audience: this server's MCP URL)")
             if missing:
                 raise SettingsError(f"OAuth needs {', '.join(missing)} as well")
-            if self.auth_token is not None:
-                raise SettingsError("choose one client authentication: VPS_MCP_AUTH_TOKEN or OAuth, not both")
+            if self.auth_token is not None or self.auth_tokens_file is not None:
+                raise SettingsError(
+                    "choose one client authentication: static tokens (VPS_MCP_AUTH_TOKEN, VPS_MCP_AUTH_TOKENS_FILE) "
+                    "or OAuth, not both"
+                )
         if self.public_url is not None:
             parts = urlsplit(self.public_url)
             if parts.scheme not in ("https", "http") or not parts.hostname:
@@ -517,7 +558,7 @@ class Settings:
 
     @property
     def client_auth_enabled(self) -> bool:
-        return self.auth_token is not None or self.oauth_enabled
+        return self.auth_token is not None or self.auth_tokens_file is not None or self.oauth_enabled
 
 
 # --- flags, environment, docs: all from the declaration above --------------------------------------

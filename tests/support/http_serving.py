@@ -35,6 +35,7 @@ def serving_over_http(provider: ProviderState) -> ServeFn:
         sock = bind_socket("127.0.0.1", 0)
         base = f"http://127.0.0.1:{sock.getsockname()[1]}"
         public_url = overrides.pop("public_url", None)
+        timing = overrides.pop("timing", None)
         settings = Settings(
             api_token=SecretStr(TOKEN),
             api_url=BASE_URL,
@@ -42,7 +43,7 @@ def serving_over_http(provider: ProviderState) -> ServeFn:
             public_url=public_url(base) if callable(public_url) else public_url,
             **overrides,
         )
-        composed = compose(settings, transport=asgi_transport(create_app(provider, token=TOKEN)))
+        composed = compose(settings, transport=asgi_transport(create_app(provider, token=TOKEN)), timing=timing)
         with serving_in_thread(composed.http_app(), sock=sock, lifespan="on") as url:
             yield url
 

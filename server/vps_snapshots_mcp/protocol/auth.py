@@ -16,19 +16,34 @@ token stays server-side configuration.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
 import jwt
 from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl, SecretStr
+from starlette.applications import Starlette
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..access import ACTION_SCOPES, ACTIONS, AccessPolicy
+from ..audit import Actor, AuditLog, record_denial, trace_id_of
 from ..settings import Settings
-from .principal import reset_static_token_principal, set_static_token_principal, static_token_principal
+from .principal import (
+    GROUPS_CLAIM,
+    Principal,
+    current_principal,
+    reset_static_token_principal,
+    set_static_token_principal,
+    static_token_principal,
+)
+from .tokens_file import TokensFile
 
 logger = logging.getLogger(__name__)
 
@@ -39,20 +54,26 @@ CLOCK_SKEW_S = 30
 
 
 class StaticTokenMiddleware:
-    """Require `Authorization: Bearer <token>` on every HTTP request except the open paths."""
+    """Require `Authorization: Bearer <token>` on every HTTP request except the open paths.
 
-    def __init__(self, app: ASGIApp, token: SecretStr) -> None:
+    The token is the single `VPS_MCP_AUTH_TOKEN` (one principal, every scope) or a named token of the tokens
+    file (`tokens_file.py`: its own principal and scopes).
+    """
+
+    def __init__(self, app: ASGIApp, token: SecretStr | None, tokens_file: TokensFile | None = None) -> None:
         self._app = app
-        self._expected = token.get_secret_value().encode()
-        self._principal = static_token_principal(self._expected)
+        self._expected = token.get_secret_value().encode() if token is not None else None
+        self._principal = static_token_principal(self._expected) if self._expected is not None else None
+        self._tokens_file = tokens_file
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self._app(scope, receive, send)
             return
-        if self._authorized(scope):
+        principal = self._principal_of(scope)
+        if principal is not None:
             # Everything this request does (and the messages it sends on) is this token's principal's.
-            handle = set_static_token_principal(self._principal)
+            handle = set_static_token_principal(principal)
             try:
                 await self._app(scope, receive, send)
             finally:
@@ -65,20 +86,29 @@ class StaticTokenMiddleware:
         )
         await response(scope, receive, send)
 
-    def _authorized(self, scope: Scope) -> bool:
+    def _principal_of(self, scope: Scope) -> Principal | None:
         header = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
         scheme, _, presented = header.partition(b" ")
+        presented = presented.strip()
+        bearer = scheme.lower() == b"bearer"
         # compare_digest on every request, so timing tells nothing about how much of a guess was right.
-        return hmac.compare_digest(presented.strip(), self._expected) and scheme.lower() == b"bearer"
+        if self._expected is not None and hmac.compare_digest(presented, self._expected) and bearer:
+            return self._principal
+        if self._tokens_file is not None:
+            named = self._tokens_file.principal_for(presented)
+            if named is not None and bearer:
+                return named
+        return None
 
 
 class JwtTokenVerifier:
     """Verify JWT access tokens against a JWKS URL, the issuer and this server's URL as audience."""
 
-    def __init__(self, *, jwks_url: str, issuer: str, audience: str) -> None:
+    def __init__(self, *, jwks_url: str, issuer: str, audience: str, groups_claim: str = "groups") -> None:
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=10)
         self._issuer = issuer
         self._audience = audience
+        self._groups_claim = groups_claim
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
@@ -106,8 +136,18 @@ class JwtTokenVerifier:
             expires_at=int(claims["exp"]),
             resource=self._audience,
             subject=str(claims["sub"]) if "sub" in claims else None,
-            claims={"iss": self._issuer},  # the principal is the issuer and the subject (principal.py)
+            # The principal (principal.py): the issuer and the subject, and the groups of the configured claim.
+            claims={"iss": self._issuer, GROUPS_CLAIM: _groups(claims.get(self._groups_claim))},
         )
+
+
+def _groups(value: object) -> list[str]:
+    """A groups claim: a list of names (or one space-separated string); anything else is no group."""
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list):
+        return [str(g) for g in value if isinstance(g, (str, int))]
+    return []
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:
@@ -127,10 +167,159 @@ def oauth_for(settings: Settings) -> tuple[AuthSettings, JwtTokenVerifier]:
     auth = AuthSettings(
         issuer_url=AnyHttpUrl(settings.oauth_issuer),
         resource_server_url=AnyHttpUrl(settings.public_url),
-        required_scopes=[settings.oauth_scope],
+        required_scopes=[settings.oauth_scope],  # the connect scope; the action scopes are checked per call
         validate_token_resource=False,  # the verifier checks the audience itself
     )
     verifier = JwtTokenVerifier(
-        jwks_url=settings.oauth_jwks_url, issuer=settings.oauth_issuer, audience=settings.public_url
+        jwks_url=settings.oauth_jwks_url,
+        issuer=settings.oauth_issuer,
+        audience=settings.public_url,
+        groups_claim=settings.oauth_groups_claim,
     )
     return auth, verifier
+
+
+def supported_scopes(settings: Settings) -> list[str]:
+    """The protected-resource metadata's `scopes_supported`: the connect scope, then one scope per action."""
+    return [settings.oauth_scope, *(s for s in ACTION_SCOPES if s != settings.oauth_scope)]
+
+
+class ScopeGate:
+    """The step-up answer, before the SDK dispatches: a `tools/call` whose tool needs an action scope the caller
+    does not hold is refused with 403 `insufficient_scope`, naming the scope, and reaches nothing behind it.
+
+    Both protocol revisions post a JSON-RPC request to /mcp (2026-07-28 also names the method and the tool in
+    headers, which the SDK checks against the body): the body, already bounded, is read here once and handed
+    on unchanged. A caller that holds every action scope (stdio, the single static token) passes unread.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        access: AccessPolicy,
+        *,
+        max_body: int,
+        connect_scope: str | None,
+        metadata_url: str | None,
+        audit_log: Callable[[], AuditLog | None] = lambda: None,
+    ) -> None:
+        self._app = app
+        self._access = access
+        self._audit_log = audit_log
+        self._max_body = max_body
+        self._connect_scope = connect_scope
+        self._metadata_url = metadata_url
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self._app(scope, receive, send)
+            return
+        caller = current_principal()
+        if self._access.allowed_actions(caller) == frozenset(ACTIONS):
+            await self._app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body") or size > self._max_body:
+                break
+        complete = messages[-1]["type"] == "http.request" and not messages[-1].get("more_body")
+        missing = self._missing(b"".join(m.get("body", b"") for m in messages), caller) if complete else None
+        if missing is not None:
+            tool, needed, request = missing
+            # A denial is audited like any other: who asked, for what, in which request and trace.
+            params: dict[str, Any] = request["params"]  # a dict: the tool's name was read from it
+            arguments = params.get("arguments")
+            arguments = arguments if isinstance(arguments, dict) else {}
+            meta = params.get("_meta")
+            await record_denial(
+                self._audit_log(),
+                tool[:64],
+                Actor.of(caller),
+                "forbidden",
+                request_id=request.get("id"),
+                trace_id=trace_id_of(meta if isinstance(meta, dict) else None),
+                server_id=_plain_id(arguments.get("server_id")),
+                snapshot_id=_plain_id(arguments.get("snapshot_id")),
+            )
+            await self._refuse(tool, needed, scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self._app(scope, replay, send)
+
+    def _missing(self, body: bytes, caller: Principal) -> tuple[str, str, dict[str, Any]] | None:
+        try:
+            decoded = json.loads(body)
+        except (ValueError, RecursionError):
+            return None  # the SDK answers a parse error
+        for request in decoded if isinstance(decoded, list) else [decoded]:
+            if not isinstance(request, dict) or request.get("method") != "tools/call":
+                continue
+            params = request.get("params")
+            name = params.get("name") if isinstance(params, dict) else None
+            if isinstance(name, str):
+                needed = self._access.missing_scope(name, caller)
+                if needed is not None:
+                    return name, needed, request
+        return None
+
+    async def _refuse(self, tool: str, needed: str, scope: Scope, receive: Receive, send: Send) -> None:
+        logger.info("%s refused: the caller lacks the scope %s", tool[:64], needed)
+        scopes = f"{self._connect_scope} {needed}" if self._connect_scope else needed
+        challenge = f'Bearer error="insufficient_scope", scope="{scopes}"'
+        if self._metadata_url is not None:
+            challenge += f', resource_metadata="{self._metadata_url}"'
+        description = f"{tool[:64]} needs the scope {needed}; nothing was changed"
+        challenge += f', error_description="{needed} required"'
+        response = JSONResponse(
+            {"error": "insufficient_scope", "error_description": description, "scope": needed},
+            status_code=403,
+            headers={"WWW-Authenticate": challenge},
+        )
+        await response(scope, receive, send)
+
+
+def _plain_id(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2**53 - 1 else None
+
+
+def gate_scopes(
+    app: Starlette,
+    access: AccessPolicy,
+    settings: Settings,
+    *,
+    path: str,
+    audit_log: Callable[[], AuditLog | None] = lambda: None,
+) -> None:
+    """Put the scope gate in front of the MCP endpoint of `app` (inside the SDK's OAuth middleware, so the caller
+    is known) and, with OAuth, publish every action scope in the protected-resource metadata."""
+    metadata_url = None
+    if settings.oauth_enabled:
+        assert settings.public_url is not None and settings.oauth_issuer is not None
+        resource = AnyHttpUrl(settings.public_url)
+        metadata_url = str(build_resource_metadata_url(resource))
+        ours = create_protected_resource_routes(
+            resource_url=resource,
+            authorization_servers=[AnyHttpUrl(settings.oauth_issuer)],
+            scopes_supported=supported_scopes(settings),
+        )
+        paths = {route.path for route in ours}
+        app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) not in paths] + list(ours)
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.path == path:
+            route.app = ScopeGate(
+                route.app,
+                access,
+                max_body=settings.max_body_bytes,
+                connect_scope=settings.oauth_scope if settings.oauth_enabled else None,
+                metadata_url=metadata_url,
+                audit_log=audit_log,
+            )
+            return
+    raise RuntimeError(f"the MCP endpoint {path} is not a route of the app")  # the SDK changed: fail at start

@@ -18,11 +18,13 @@ from urllib.parse import urlsplit
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
 from .. import __version__
+from ..access import AccessPolicy
 from ..settings import Settings
 from ..state import EventLog
 from . import sdk as sdk_seam
@@ -82,9 +84,11 @@ def http_app(
     routes: Sequence[HttpRoute],
     events: EventLog,
     wrap: Callable[[ASGIApp], ASGIApp] | None,
+    access: AccessPolicy | None = None,
 ) -> ASGIApp:
     """The ASGI app serving `server` over streamable HTTP, with `routes` beside it, wrapped by `wrap` (client
-    authentication by a static token); stateful sessions resume dropped streams from `events`."""
+    authentication by a static token); stateful sessions resume dropped streams from `events`. With client
+    authentication, a tool call the caller holds no scope for is answered 403 by `access` (auth.ScopeGate)."""
     for route in routes:
         server.custom_route(route.path, methods=list(route.methods))(route.endpoint)
 
@@ -106,6 +110,11 @@ def http_app(
     )
     if resumable is not None:
         sdk_seam.store_events_per_session(server.session_manager, resumable.for_session)
+    if access is not None and settings.client_auth_enabled:
+        from .auth import gate_scopes
+
+        assert isinstance(app, Starlette)
+        gate_scopes(app, access, settings, path=MCP_PATH, audit_log=lambda: getattr(server, "audit_log", None))
     if wrap is not None:
         app = wrap(app)
     return app

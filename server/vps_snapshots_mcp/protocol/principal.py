@@ -3,9 +3,12 @@
 A principal is what consent, resumable streams and (later) permissions are bound
 to. It is derived from how the caller authenticated:
 
-    oauth    an OAuth access token: the issuer and the subject (`iss` + `sub`)
-    token    the static bearer token (`VPS_MCP_AUTH_TOKEN`): one identity for all who hold it
+    oauth    an OAuth access token: the issuer and the subject (`iss` + `sub`), the client id, the token's
+             scopes, and the groups of the configured claim (`--oauth-groups-claim`)
+    token    the static bearer token (`VPS_MCP_AUTH_TOKEN`): one identity for all who hold it, every scope;
+             or a named token of the tokens file (`--auth-tokens-file`): its name, its scopes
     local    no HTTP authentication (stdio, or HTTP on loopback without a token): this server process
+             (so consent stays bound to the process), run by the local OS user; every scope
 
 `key` is the stable string compared and stored (in a confirmation token, the
 event log, the ledger); it never holds a secret. The static token's identity is
@@ -15,12 +18,13 @@ rotation) is a different principal and the token cannot be recovered from it.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import os
 import secrets
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import principal_components
@@ -38,17 +42,37 @@ class Principal:
     """The scopes the caller was granted; None: every scope (stdio, and the single static token)."""
     groups: frozenset[str] = frozenset()
     """The groups the caller belongs to (an OAuth claim), for a policy's rules."""
+    process: str | None = None
+    """A local principal's server process: consent is bound to the process, not only to the OS user."""
 
     @property
     def key(self) -> str:
         """The stable, secret-free string a binding stores and compares."""
+        if self.process is not None:
+            return f"{self.kind}:{self.process}"
         return f"{self.kind}:{self.id}"
 
 
-_PROCESS = Principal(kind="local", id=f"{os.getpid()}-{secrets.token_hex(8)}")
-"""This server process, when nobody authenticated: each process is its own principal."""
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's bare uid)
+        return f"uid-{os.getuid()}"
+
+
+_PROCESS = Principal(kind="local", id=_os_user(), process=f"{os.getpid()}-{secrets.token_hex(8)}")
+"""This server process, when nobody authenticated: the local OS user that runs it; its key is the process, so
+consent stays bound to this process (each process is its own principal), as before."""
+
+GROUPS_CLAIM: Final = "groups"
+"""Where the verifier puts the caller's groups on the access token's claims (from `--oauth-groups-claim`)."""
 
 _static_token_principal: ContextVar[Principal | None] = ContextVar("vps_snapshots_mcp_static_principal", default=None)
+
+
+def named_token_principal(name: str, scopes: frozenset[str]) -> Principal:
+    """The principal of a request that presented the named token `name` of the tokens file."""
+    return Principal(kind="token", id=name, scopes=scopes)
 
 
 def static_token_principal(token: bytes) -> Principal:
@@ -71,9 +95,15 @@ def current_principal() -> Principal:
     access = get_access_token()
     if access is not None:
         client_id, issuer, subject = principal_components(access)
-        if subject is not None:
-            return Principal(kind="oauth", id=f"{issuer or ''}#{subject}", client_id=client_id)
-        return Principal(kind="oauth", id=f"{issuer or ''}#client:{client_id}", client_id=client_id)
+        who = subject if subject is not None else f"client:{client_id}"
+        groups = (access.claims or {}).get(GROUPS_CLAIM) or ()
+        return Principal(
+            kind="oauth",
+            id=f"{issuer or ''}#{who}",
+            client_id=client_id,
+            scopes=frozenset(access.scopes),
+            groups=frozenset(str(g) for g in groups),
+        )
     static = _static_token_principal.get()
     if static is not None:
         return static
@@ -81,9 +111,11 @@ def current_principal() -> Principal:
 
 
 __all__ = [
+    "GROUPS_CLAIM",
     "Principal",
     "PrincipalKind",
     "current_principal",
+    "named_token_principal",
     "reset_static_token_principal",
     "set_static_token_principal",
     "static_token_principal",

@@ -42,7 +42,7 @@ from mcp_types import Prompt as MCPPrompt
 from mcp_types import Tool as MCPTool
 from pydantic import BaseModel, ValidationError
 
-from ..access import EVERYONE, AccessPolicy
+from ..access import EVERYONE, AccessPolicy, Action, permits
 from ..audit import Actor, Attempt, AuditLog, plain_request_id, trace_id_of
 from ..errors import ForbiddenError, InvalidArgumentError, SnapshotsError, UnknownToolError
 from ..provider.text import escape_unsafe, quoted
@@ -69,6 +69,7 @@ class SnapshotsServer(MCPServer[AppContext]):
             super().__init__(*args, **kwargs)
         self.access = access
         self._published = [MCPTool.model_validate(tool) for tool in published]
+        self._offered: dict[frozenset[Action], list[MCPTool]] = {}
         self._argument_names = {
             tool.name: frozenset(tool.input_schema.get("properties", {})) for tool in self._published
         }
@@ -118,6 +119,7 @@ class SnapshotsServer(MCPServer[AppContext]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[AppContext, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
+        caller = current_principal()
         audited = self.audit_log is not None and self.access.audits(name, EVERYONE)
         attempt = Attempt(
             tool=name,
@@ -132,6 +134,8 @@ class SnapshotsServer(MCPServer[AppContext]):
         attempts = _attempts_of(context)
         attempts[id(context)] = attempt
         try:
+            # Over HTTP a call without its scope never gets here (auth.ScopeGate answers 403); on stdio, forbidden.
+            self.access.check_call(name, caller)
             typed = await self._run_tool(name, arguments, context)
         except SnapshotsError as exc:
             attempt.from_error(exc)
@@ -214,7 +218,13 @@ class SnapshotsServer(MCPServer[AppContext]):
         return await super().get_prompt(name, arguments, context)
 
     async def list_tools(self) -> list[MCPTool]:
-        return self._published
+        """The tools the caller may call: one list per set of allowed actions, made once."""
+        actions = self.access.allowed_actions(current_principal())
+        offered = self._offered.get(actions)
+        if offered is None:
+            offered = [tool for tool in self._published if permits(actions, tool.name)]
+            self._offered[actions] = offered
+        return offered
 
     def _refuse_unknown_arguments(self, name: str, arguments: dict[str, Any]) -> None:
         # A misspelt argument (say `confirmation-token`) must not be silently ignored.
