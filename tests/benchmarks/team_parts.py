@@ -50,7 +50,7 @@ def policy_file(folder: Path, rules: int) -> Path:
     lines = []
     for i in range(rules - 1):
         lines += ["[[rule]]", f'principals = ["token:bot-{i}"]', f"servers = [{1000 + i}]", 'actions = ["read"]', ""]
-    lines += ["[[rule]]", 'principals = ["token:alice"]', "servers = [12345]", 'actions = ["all"]', ""]
+    lines += ["[[rule]]", 'principals = ["token:alice"]', "servers = [12345]", 'actions = "all"', ""]
     path = folder / "policy.toml"
     path.write_text("\n".join(lines))
     return path
