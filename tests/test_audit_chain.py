@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,7 @@ WRITER = textwrap.dedent(
     path, name, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
     async def main():
         log = AuditLog(path, now=lambda: datetime.now(UTC))
+        (go.parent / f"ready-{name}").touch()  # opened: the test starts both only when both are here
         while not go.exists():
             time.sleep(0.001)
         for n in range(count):
@@ -238,7 +240,11 @@ def test_two_processes_appending_to_one_file_keep_one_chain(tmp_path: Path) -> N
     writers = [
         subprocess.Popen([sys.executable, "-c", WRITER, str(path), name, str(count), str(go)]) for name in ("a", "b")
     ]
-    go.touch()  # both start writing at once
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready-{name}").exists() for name in ("a", "b")):  # a start has no event to wait on
+        assert time.monotonic() < deadline and all(w.poll() is None for w in writers), "a writer did not start"
+        time.sleep(0.01)
+    go.touch()  # both start writing at once, each already past its start-up
     assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
     verdict = verify(path.read_bytes())
     assert verdict.ok and verdict.message.startswith(f"{2 * count} lines, chain intact"), verdict.message
