@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from vps_snapshots_mcp import __version__
 from vps_snapshots_mcp.cli import SECRET_ENV_VARS, serve_parser, settings_from
 from vps_snapshots_mcp.compose import build_server
+from vps_snapshots_mcp.protocol.http import READY_DEADLINE_S
 from vps_snapshots_mcp.settings import Settings, environment_variables
 
 ROOT = Path(__file__).parent.parent
@@ -179,14 +180,16 @@ def test_the_claude_code_line_references_the_token() -> None:
 # --- Kubernetes --------------------------------------------------------------------------------------------
 
 
-def test_the_deployment_runs_two_stateless_non_root_replicas_with_health_probes() -> None:
+def test_the_deployment_runs_two_stateless_non_root_replicas_with_readiness_and_liveness_probes() -> None:
     deployment = kubernetes("deployment.yaml")
     assert deployment["kind"] == "Deployment" and deployment["spec"]["replicas"] == 2
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert {"--transport=http", "--stateless", "--host=0.0.0.0"} <= set(container["args"])
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"]["path"] == "/healthz"
+    # Ready while the consent ledger answers (a pod behind a down Redis takes no traffic); alive while the process is.
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["timeoutSeconds"] > READY_DEADLINE_S  # /readyz answers within its deadline
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False

@@ -6,7 +6,7 @@
     provider        the provider client factory: a client is made at the first call that needs one, one per
                     provider credential (the server's token, or a token file a `--policy` rule names)
     client auth     HTTP only: a static bearer token (middleware) or an OAuth verifier (the SDK's auth)
-    routes          HTTP routes beside /mcp: /healthz now; an approval page or /metrics join the list
+    routes          HTTP routes beside /mcp: /healthz, /readyz (the ledger); an approval page or /metrics join the list
     server          the protocol adapter (`protocol/server.py`), with the SDK seam checked (`protocol/sdk.py`)
 
 `compose(settings)` returns the whole; `build_server` is its server alone. Only
@@ -63,12 +63,14 @@ class Composition:
     state: State
     client_auth: ClientAuth
     access: AccessPolicy
+    ledger: ConsentLedger
+    """The consent ledger the server spends consents in (the state's, or the one `compose` was given)."""
 
     def http_routes(self) -> list[HttpRoute]:
         """The HTTP routes beside /mcp (the place for an approval page or /metrics)."""
-        from .protocol.http import health_route
+        from .protocol.http import health_route, ready_route
 
-        return [health_route()]
+        return [health_route(), ready_route(self.ledger)]
 
     def http_app(self) -> ASGIApp:
         """The ASGI app serving the server over streamable HTTP, client authentication included."""
@@ -168,7 +170,9 @@ def compose(
         codec=security.codec,
         seen_round=sealed_round,
     )
-    return Composition(settings=settings, server=server, state=state, client_auth=auth, access=access)
+    return Composition(
+        settings=settings, server=server, state=state, client_auth=auth, access=access, ledger=ledger or state.ledger
+    )
 
 
 def build_server(

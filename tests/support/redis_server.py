@@ -24,23 +24,25 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process with no persistence; `stop()` and `start()` again keep the same port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (.ci/run installs Debian's redis-server)")
         self._binary = binary
         self._workdir = workdir
         self.port = free_port()
+        self._password = password  # `requirepass`: clients must send it (in the URL)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        credentials = f":{self._password}@" if self._password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self._process = subprocess.Popen(
             [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self._workdir)],
+             "--dir", str(self._workdir), *(["--requirepass", self._password] if self._password else [])],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
@@ -50,7 +52,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
                     conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
+                    if conn.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # up (and asking for its password)
                         return
             except OSError:
                 pass
@@ -91,8 +93,8 @@ async def next_whole_second() -> None:
 
 
 @contextmanager
-def running_redis(workdir: Path) -> Iterator[RedisServer]:
-    server = RedisServer(workdir)
+def running_redis(workdir: Path, *, password: str | None = None) -> Iterator[RedisServer]:
+    server = RedisServer(workdir, password=password)
     server.start()
     try:
         yield server

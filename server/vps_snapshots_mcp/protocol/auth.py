@@ -4,7 +4,7 @@ Who may call this server over HTTP is separate from how this server calls the
 provider: a client's token is checked here and goes no further. The provider
 token stays server-side configuration.
 
-- Static token (`VPS_MCP_AUTH_TOKEN`): every request but `/healthz` must carry
+- Static token (`VPS_MCP_AUTH_TOKEN`): every request but the probes' (`/healthz`, `/readyz`) must carry
   `Authorization: Bearer <token>`, compared in constant time; otherwise 401 with
   `WWW-Authenticate`.
 - OAuth 2.1 resource server: JWT access tokens verified against the issuer's
@@ -47,7 +47,8 @@ from .tokens_file import TokensFile
 
 logger = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+"""Probes carry no token; they answer up/ready and where the ledger is, nothing secret."""
 JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 """Asymmetric algorithms only: a JWKS publishes public keys, and 'none' or HS* must never be accepted."""
 CLOCK_SKEW_S = 30

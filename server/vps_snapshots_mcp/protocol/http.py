@@ -1,4 +1,4 @@
-"""The streamable HTTP transport: MCP at `/mcp`, `GET /healthz`, Host/Origin checks, a body limit.
+"""The streamable HTTP transport: MCP at `/mcp`, `GET /healthz` and `/readyz`, Host/Origin checks, a body limit.
 
 The composition root (`compose.py`) says what to serve: the routes beside
 `/mcp`, the event log, and the client authentication.
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -26,11 +27,14 @@ from starlette.types import ASGIApp
 from .. import __version__
 from ..access import AccessPolicy
 from ..settings import Settings
-from ..state import EventLog
+from ..state import ConsentLedger, EventLog
 from . import sdk as sdk_seam
 from .streams import RETRY_MS, NoStreams, ResumableStreams
 
 MCP_PATH = "/mcp"
+READY_DEADLINE_S = 3.0
+"""`/readyz` answers within this whatever the state store does (a Redis PING gives up after 2 s): a probe's
+timeout must be longer."""
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -61,7 +65,7 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 
 @dataclass(frozen=True)
 class HttpRoute:
-    """A route served beside /mcp (the composition root lists them: /healthz now, an approval page later)."""
+    """A route served beside /mcp (the composition root lists them: /healthz, /readyz, an approval page later)."""
 
     path: str
     methods: tuple[str, ...]
@@ -75,6 +79,22 @@ def health_route() -> HttpRoute:
         return JSONResponse({"status": "ok", "version": __version__})
 
     return HttpRoute("/healthz", ("GET",), healthz)
+
+
+def ready_route(ledger: ConsentLedger) -> HttpRoute:
+    """`GET /readyz`: 200 while the consent ledger's store can be reached, 503 naming it (never its password) while
+    it cannot, so a pod whose every restore would be refused `state_unavailable` takes no traffic. Open like
+    `/healthz` (auth.OPEN_PATHS); cheap, bounded by `READY_DEADLINE_S`; it spends no consent."""
+
+    async def readyz(request: Request) -> Response:
+        why: str | None = f"the consent ledger ({ledger.description}) did not answer within {READY_DEADLINE_S:g} s"
+        with anyio.move_on_after(READY_DEADLINE_S):
+            why = await ledger.unavailable()
+        if why is None:
+            return JSONResponse({"status": "ready", "ledger": ledger.description})
+        return JSONResponse({"status": "unavailable", "ledger": ledger.description, "reason": why}, status_code=503)
+
+    return HttpRoute("/readyz", ("GET",), readyz)
 
 
 def http_app(
@@ -137,10 +157,12 @@ def serve_http(app: ASGIApp, settings: Settings) -> None:
 __all__ = [
     "LOOPBACK_HOSTS",
     "MCP_PATH",
+    "READY_DEADLINE_S",
     "ASGIApp",
     "HttpRoute",
     "health_route",
     "http_app",
+    "ready_route",
     "serve_http",
     "transport_security",
 ]

@@ -137,6 +137,14 @@ class ConsentLedger(Protocol):
         """At start, best effort: meet the store, say loudly what is wrong with it; never raises."""
         ...
 
+    async def unavailable(self) -> str | None:
+        """Readiness: why the store cannot be reached now (in words, naming it, never a password), or None.
+
+        Cheap and bounded (a Redis PING within the ledger's timeout; the SQLite file opened and read; memory is
+        always there); spends, records and counts nothing. Never raises.
+        """
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -311,7 +319,8 @@ def open_state(url: str | None, *, wall: Callable[[], float], event_ttl_s: float
 
         return State(MemoryLedger(wall=wall), MemoryEventLog(ttl_s=event_ttl_s))
     if urlsplit(url).scheme == "sqlite":
-        from .sqlite import SqliteEventLog, SqliteLedger, StateFile
+        from .sqlite import SqliteEventLog, SqliteLedger
+        from .sqlite_file import StateFile
 
         file = StateFile(urlsplit(url).path)
         return State(SqliteLedger(file, wall=wall), SqliteEventLog(file, ttl_s=event_ttl_s))

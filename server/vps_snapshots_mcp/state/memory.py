@@ -42,6 +42,9 @@ class MemoryLedger:
     async def prepare(self) -> None:
         return None
 
+    async def unavailable(self) -> str | None:
+        return None  # in this process: there while it is
+
     async def redeem(self, key: str, *, expires_at: float, issued_at: float | None = None) -> bool:
         now = self._wall()  # one clock, never back, for pruning and for judging expiry
         with self._lock:

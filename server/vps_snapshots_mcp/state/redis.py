@@ -118,6 +118,13 @@ class RedisLedger:
         if problem:
             logger.error("%s; every restore and delete is refused until it does", problem)
 
+    async def unavailable(self) -> str | None:
+        try:
+            await self._redis.ping()  # bounded by the client's timeouts (TIMEOUT_S); a dropped connection: once more
+        except (RedisError, OSError) as exc:
+            return str(self._unreachable(exc))
+        return None
+
     async def _eviction_problem(self) -> str | None:
         """What is wrong with this Redis's eviction policy, or None when it never evicts: read again each minute."""
         now = self._wall()
@@ -238,11 +245,8 @@ class RedisLedger:
                 f"({type(exc).__name__}), so it may not run. Nothing was changed. Try again when the state store is "
                 "back."
             ) from None
-        verdict = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
-        if verdict == "counted":
-            return None
-        later = answer[1].decode() if isinstance(answer[1], bytes) else str(answer[1])
-        return float(later)
+        verdict, *later = [part.decode() if isinstance(part, bytes) else str(part) for part in answer]
+        return None if verdict == "counted" else float(later[0])
 
     async def aclose(self) -> None:
         await self._redis.aclose()
