@@ -1,0 +1,111 @@
+"""Errors a person can act on: each start-up mistake is one line on stderr, no traceback, exit 2.
+
+Every case spawns the real command line (`python -m vps_snapshots_mcp ...`) with stdin closed and a deadline:
+a server that starts instead of refusing fails on the deadline, not by hanging the suite.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from pydantic import SecretStr
+
+from vps_snapshots_mcp.errors import ProviderConnectionError
+from vps_snapshots_mcp.protocol.provider_errors import word
+from vps_snapshots_mcp.provider.client import SnapshotsClient
+from vps_snapshots_mcp.timing import Timing
+
+from .support.redis_server import free_port
+from .support.world import TOKEN, SleepRecorder
+
+PROG = "vps-snapshots-mcp: "
+NO_REDIS = (
+    "import runpy, sys; sys.modules['redis'] = None; "  # `import redis` fails as if the extra were not installed
+    "sys.argv[0] = 'vps_snapshots_mcp'; runpy.run_module('vps_snapshots_mcp', run_name='__main__', alter_sys=True)"
+)
+
+
+def refused(
+    *args: str, env: dict[str, str] | None = None, launcher: tuple[str, ...] = ("-m", "vps_snapshots_mcp")
+) -> str:
+    """Run the CLI; assert it refused to start with exactly one line on stderr and exit 2; that line."""
+    result = subprocess.run(
+        [sys.executable, *launcher, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,  # a server that starts instead of refusing fails here
+        env={"PATH": "/usr/bin:/bin", "VPS_API_TOKEN": TOKEN, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(PROG), lines[0]
+    return lines[0].removeprefix(PROG)
+
+
+# --- connection failures --------------------------------------------------------------------------
+
+
+@contextmanager
+def hanging_up(answer: bytes = b"") -> Iterator[int]:
+    """A loopback port that accepts each connection, reads, sends `answer` (default: nothing) and closes it."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def serve() -> None:
+            while True:
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    return
+                connection.recv(65536)
+                connection.sendall(answer)
+                connection.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        yield listener.getsockname()[1]
+
+
+async def _listing_fails(url: str) -> str:
+    async with SnapshotsClient(base_url=url, token=SecretStr(TOKEN), timing=Timing(sleep=SleepRecorder())) as client:
+        with pytest.raises(ProviderConnectionError) as caught:
+            await client.list_snapshots()
+    return word(caught.value).message
+
+
+@pytest.mark.anyio
+async def test_an_unresolvable_provider_host_says_to_check_the_url() -> None:
+    message = await _listing_fails("https://does-not-exist.invalid/api/v1")
+    assert "does-not-exist.invalid" in message and "check VPS_API_URL" in message
+    assert "try again" not in message and message.endswith("Nothing was changed.")
+
+
+@pytest.mark.anyio
+async def test_a_refused_provider_port_says_to_check_the_url() -> None:
+    message = await _listing_fails(f"http://127.0.0.1:{free_port()}/api/v1")
+    assert "check VPS_API_URL" in message and "try again" not in message
+
+
+@pytest.mark.anyio
+async def test_a_tls_failure_says_to_check_the_url() -> None:
+    with hanging_up(b"HTTP/1.1 400 Bad Request\r\n\r\n") as port:  # plain HTTP where https:// expects TLS
+        message = await _listing_fails(f"https://127.0.0.1:{port}/api/v1")
+    assert "check VPS_API_URL" in message and "try again" not in message
+
+
+@pytest.mark.anyio
+async def test_a_connection_dropped_without_an_answer_says_to_try_again() -> None:
+    with hanging_up() as port:
+        message = await _listing_fails(f"http://127.0.0.1:{port}/api/v1")
+    assert "try again shortly" in message and "VPS_API_URL" not in message
