@@ -12,13 +12,16 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from vps_snapshots_mcp.cli import serve_parser
 from vps_snapshots_mcp.errors import ProviderConnectionError
 from vps_snapshots_mcp.protocol.provider_errors import word
 from vps_snapshots_mcp.provider.client import SnapshotsClient
+from vps_snapshots_mcp.settings import Settings, SettingsError
 from vps_snapshots_mcp.timing import Timing
 
 from .support.redis_server import free_port
@@ -51,6 +54,101 @@ def refused(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(PROG), lines[0]
     return lines[0].removeprefix(PROG)
+
+
+# --- the token file -------------------------------------------------------------------------------
+
+
+def test_an_empty_token_file_given_by_flag_says_the_file_is_empty(tmp_path: Path) -> None:
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    line = refused("--api-token-file", str(empty), env={"VPS_API_TOKEN": ""})
+    assert str(empty) in line and "empty" in line and "--api-token-file" in line
+    assert "VPS_API_TOKEN is not set" not in line
+
+
+def test_an_empty_token_file_given_by_variable_names_the_variable(tmp_path: Path) -> None:
+    empty = tmp_path / "token"
+    empty.write_text("")
+    line = refused(env={"VPS_API_TOKEN": "", "VPS_API_TOKEN_FILE": str(empty)})
+    assert str(empty) in line and "empty" in line and "VPS_API_TOKEN_FILE" in line
+
+
+# --- the SQLite ledger ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["sqlite:///consent.db", "sqlite:///var/lib/vps/consent.db", "sqlite://consent.db"])
+def test_a_relative_sqlite_path_is_refused_at_start(url: str) -> None:
+    line = refused("--state-url", url)
+    assert line.startswith("VPS_MCP_STATE_URL") and "ABSOLUTE" in line
+
+
+def test_an_absolute_sqlite_path_is_accepted_as_documented(tmp_path: Path) -> None:
+    assert Settings(api_token=SecretStr(TOKEN), state_url=f"sqlite:///{tmp_path}/consent.db").state_url
+
+
+# --- flags ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", ["debug", "Debug", "DEBUG"])
+def test_the_log_level_is_case_insensitive(level: str) -> None:
+    assert serve_parser().parse_args(["--log-level", level]).log_level == "DEBUG"
+
+
+def test_the_choices_are_case_insensitive_like_their_variables() -> None:
+    assert serve_parser().parse_args(["--transport", "HTTP"]).transport == "http"
+
+
+def test_metavars_read_as_values() -> None:
+    shown = serve_parser().format_help()
+    for usage in (
+        "--api-token TOKEN",
+        "--api-url URL",
+        "--timeout SECONDS",
+        "--connect-timeout SECONDS",
+        "--sandbox-seconds SECONDS",
+        "--oauth-scope SCOPE",
+        "--oauth-jwks-url URL",
+        "--oauth-issuer URL",
+        "--oauth-groups-claim CLAIM",
+    ):
+        assert usage in shown, usage
+    for wrong in ("--api-token API", "--oauth-scope OAUTH", "--timeout TIMEOUT", "--max-concurrency MAX"):
+        assert wrong not in shown, wrong
+
+
+# --- template placeholders ------------------------------------------------------------------------
+
+
+PLACEHOLDERS = {
+    "VPS_API_TOKEN": "<provider API token>",
+    "VPS_MCP_AUTH_TOKEN": "<client bearer token, 32+ random characters>",
+    "VPS_MCP_CONFIRM_SECRET": "<shared confirmation secret, 32+ random characters>",
+}
+"""The template's values (manifests/kubernetes/secret.example.yaml)."""
+
+
+@pytest.mark.parametrize("variable", sorted(PLACEHOLDERS))
+def test_a_template_placeholder_is_refused_as_a_secret_at_start(variable: str) -> None:
+    placeholder = PLACEHOLDERS[variable]
+    line = refused("--transport", "http", "--port", str(free_port()), env={variable: placeholder})
+    assert variable in line and "placeholder" in line
+    assert placeholder not in line
+
+
+@pytest.mark.parametrize("field", ["api_token", "auth_token", "confirm_secret"])
+@pytest.mark.parametrize(
+    "placeholder", [*PLACEHOLDERS.values(), "<a-long-enough-placeholder>", "paste 32+ random characters here"]
+)
+def test_a_placeholder_is_refused_by_the_settings(field: str, placeholder: str) -> None:
+    values = {"api_token": SecretStr(TOKEN), field: SecretStr(placeholder)}
+    with pytest.raises(SettingsError, match="placeholder"):
+        Settings(**values)  # type: ignore[arg-type]
+
+
+def test_real_secrets_are_still_accepted() -> None:
+    secret = SecretStr("x<y>z-0123456789abcdef")  # angle brackets inside, not around: not the template's shape
+    assert Settings(api_token=secret, auth_token=secret, confirm_secret=secret).auth_token == secret
 
 
 # --- connection failures --------------------------------------------------------------------------
