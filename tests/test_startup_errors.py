@@ -56,6 +56,35 @@ def refused(
     return lines[0].removeprefix(PROG)
 
 
+# --- the port -------------------------------------------------------------------------------------
+
+
+def test_http_on_a_port_in_use_is_one_line_naming_the_address_and_the_fix() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = refused("--transport", "http", "--port", str(port))
+    assert f"cannot listen on 127.0.0.1:{port}" in line
+    assert "in use" in line and "--port" in line
+
+
+# --- the redis extra ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_a_redis_state_url_without_the_redis_extra_names_the_extra(transport: str) -> None:
+    line = refused(
+        "--transport",
+        transport,
+        "--port",
+        str(free_port()),
+        env={"VPS_MCP_STATE_URL": "redis://127.0.0.1:6379/0"},
+        launcher=("-c", NO_REDIS),
+    )
+    assert "VPS_MCP_STATE_URL" in line and "pip install 'vps-snapshots-mcp[redis]'" in line
+
+
 # --- the token file -------------------------------------------------------------------------------
 
 
@@ -85,6 +114,14 @@ def test_a_relative_sqlite_path_is_refused_at_start(url: str) -> None:
 
 def test_an_absolute_sqlite_path_is_accepted_as_documented(tmp_path: Path) -> None:
     assert Settings(api_token=SecretStr(TOKEN), state_url=f"sqlite:///{tmp_path}/consent.db").state_url
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+def test_a_missing_directory_for_the_sqlite_ledger_is_one_line_at_start(tmp_path: Path, transport: str) -> None:
+    missing = tmp_path / "no" / "such"
+    line = refused("--transport", transport, "--port", str(free_port()), "--state-url", f"sqlite:///{missing}/c.db")
+    assert line.startswith("VPS_MCP_STATE_URL") and str(missing) in line and "does not exist" in line
+    assert not missing.exists()
 
 
 # --- flags ----------------------------------------------------------------------------------------
