@@ -140,8 +140,12 @@ def serve(args: argparse.Namespace) -> int:
             "same secret would accept a token this one has spent. Set --state-url sqlite:///PATH to share it."
         )
 
-    from .compose import compose
+    from .compose import check_start, compose
 
+    try:
+        check_start(settings)  # an extra not installed, a ledger's missing directory, a port in use: one line now
+    except SettingsError as exc:
+        return _fail(str(exc))
     transport: Transport | None = None
     if settings.sandbox:
         transport = sandbox_transport(settings, seconds=settings.sandbox_seconds)

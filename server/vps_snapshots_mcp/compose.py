@@ -9,16 +9,22 @@
     routes          HTTP routes beside /mcp: /healthz, /readyz (the ledger); an approval page or /metrics join the list
     server          the protocol adapter (`protocol/server.py`), with the SDK seam checked (`protocol/sdk.py`)
 
+`check_start(settings)` is what can be found wrong before serving (one line each, exit 2 in the CLI);
 `compose(settings)` returns the whole; `build_server` is its server alone. Only
 this module and `cli.py` import this module; the protocol adapter knows neither.
 """
 
 from __future__ import annotations
 
+import errno
+import importlib
+import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -37,7 +43,7 @@ from .protocol.published import published_tools
 from .protocol.rounds import RoundMemory, request_state_security, sealed_round
 from .protocol.server import SERVER_NAME, SnapshotsServer
 from .protocol.streams import EVENT_TTL_S
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .state import ConsentLedger, State, open_state
 from .timing import Timing
 
@@ -84,6 +90,48 @@ class Composition:
             wrap=self.client_auth.wrap,
             access=self.access,
         )
+
+
+REDIS_EXTRA = "pip install 'vps-snapshots-mcp[redis]'"
+
+
+def check_start(settings: Settings) -> None:
+    """What would stop the server after it started, found before: `SettingsError`, one line naming the fix.
+
+    The extras the settings need are installed, the SQLite ledger's directory exists, and the HTTP port is free.
+    """
+    url = settings.state_url
+    if url is not None and urlsplit(url).scheme in ("redis", "rediss"):
+        try:
+            importlib.import_module("redis.asyncio")
+        except ImportError:
+            raise SettingsError(
+                f"VPS_MCP_STATE_URL names Redis, but the redis extra is not installed: {REDIS_EXTRA}"
+            ) from None
+    if url is not None and urlsplit(url).scheme == "sqlite":
+        directory = os.path.dirname("/" + urlsplit(url).path.lstrip("/"))
+        if not os.path.isdir(directory):
+            raise SettingsError(
+                f"VPS_MCP_STATE_URL: the directory {directory} does not exist; create it (mkdir -p {directory}) "
+                "or name another"
+            )
+    if settings.transport == "http" and settings.port != 0:
+        check_port(settings.host, settings.port)
+
+
+def check_port(host: str, port: int) -> None:
+    """`SettingsError` unless `host:port` can be listened on now (bound and let go, as the server will bind it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fix = "; stop what is using it, or choose another --port (VPS_MCP_PORT)"
+            why = exc.strerror or str(exc)
+            raise SettingsError(
+                f"cannot listen on {host}:{port}: {why}{fix if exc.errno == errno.EADDRINUSE else ''}"
+            ) from None
 
 
 def compose(
@@ -253,4 +301,13 @@ def client_authentication(settings: Settings, timing: Timing | None = None) -> C
     return ClientAuth(sdk_options=sdk_options, wrap=wrap)
 
 
-__all__ = ["ClientAuth", "Composition", "build_server", "client_authentication", "compose", "provider_factory"]
+__all__ = [
+    "ClientAuth",
+    "Composition",
+    "build_server",
+    "check_port",
+    "check_start",
+    "client_authentication",
+    "compose",
+    "provider_factory",
+]

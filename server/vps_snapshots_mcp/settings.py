@@ -152,6 +152,21 @@ def _options() -> list[tuple[dataclasses.Field[Any], Option]]:
     return [(f, f.metadata["option"]) for f in dataclasses.fields(Settings) if "option" in f.metadata]
 
 
+def is_placeholder(secret: str) -> bool:
+    """True for a template's stand-in (`<client bearer token, 32+ random characters>`), never a real secret."""
+    text = secret.strip()
+    return (text.startswith("<") and text.endswith(">")) or "random characters" in text.lower()
+
+
+_RANDOM = "set a long random string (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+PLACEHOLDER_FIX = {
+    "VPS_API_TOKEN": "set it to your provider API token",
+    "VPS_MCP_AUTH_TOKEN": _RANDOM,
+    "VPS_MCP_CONFIRM_SECRET": _RANDOM,
+}
+"""What to put instead of a template's placeholder, by the secret's variable."""
+
+
 def _check_between(flag: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
         raise SettingsError(f"{flag} must be between {low} and {high}")
@@ -198,7 +213,8 @@ def check_state_url(url: str) -> str:
     """
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
+        # sqlite:///consent.db is a relative path (SQLAlchemy's reading), not /consent.db: refused, not guessed
+        if parts.netloc or not parts.path.startswith("//") or not parts.path.strip("/"):
             raise SettingsError(
                 "VPS_MCP_STATE_URL for SQLite is sqlite:///ABSOLUTE/PATH (three slashes, then an absolute path)"
             )
@@ -239,6 +255,7 @@ class Settings:
         flag="--api-token",
         env="VPS_API_TOKEN",
         parse=_parse_secret,
+        metavar="TOKEN",
         help="provider API token; prefer the variable or a token file, as flags show in ps",
         shown_default="(required unless --sandbox)",
     )
@@ -250,15 +267,23 @@ class Settings:
         metavar="PATH",
         help="read the provider API token from this file (--api-token beats it; it beats VPS_API_TOKEN)",
     )
-    api_url: str = setting(DEFAULT_API_URL, flag="--api-url", env="VPS_API_URL", help="provider API base URL")
+    api_url: str = setting(
+        DEFAULT_API_URL, flag="--api-url", env="VPS_API_URL", metavar="URL", help="provider API base URL"
+    )
     timeout_s: float = setting(
-        DEFAULT_TIMEOUT_S, flag="--timeout", env="VPS_API_TIMEOUT", parse=_parse_float, help="request timeout, seconds"
+        DEFAULT_TIMEOUT_S,
+        flag="--timeout",
+        env="VPS_API_TIMEOUT",
+        parse=_parse_float,
+        metavar="SECONDS",
+        help="request timeout, seconds",
     )
     connect_timeout_s: float = setting(
         DEFAULT_CONNECT_TIMEOUT_S,
         flag="--connect-timeout",
         env="VPS_API_CONNECT_TIMEOUT",
         parse=_parse_float,
+        metavar="SECONDS",
         help="connect timeout, seconds",
     )
     sandbox: bool = setting(
@@ -273,6 +298,7 @@ class Settings:
         flag="--sandbox-seconds",
         env="VPS_MCP_SANDBOX_SECONDS",
         parse=_parse_float,
+        metavar="SECONDS",
         help="in the sandbox, how long a snapshot takes (a restore takes twice as long)",
     )
     # --- what the assistant may do ---
@@ -349,6 +375,7 @@ class Settings:
         flag="--max-concurrency",
         env="VPS_MCP_MAX_CONCURRENCY",
         parse=_parse_int,
+        metavar="N",
         help="provider requests in flight at once; more wait their turn",
     )
     max_response_bytes: int = setting(
@@ -356,6 +383,7 @@ class Settings:
         flag="--max-response-bytes",
         env="VPS_MCP_MAX_RESPONSE_BYTES",
         parse=_parse_int,
+        metavar="BYTES",
         help="the largest provider answer read; a bigger one is an upstream_error",
     )
     max_records: int = setting(
@@ -363,6 +391,7 @@ class Settings:
         flag="--max-records",
         env="VPS_MCP_MAX_RECORDS",
         parse=_parse_int,
+        metavar="N",
         help="the most snapshot records read for one list, across pages; more is an upstream_error",
     )
     audit_log: str | None = setting(
@@ -384,8 +413,12 @@ class Settings:
         section="http",
         help="stdio, or http (streamable HTTP at /mcp)",
     )
-    host: str = setting("127.0.0.1", flag="--host", env="VPS_MCP_HOST", section="http", help="address to bind")
-    port: int = setting(8000, flag="--port", env="VPS_MCP_PORT", parse=_parse_int, section="http", help="port")
+    host: str = setting(
+        "127.0.0.1", flag="--host", env="VPS_MCP_HOST", metavar="HOST", section="http", help="address to bind"
+    )
+    port: int = setting(
+        8000, flag="--port", env="VPS_MCP_PORT", parse=_parse_int, metavar="PORT", section="http", help="port"
+    )
     stateless: bool = setting(
         False,
         flag="--stateless",
@@ -432,6 +465,7 @@ class Settings:
         "vps-snapshots",
         flag="--oauth-scope",
         env="VPS_MCP_OAUTH_SCOPE",
+        metavar="SCOPE",
         section="http",
         help="OAuth 2.1: the scope access tokens must carry",
     )
@@ -449,6 +483,7 @@ class Settings:
         "groups",
         flag="--oauth-groups-claim",
         env="VPS_MCP_OAUTH_GROUPS_CLAIM",
+        metavar="CLAIM",
         section="http",
         help="OAuth 2.1: the access-token claim listing the caller's groups",
     )
@@ -486,6 +521,7 @@ class Settings:
         flag="--max-body-bytes",
         env="VPS_MCP_MAX_BODY_BYTES",
         parse=_parse_int,
+        metavar="BYTES",
         section="http",
         help="HTTP request body limit (tool arguments are small; a bigger body is a mistake or an attack)",
     )
@@ -499,6 +535,13 @@ class Settings:
                 "VPS_API_TOKEN is not set: export your provider API token as VPS_API_TOKEN (or point "
                 "VPS_API_TOKEN_FILE at a file holding it), or run with --sandbox to try the built-in simulator"
             )
+        for name, secret in (
+            ("VPS_API_TOKEN", None if self.sandbox else self.api_token),
+            ("VPS_MCP_AUTH_TOKEN", self.auth_token),
+            ("VPS_MCP_CONFIRM_SECRET", self.confirm_secret),
+        ):
+            if secret is not None and is_placeholder(secret.get_secret_value()):
+                raise SettingsError(f"{name} holds a template's placeholder, not a secret: {PLACEHOLDER_FIX[name]}")
         if self.allowed_servers is not None and not self.allowed_servers:
             raise SettingsError("--allowed-servers needs at least one server id")
         if self.confirm_secret is not None and len(self.confirm_secret.get_secret_value()) < 16:
@@ -582,8 +625,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default=None,
             metavar=option.metavar or (None if option.choices else f.name.split("_")[0].upper()),
             choices=option.choices,
+            type=_any_case(option.choices) if option.choices else str,
             help=f"{option.help}{where} (default {default})",
         )
+
+
+def _any_case(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """A flag's text as the choice it names in any case (`--log-level debug`), as its variable reads it."""
+    by_folded = {choice.casefold(): choice for choice in choices}
+
+    def normalised(text: str) -> str:
+        return by_folded.get(text.strip().casefold(), text)
+
+    return normalised
 
 
 def environment_variables() -> frozenset[str]:
@@ -627,7 +681,14 @@ def from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settin
             values[f.name] = value
     file_by_flag = flags.get("api_token") is None and flags.get("api_token_file") is not None
     if file_by_flag or (values.get("api_token") is None and values.get("api_token_file")):
-        values["api_token"] = _read_token_file(values["api_token_file"])  # a flag beats a variable here too
+        path = values["api_token_file"]
+        values["api_token"] = _read_token_file(path)  # a flag beats a variable here too
+        if values["api_token"] is None and not values.get("sandbox"):
+            named = "--api-token-file" if flags.get("api_token_file") is not None else "VPS_API_TOKEN_FILE"
+            raise SettingsError(
+                f"the API token file {path} ({named}) is empty: write your provider API token into it, "
+                "or run with --sandbox to try the built-in simulator"
+            )
     if values.get("sandbox"):
         import secrets
 

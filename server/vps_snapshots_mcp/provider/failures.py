@@ -11,6 +11,9 @@ the provider, never of the tools.
 
 from __future__ import annotations
 
+import socket
+import ssl
+
 from ..errors import (
     STATUS_ERRORS,
     Advice,
@@ -101,16 +104,43 @@ def timeout_error(*, before_sending: bool, method: str, operation: Operation, ti
     return ProviderTimeoutError(message, advice=next_step)
 
 
-def connection_error(*, never_sent: bool, method: str, operation: Operation, host: str, reason: str) -> ProviderError:
-    """The connection failed: before sending, nothing changed; after, a change may have happened."""
+def connection_error(
+    *, never_sent: bool, method: str, operation: Operation, host: str, reason: str, permanent: bool = False
+) -> ProviderError:
+    """The connection failed: before sending, nothing changed; after, a change may have happened.
+
+    A `permanent` failure (see `permanent_failure`) is one no retry fixes: the advice is to check the URL."""
     if never_sent or method == "GET":
-        return ProviderConnectionError(
-            f"could not reach the provider at {host} ({reason}); try again shortly. Nothing was changed."
-        )
+        head = f"could not reach the provider at {host} ({reason})"
+        if permanent:
+            return ProviderConnectionError(head + ". Nothing was changed.", advice=advice("check_api_url", head))
+        return ProviderConnectionError(f"{head}; try again shortly. Nothing was changed.")
     message, next_step = unsure(
         operation, f"a broken connection ({reason})", happened="the connection to the provider failed with"
     )
     return ProviderConnectionError(message, advice=next_step)
+
+
+def permanent_failure(error: BaseException) -> bool:
+    """True when a failed connection's cause is one that trying again does not fix: the name does not resolve
+    (a DNS server that did not answer is transient), the TLS handshake failed (wrong scheme or port, a
+    certificate refused), or nothing listens on the port. A timeout, a reset or a dropped connection is not."""
+    seen: set[int] = set()
+    pending = [error]
+    while pending:
+        cause = pending.pop()
+        if id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, socket.gaierror):
+            return cause.errno != socket.EAI_AGAIN
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError):
+            return True
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        pending += [c for c in (cause.__cause__, cause.__context__) if c is not None]
+        pending += [c for c in getattr(cause, "exceptions", ()) if isinstance(c, BaseException)]
+    return False
 
 
 def too_large(*, method: str, status: int, limit_bytes: int) -> UpstreamError:

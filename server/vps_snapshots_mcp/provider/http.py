@@ -76,7 +76,7 @@ from ..errors import ProviderError, UpstreamError
 from ..settings import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT_S
 from ..timing import Timing
 from .changes import ChangeEvent, ChangeObserver, Operation, unobserved
-from .failures import answer_error, connection_error, timeout_error, too_large
+from .failures import answer_error, connection_error, permanent_failure, timeout_error, too_large
 from .text import NotJson, clean, clean_json, decode_body, parse_clean_json, parse_json_text
 
 # The provider client's log keeps one name, whichever of its modules writes: hosts and operators filter on it.
@@ -371,6 +371,7 @@ class ProviderHttp:
             operation=operation,
             host=urlsplit(self.base_url).netloc,
             reason=clean_text(str(exc), 80) or type(exc).__name__,
+            permanent=permanent_failure(exc),
         )
 
     # --- reading answers at the boundary ---------------------------------------------------------
