@@ -86,7 +86,7 @@ async def test_readyz_answers_within_its_deadline_while_redis_is_frozen(serve: S
 
 async def test_readyz_is_503_while_the_sqlite_state_file_cannot_be_opened(serve: ServeFn, tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    with serve(state_url=f"sqlite://{path}") as url:
+    with serve(state_url=f"sqlite:///{path}") as url:
         assert (await readyz(url)).status_code == 200
         path.rename(tmp_path / "aside.db")
         path.mkdir()  # in its place something no ledger can be read from (root reads any mode, so not chmod)

@@ -44,7 +44,7 @@ from .protocol.rounds import RoundMemory, request_state_security, sealed_round
 from .protocol.server import SERVER_NAME, SnapshotsServer
 from .protocol.streams import EVENT_TTL_S
 from .settings import Settings, SettingsError
-from .state import ConsentLedger, State, open_state
+from .state import ConsentLedger, State, open_state, sqlite_path
 from .timing import Timing
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def check_start(settings: Settings) -> None:
                 f"VPS_MCP_STATE_URL names Redis, but the redis extra is not installed: {REDIS_EXTRA}"
             ) from None
     if url is not None and urlsplit(url).scheme == "sqlite":
-        directory = os.path.dirname("/" + urlsplit(url).path.lstrip("/"))
+        directory = os.path.dirname(sqlite_path(url))
         if not os.path.isdir(directory):
             raise SettingsError(
                 f"VPS_MCP_STATE_URL: the directory {directory} does not exist; create it (mkdir -p {directory}) "

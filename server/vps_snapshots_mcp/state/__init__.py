@@ -277,6 +277,11 @@ class EventLog(Protocol):
     async def aclose(self) -> None: ...
 
 
+def sqlite_path(url: str) -> str:
+    """The file a `sqlite:///ABSOLUTE/PATH` URL names: `sqlite:////var/x.db` is `/var/x.db`, not `//var/x.db`."""
+    return "/" + urlsplit(url).path.lstrip("/")
+
+
 def open_event_log(url: str | None, *, ttl_s: float) -> EventLog:
     """The event log for the state store at `url` (the same setting as the ledger)."""
     if url is None:
@@ -286,7 +291,7 @@ def open_event_log(url: str | None, *, ttl_s: float) -> EventLog:
     if urlsplit(url).scheme == "sqlite":
         from .sqlite import SqliteEventLog
 
-        return SqliteEventLog(urlsplit(url).path, ttl_s=ttl_s)
+        return SqliteEventLog(sqlite_path(url), ttl_s=ttl_s)
     from .redis import RedisEventLog
 
     return RedisEventLog(url, ttl_s=ttl_s)
@@ -322,7 +327,7 @@ def open_state(url: str | None, *, wall: Callable[[], float], event_ttl_s: float
         from .sqlite import SqliteEventLog, SqliteLedger
         from .sqlite_file import StateFile
 
-        file = StateFile(urlsplit(url).path)
+        file = StateFile(sqlite_path(url))
         return State(SqliteLedger(file, wall=wall), SqliteEventLog(file, ttl_s=event_ttl_s))
     from .redis import RedisEventLog, RedisLedger, connect  # the optional `redis` extra: imported only when asked for
 
@@ -339,7 +344,7 @@ def open_ledger(url: str | None, *, wall: Callable[[], float]) -> ConsentLedger:
     if urlsplit(url).scheme == "sqlite":
         from .sqlite import SqliteLedger
 
-        return SqliteLedger(urlsplit(url).path, wall=wall)
+        return SqliteLedger(sqlite_path(url), wall=wall)
     from .redis import RedisLedger  # the optional `redis` extra: imported only when asked for
 
     return RedisLedger(url, wall=wall)
@@ -358,4 +363,5 @@ __all__ = [
     "open_event_log",
     "open_ledger",
     "open_state",
+    "sqlite_path",
 ]
