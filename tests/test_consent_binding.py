@@ -12,8 +12,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,22 +26,19 @@ from mcp.client.context import ClientRequestContext
 from mcp.client.session import ElicitationFnT
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
-from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from vps_snapshots_mcp.compose import compose
-from vps_snapshots_mcp.provider.client import asgi_transport
-from vps_snapshots_mcp.settings import Settings
-from vps_snapshots_mcp.simulator import ProviderState, create_app
-from vps_snapshots_mcp.simulator.serve import bind_socket, serving_in_thread
+from vps_snapshots_mcp.simulator import ProviderState
+from vps_snapshots_mcp.simulator.serve import serving_in_thread
 
+from .support.http_serving import ServeFn
 from .support.mcp_client import text_of
 from .support.processes import http_server
 from .support.redis_server import RedisServer
-from .support.world import BASE_URL, TOKEN
+from .support.world import TOKEN
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -49,7 +46,6 @@ SECRET = "replicas-share-this-secret-0123"
 AUTH_TOKEN = "client-auth-token-0123456789abcdef"
 REVISIONS = ["legacy", "auto"]  # 2025-11-25 (a mid-call request) and 2026-07-28 (input_required rounds)
 DELETE_798 = [("DELETE", "/api/v1/snapshots/798/")]
-ServeFn = Callable[..., AbstractContextManager[str]]
 
 
 class User:
@@ -62,29 +58,6 @@ class User:
     async def __call__(self, context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
         self.asked.append(params.message)
         return ElicitResult(action=self.action, content={"confirm": True} if self.action == "accept" else None)
-
-
-@pytest.fixture
-def serve(provider: ProviderState) -> ServeFn:
-    """The MCP server over HTTP in a thread, with these settings; yields its base URL (no /mcp)."""
-
-    @contextmanager
-    def start(**overrides: Any) -> Iterator[str]:
-        sock = bind_socket("127.0.0.1", 0)
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        public_url = overrides.pop("public_url", None)
-        settings = Settings(
-            api_token=SecretStr(TOKEN),
-            api_url=BASE_URL,
-            transport="http",
-            public_url=public_url(base) if callable(public_url) else public_url,
-            **overrides,
-        )
-        composed = compose(settings, transport=asgi_transport(create_app(provider, token=TOKEN)))
-        with serving_in_thread(composed.http_app(), sock=sock, lifespan="on") as url:
-            yield url
-
-    return start
 
 
 @asynccontextmanager
