@@ -292,7 +292,7 @@ def open_event_log(url: str | None, *, ttl_s: float) -> EventLog:
         from .sqlite import SqliteEventLog
 
         return SqliteEventLog(sqlite_path(url), ttl_s=ttl_s)
-    from .redis import RedisEventLog
+    from .redis_events import RedisEventLog
 
     return RedisEventLog(url, ttl_s=ttl_s)
 
@@ -329,7 +329,8 @@ def open_state(url: str | None, *, wall: Callable[[], float], event_ttl_s: float
 
         file = StateFile(sqlite_path(url))
         return State(SqliteLedger(file, wall=wall), SqliteEventLog(file, ttl_s=event_ttl_s))
-    from .redis import RedisEventLog, RedisLedger, connect  # the optional `redis` extra: imported only when asked for
+    from .redis import RedisLedger, connect  # the optional `redis` extra: imported only when asked for
+    from .redis_events import RedisEventLog
 
     client = connect(url)
     return State(RedisLedger(url, wall=wall, client=client), RedisEventLog(url, ttl_s=event_ttl_s, client=client))
