@@ -226,6 +226,27 @@ class RedisLedger:
         reason = cast(Refusal, verdict)
         raise approval_refused(reason, where=self.description, status=detail[0] if detail else "")
 
+    # --- sign-in sessions: one script per step (`_SESSION`), on the ledger's clock ------------------------
+
+    async def open_session(self, key: str, record: str, *, idle_s: float, lifetime_s: float) -> None:
+        await self._session("open", key, record, repr(idle_s), repr(lifetime_s))
+
+    async def session(self, key: str) -> str | None:
+        verdict, *held = await self._session("get", key)
+        return held[0] if verdict == "ok" else None
+
+    async def end_session(self, key: str) -> bool:
+        return (await self._session("end", key))[1] == "1"
+
+    async def _session(self, op: str, key: str, *arguments: str) -> list[str]:
+        try:
+            answer = await self._redis.eval(_SESSION, 2, SESSION_PREFIX + key, LEDGER_KEY, op, *arguments)
+        except (RedisError, OSError) as exc:
+            raise StateUnavailableError(
+                f"the consent ledger ({self.description}) cannot keep sign-in sessions ({type(exc).__name__})"
+            ) from None
+        return [part.decode() if isinstance(part, bytes) else str(part) for part in answer]
+
     # --- the change budget: one script (`_SPEND_CHANGE`), on the ledger's clock --------------------------
 
     async def spend_change(
@@ -286,6 +307,36 @@ return {'counted'}
 ledger's `clock`, as `_REDEEM`): each replica sees one count. A sorted set per principal (and per principal and
 server) holds the last hour's changes by time; past a cap nothing is added, and the answer is when the change that
 fills the window leaves it."""
+
+
+SESSION_PREFIX = "vps-snapshots-mcp:signin:"
+_SESSION = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local clock = tonumber(redis.call('HGET', KEYS[2], 'clock'))
+if clock and clock > now then now = clock end
+redis.call('HSET', KEYS[2], 'clock', string.format('%.6f', now))
+if ARGV[1] == 'end' then return {'ok', tostring(redis.call('DEL', KEYS[1]))} end
+if ARGV[1] == 'open' then
+    local idle, until_ = tonumber(ARGV[3]), now + tonumber(ARGV[4])
+    redis.call('HSET', KEYS[1], 'record', ARGV[2], 'idle', ARGV[3], 'until', string.format('%.6f', until_),
+        'seen', string.format('%.6f', now))
+    redis.call('PEXPIREAT', KEYS[1], math.ceil(math.min(now + idle, until_) * 1000))
+    return {'ok'}
+end
+local held = redis.call('HMGET', KEYS[1], 'record', 'idle', 'until', 'seen')
+if not held[1] then return {'none'} end
+local idle, until_ = tonumber(held[2]), tonumber(held[3])
+if now > until_ or now > tonumber(held[4]) + idle then
+    redis.call('DEL', KEYS[1])
+    return {'none'}
+end
+redis.call('HSET', KEYS[1], 'seen', string.format('%.6f', now))
+redis.call('PEXPIREAT', KEYS[1], math.ceil(math.min(now + idle, until_) * 1000))
+return {'ok', held[1]}
+"""
+"""One step of a sign-in session (open; get, which moves its idle expiry on; end), atomic, judged on the ledger's
+own clock (Redis's `TIME`, never taken back: `clock`, as `_REDEEM`) as `session_alive` judges."""
 
 
 APPROVAL_PREFIX = "vps-snapshots-mcp:approval:"
