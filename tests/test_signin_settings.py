@@ -85,3 +85,24 @@ def test_the_secret_comes_from_a_variable_or_a_file_and_is_never_echoed(tmp_path
     secret.write_text("")
     with pytest.raises(SettingsError, match="is empty"):
         from_sources(flags, environ | {"VPS_MCP_APPROVAL_CLIENT_SECRET_FILE": str(secret)})
+
+
+def test_behind_https_the_cookies_are_secure_and_host_only() -> None:
+    from starlette.responses import Response
+
+    from vps_snapshots_mcp.protocol.web.signin import SignIn
+    from vps_snapshots_mcp.state.memory import MemoryLedger
+
+    secret = SecretStr("s3cret-from-the-idp")
+    https = SignIn(settings(approval_client_id="a", approval_client_secret=secret), MemoryLedger(wall=lambda: 0.0))
+    assert https.callback_url == "https://mcp.example.com/approve/callback"
+    assert (https.session_cookie, https.login_cookie) == ("__Host-vps-approve", "__Host-vps-approve-login")
+    response = Response()
+    https._set_cookie(response, https.session_cookie, "x" * 43, 60)
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("__Host-vps-approve=") and "; Secure" in cookie and "Domain" not in cookie
+    assert "HttpOnly" in cookie and "Path=/" in cookie and "SameSite=lax" in cookie
+    plain = settings(
+        approval_client_id="a", approval_client_secret=secret, public_url="http://127.0.0.1:8000/mcp", host="127.0.0.1"
+    )
+    assert SignIn(plain, MemoryLedger(wall=lambda: 0.0)).session_cookie == "vps-approve"
