@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -25,7 +26,8 @@ from vps_snapshots_mcp.simulator import ProviderState
 from vps_snapshots_mcp.state.memory import MemoryLedger
 
 from .support.clocks import WallClock
-from .support.oidc import USERS
+from .support.oidc import GROUPS, USERS
+from .support.redis_server import RedisServer
 from .support.signin_serving import Deployment, session_cookie, sign_in_over_http, signin_deployment
 
 pytestmark = pytest.mark.slow
@@ -209,3 +211,58 @@ async def test_the_kits_access_tokens_are_accepted_by_the_mcp_server(deployment:
         assert not listed.is_error
         assert [tool.name for tool in (await client.list_tools()).tools] == ["list_snapshots", "get_snapshot"]
     assert set(USERS) == {"alice", "bob"}
+
+
+def test_the_person_signed_in_carries_the_issuers_groups_and_the_mcp_principal_key(deployment: Deployment) -> None:
+    from starlette.requests import Request
+
+    assert deployment.composition is not None and deployment.composition.signin is not None
+    with browser() as http:
+        sign_in(http, deployment, "bob")
+        cookie = session_cookie(http)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/approve/",
+        "headers": [(b"cookie", f"vps-approve={cookie}".encode())],
+    }
+    person = anyio.run(deployment.composition.signin.signed_in, Request(scope))
+    assert person is not None
+    assert (person.subject, person.name, person.groups) == ("bob", "Bob", frozenset(GROUPS["bob"]))
+    assert person.principal_key == f"oauth:{deployment.idp.issuer}#bob"  # test_signin_id_token: = the MCP caller's
+
+
+def test_a_new_sign_in_ends_the_session_the_browser_had(deployment: Deployment) -> None:
+    with browser() as http:
+        sign_in(http, deployment, "alice")
+        first = session_cookie(http)
+        sign_in(http, deployment, "alice")  # the provider's own session signs her in again without its form
+        assert session_cookie(http) != first
+        assert "Signed in as <strong>Alice</strong>" in http.get(f"{deployment.url}/approve/").text
+    with browser(vps_approve=first) as old:
+        assert old.get(f"{deployment.url}/approve/").status_code == 303
+
+
+def test_an_unreachable_identity_provider_is_said_plainly(provider: ProviderState, tmp_path: Path) -> None:
+    with signin_deployment(provider, tmp_path, approval_issuer="http://127.0.0.1:9") as deployment:
+        answer = httpx2.get(f"{deployment.url}/approve/login")
+        assert answer.status_code == 502 and "identity provider cannot be reached" in answer.text
+
+
+@pytest.mark.anyio
+async def test_the_access_tokens_carry_the_users_groups(deployment: Deployment) -> None:
+    import jwt
+
+    token = deployment.idp.access_token("bob", ["vps-snapshots", "snapshots:read"])
+    assert jwt.decode(token, options={"verify_signature": False})["groups"] == GROUPS["bob"]
+
+
+def test_a_ledger_out_of_reach_is_said_plainly(
+    provider: ProviderState, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with signin_deployment(provider, tmp_path, state_url=redis_server.url) as deployment, browser() as http:
+        sign_in(http, deployment)
+        assert http.get(f"{deployment.url}/approve/").status_code == 200
+        redis_server.stop()
+        answer = http.get(f"{deployment.url}/approve/")
+        assert answer.status_code == 503 and "cannot reach its state" in answer.text

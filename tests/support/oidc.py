@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".ci" / ".tools"
 SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
 USERS = {"alice": "alice-password-1", "bob": "bob-password-2"}
+GROUPS = {"alice": ["operators"], "bob": ["operators", "approvers"]}
+"""Each user's `groups` claim, in their ID tokens and access tokens (a policy rule may name a group)."""
 SCOPES = ("vps-snapshots", "snapshots:read", "snapshots:create", "snapshots:restore", "snapshots:delete")
 APPROVE_SCOPE = "snapshots:approve"
 TOKEN_CLIENT = "mcp-test-client"
@@ -171,6 +173,7 @@ def oidc_provider(
         "port": port,
         "module": module,
         "users": USERS,
+        "groups": GROUPS,
         "clients": [
             {"client_id": c.client_id, "client_secret": c.client_secret, "redirect_uris": list(c.redirect_uris)}
             for c in clients.values()

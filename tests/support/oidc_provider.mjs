@@ -1,8 +1,10 @@
 // A real OpenID Connect provider for the tests: npm `oidc-provider` (9.x, pinned in .ci/tools.sh) on Node 22.
 //
 // Started by tests/support/oidc.py with one JSON argument:
-//   {"port", "module" (the oidc-provider entry file), "users": {name: password}, "clients": [{client_id,
-//    client_secret, redirect_uris}], "resource" (the MCP server's URL: JWT access tokens are for it), "scopes"}
+//   {"port", "module" (the oidc-provider entry file), "users": {name: password}, "groups": {name: [group]},
+//    "clients": [{client_id, client_secret, redirect_uris}], "resource" (the MCP server's URL: JWT access tokens
+//    are for it), "scopes"}
+// Each user's groups are a `groups` claim in their ID tokens and access tokens.
 // Users sign in at a login form of our own (a real password check), then every asked scope is granted.
 // PKCE (S256) is required of every client; ID tokens and access tokens are RS256; access tokens are JWTs
 // whose audience is the resource. It prints "ready <issuer>" when it listens.
@@ -28,10 +30,17 @@ const provider = new Provider(issuer, {
   cookies: { keys: ['test-cookie-key-not-a-secret-0123456789'] },
   pkce: { required: () => true },
   conformIdTokenClaims: false,
-  claims: { openid: ['sub'], profile: ['name'] },
+  claims: { openid: ['sub', 'groups'], profile: ['name'] },
   scopes: ['openid', 'profile', ...config.scopes],
   findAccount: (ctx, id) =>
-    id in config.users ? { accountId: id, claims: () => ({ sub: id, name: id[0].toUpperCase() + id.slice(1) }) } : undefined,
+    id in config.users
+      ? {
+          accountId: id,
+          claims: () => ({ sub: id, name: id[0].toUpperCase() + id.slice(1), groups: config.groups[id] || [] }),
+        }
+      : undefined,
+  extraTokenClaims: (ctx, token) =>
+    token.kind === 'AccessToken' ? { groups: config.groups[token.accountId] || [] } : undefined,
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   features: {
     devInteractions: { enabled: false },

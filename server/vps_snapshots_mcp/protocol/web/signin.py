@@ -215,6 +215,9 @@ class SignIn:
             scopes=identity.scopes,
             groups=identity.groups,
         )
+        previous = self._cookie(request, self.session_cookie)
+        if previous is not None:  # a new sign-in in this browser: the session it had ends (no fixation, no orphan)
+            await self._ledger.end_session(_digest("session", previous))
         session_id = secrets.token_urlsafe(32)
         fields = asdict(person) | {"scopes": sorted(person.scopes), "groups": sorted(person.groups)}
         await self._ledger.open_session(
@@ -264,6 +267,8 @@ class SignIn:
                 return html_page(
                     "Unavailable", "<p>The approval service cannot reach its state; try again.</p>", status=503
                 )
+            except SignInFailed as exc:  # the identity provider cannot be reached (or is misconfigured)
+                return html_page("Sign-in unavailable", f"<p>{html.escape(str(exc))}</p>", status=502)
 
         return guarded
 
