@@ -12,6 +12,7 @@ when they are missing they are installed the same way, once.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
@@ -144,13 +145,17 @@ def ensure_installed() -> tuple[str, str]:
         TOOLS / "node_modules" / "oidc-provider" / "lib" / "index.js",
     )
     if not module.exists():
-        subprocess.run(
-            ["/bin/bash", "-c", ". .ci/tools.sh && ensure_node_tools"],
-            cwd=ROOT,
-            check=True,
-            timeout=INSTALL_DEADLINE_S,
-            stdout=subprocess.DEVNULL,
-        )
+        TOOLS.mkdir(parents=True, exist_ok=True)
+        with (TOOLS / ".install-lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # pytest's workers start together: one installs, the others wait
+            if not module.exists():
+                subprocess.run(
+                    ["/bin/bash", "-c", ". .ci/tools.sh && ensure_node_tools"],
+                    cwd=ROOT,
+                    check=True,
+                    timeout=INSTALL_DEADLINE_S,
+                    stdout=subprocess.DEVNULL,
+                )
     if not node.exists():  # the machine's own Node is 22 or later: tools.sh installed none
         node = Path("node")
     return str(node), str(module)
