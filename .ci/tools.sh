@@ -6,21 +6,23 @@ TOOLS="$CI_DIR/.tools"
 # shellcheck source=conformance.env
 . "$CI_DIR/conformance.env"
 MCPB_VERSION=2.1.2
+OIDC_PROVIDER_VERSION=9.13.3  # the real OpenID Connect provider the sign-in tests start (tests/support/oidc.py)
 
 node_major() { node --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/'; }
 
 ensure_node_tools() {
     mkdir -p "$TOOLS"
-    local packages=("@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" "@anthropic-ai/mcpb@$MCPB_VERSION")
+    local packages=("@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" "@anthropic-ai/mcpb@$MCPB_VERSION"
+                    "oidc-provider@$OIDC_PROVIDER_VERSION")
     if [ "$(node_major || echo 0)" -lt 22 ]; then
         packages+=("$NODE_PACKAGE")
     fi
-    if [ ! -f "$TOOLS/.installed-$CONFORMANCE_VERSION-$MCPB_VERSION" ]; then
+    if [ ! -f "$TOOLS/.installed-$CONFORMANCE_VERSION-$MCPB_VERSION-$OIDC_PROVIDER_VERSION" ]; then
         npm install --prefix "$TOOLS" --silent --no-audit --no-fund "${packages[@]}" >/dev/null
-        touch "$TOOLS/.installed-$CONFORMANCE_VERSION-$MCPB_VERSION"
+        touch "$TOOLS/.installed-$CONFORMANCE_VERSION-$MCPB_VERSION-$OIDC_PROVIDER_VERSION"
     fi
     export PATH="$TOOLS/node_modules/.bin:$PATH"
-    echo "node $(node --version), conformance $CONFORMANCE_VERSION, mcpb $MCPB_VERSION"
+    echo "node $(node --version), conformance $CONFORMANCE_VERSION, mcpb $MCPB_VERSION, oidc-provider $OIDC_PROVIDER_VERSION"
 }
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

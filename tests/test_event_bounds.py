@@ -26,7 +26,7 @@ from vps_snapshots_mcp.protocol.principal import current_principal
 from vps_snapshots_mcp.protocol.streams import EVENT_TTL_S, SessionStreams
 from vps_snapshots_mcp.state import MAX_BYTES, MAX_SESSION_BYTES, REDIS_MAX_BYTES
 from vps_snapshots_mcp.state.memory import MemoryEventLog
-from vps_snapshots_mcp.state.redis import EVENTS_PREFIX, RedisEventLog
+from vps_snapshots_mcp.state.redis_events import EVENTS_PREFIX, RedisEventLog
 from vps_snapshots_mcp.state.sqlite import SqliteEventLog
 
 from .support.processes import http_server

@@ -9,7 +9,8 @@ from redis import asyncio as aioredis
 
 from vps_snapshots_mcp.state import State, open_state
 from vps_snapshots_mcp.state.memory import MemoryEventLog, MemoryLedger
-from vps_snapshots_mcp.state.redis import RedisEventLog, RedisLedger
+from vps_snapshots_mcp.state.redis import RedisLedger
+from vps_snapshots_mcp.state.redis_events import RedisEventLog
 from vps_snapshots_mcp.state.sqlite import SqliteEventLog, SqliteLedger
 from vps_snapshots_mcp.timing import Timing
 

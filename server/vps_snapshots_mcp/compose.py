@@ -49,6 +49,7 @@ from .timing import Timing
 
 if TYPE_CHECKING:
     from .protocol.http import ASGIApp, HttpRoute
+    from .protocol.web.signin import SignIn
     from .provider.client import SnapshotsClient, Transport
 
 
@@ -71,12 +72,15 @@ class Composition:
     access: AccessPolicy
     ledger: ConsentLedger
     """The consent ledger the server spends consents in (the state's, or the one `compose` was given)."""
+    signin: SignIn | None = None
+    """The approval page's sign-in (`--approval-client-id`), its sessions in `ledger`; None without it."""
 
     def http_routes(self) -> list[HttpRoute]:
         """The HTTP routes beside /mcp (the place for an approval page or /metrics)."""
         from .protocol.http import health_route, ready_route
 
-        return [health_route(), ready_route(self.ledger)]
+        signin = self.signin.routes() if self.signin is not None else []
+        return [health_route(), ready_route(self.ledger), *signin]
 
     def http_app(self) -> ASGIApp:
         """The ASGI app serving the server over streamable HTTP, client authentication included."""
@@ -219,8 +223,23 @@ def compose(
         seen_round=sealed_round,
     )
     return Composition(
-        settings=settings, server=server, state=state, client_auth=auth, access=access, ledger=ledger or state.ledger
+        settings=settings,
+        server=server,
+        state=state,
+        client_auth=auth,
+        access=access,
+        ledger=ledger or state.ledger,
+        signin=signin_for(settings, ledger or state.ledger),
     )
+
+
+def signin_for(settings: Settings, ledger: ConsentLedger) -> SignIn | None:
+    """The approval page's sign-in when the settings name its OpenID Connect client (HTTP with OAuth only)."""
+    if settings.transport != "http" or not settings.signin_enabled:
+        return None
+    from .protocol.web.signin import SignIn
+
+    return SignIn(settings, ledger)
 
 
 def build_server(

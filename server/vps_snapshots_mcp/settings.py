@@ -163,6 +163,7 @@ PLACEHOLDER_FIX = {
     "VPS_API_TOKEN": "set it to your provider API token",
     "VPS_MCP_AUTH_TOKEN": _RANDOM,
     "VPS_MCP_CONFIRM_SECRET": _RANDOM,
+    "VPS_MCP_APPROVAL_CLIENT_SECRET": "set it to the client secret the identity provider issued for the approval page",
 }
 """What to put instead of a template's placeholder, by the secret's variable."""
 
@@ -487,6 +488,42 @@ class Settings:
         section="http",
         help="OAuth 2.1: the access-token claim listing the caller's groups",
     )
+    approval_client_id: str | None = setting(
+        None,
+        flag="--approval-client-id",
+        env="VPS_MCP_APPROVAL_CLIENT_ID",
+        parse=_parse_optional,
+        metavar="ID",
+        section="http",
+        help="the approval page's OpenID Connect client id at the issuer (sign-in on /approve/; "
+        "its callback is the public URL's site + /approve/callback)",
+    )
+    approval_client_secret: SecretStr | None = setting(
+        None,
+        env="VPS_MCP_APPROVAL_CLIENT_SECRET",
+        parse=_parse_secret,
+        section="http",
+        help="the approval page's OpenID Connect client secret",
+    )
+    approval_client_secret_file: str | None = setting(
+        None,
+        flag="--approval-client-secret-file",
+        env="VPS_MCP_APPROVAL_CLIENT_SECRET_FILE",
+        parse=_parse_optional,
+        metavar="PATH",
+        section="http",
+        help="a file holding the approval page's OpenID Connect client secret",
+    )
+    approval_issuer: str | None = setting(
+        None,
+        flag="--approval-issuer",
+        env="VPS_MCP_APPROVAL_ISSUER",
+        parse=_parse_optional,
+        metavar="URL",
+        section="http",
+        help="the OpenID Connect issuer people sign in with on the approval page",
+        shown_default="--oauth-issuer",
+    )
     auth_tokens_file: str | None = setting(
         None,
         flag="--auth-tokens-file",
@@ -539,6 +576,7 @@ class Settings:
             ("VPS_API_TOKEN", None if self.sandbox else self.api_token),
             ("VPS_MCP_AUTH_TOKEN", self.auth_token),
             ("VPS_MCP_CONFIRM_SECRET", self.confirm_secret),
+            ("VPS_MCP_APPROVAL_CLIENT_SECRET", self.approval_client_secret),
         ):
             if secret is not None and is_placeholder(secret.get_secret_value()):
                 raise SettingsError(f"{name} holds a template's placeholder, not a secret: {PLACEHOLDER_FIX[name]}")
@@ -555,8 +593,9 @@ class Settings:
             self._check_http()
 
     def secrets(self) -> tuple[str, ...]:
-        """Every secret value set (API token, auth token, confirm secret): never to be logged or shown."""
-        values = (self.api_token, self.auth_token, self.confirm_secret)
+        """Every secret value set (API token, auth token, confirm secret, the approval page's client secret): never
+        to be logged or shown."""
+        values = (self.api_token, self.auth_token, self.confirm_secret, self.approval_client_secret)
         return tuple(v.get_secret_value() for v in values if v is not None)
 
     def _check_http(self) -> None:
@@ -594,10 +633,47 @@ class Settings:
             )
         if self.max_body_bytes < 1024:
             raise SettingsError("--max-body-bytes must be at least 1024")
+        self._check_signin()
+
+    def _check_signin(self) -> None:
+        if self.approval_client_id is None:
+            if self.approval_client_secret is not None:
+                raise SettingsError("VPS_MCP_APPROVAL_CLIENT_SECRET is set, but not --approval-client-id")
+            return
+        missing = []
+        if self.approval_client_secret is None:
+            missing.append("VPS_MCP_APPROVAL_CLIENT_SECRET (or VPS_MCP_APPROVAL_CLIENT_SECRET_FILE)")
+        if not self.oauth_enabled:
+            missing.append("OAuth (VPS_MCP_OAUTH_JWKS_URL, VPS_MCP_OAUTH_ISSUER, VPS_MCP_PUBLIC_URL)")
+        if missing:
+            raise SettingsError(f"the approval page's sign-in (--approval-client-id) needs {', '.join(missing)}")
+        issuer = urlsplit(self.signin_issuer or "")
+        if issuer.scheme not in ("https", "http") or not issuer.hostname:
+            raise SettingsError(f"--approval-issuer must be an http(s) URL, got {self.approval_issuer!r}")
+        if issuer.scheme == "http" and not is_loopback_host(issuer.hostname):
+            raise SettingsError("--approval-issuer uses plain http:// for a host that is not loopback: use https://")
 
     @property
     def oauth_enabled(self) -> bool:
         return bool(self.oauth_jwks_url and self.oauth_issuer and self.public_url)
+
+    @property
+    def signin_issuer(self) -> str | None:
+        """The OpenID Connect issuer of the approval page's sign-in (`--approval-issuer`, else `--oauth-issuer`)."""
+        return self.approval_issuer or self.oauth_issuer
+
+    @property
+    def signin_enabled(self) -> bool:
+        return self.approval_client_id is not None and self.oauth_enabled
+
+    @property
+    def site_url(self) -> str | None:
+        """Where the approval pages are: the public URL without its MCP path (`https://mcp.example.com/mcp` ->
+        `https://mcp.example.com`); the sign-in callback is `{site_url}/approve/callback`."""
+        if self.public_url is None:
+            return None
+        url = self.public_url.rstrip("/")
+        return url.removesuffix("/mcp")
 
     @property
     def client_auth_enabled(self) -> bool:
@@ -689,6 +765,10 @@ def from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settin
                 f"the API token file {path} ({named}) is empty: write your provider API token into it, "
                 "or run with --sandbox to try the built-in simulator"
             )
+    if values.get("approval_client_secret") is None and values.get("approval_client_secret_file"):
+        values["approval_client_secret"] = _read_secret_file(
+            values["approval_client_secret_file"], "the approval page's client secret file"
+        )
     if values.get("sandbox"):
         import secrets
 
@@ -703,6 +783,18 @@ def _read_token_file(path: str) -> SecretStr | None:
     except OSError as exc:
         raise SettingsError(f"cannot read the API token file {path}: {exc.strerror}") from None
     return SecretStr(token) if token else None
+
+
+def _read_secret_file(path: str, what: str) -> SecretStr:
+    """A secret from a file (its surrounding whitespace dropped); never echoed, an empty file refused."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            secret = file.read().strip()
+    except OSError as exc:
+        raise SettingsError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if not secret:
+        raise SettingsError(f"{what} {path} is empty")
+    return SecretStr(secret)
 
 
 def _shown(default: Any) -> str:

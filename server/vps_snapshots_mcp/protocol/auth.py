@@ -113,17 +113,7 @@ class JwtTokenVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
-            # PyJWKClient fetches with blocking urllib; keep it off the event loop.
-            key = await anyio.to_thread.run_sync(self._jwks.get_signing_key_from_jwt, token)
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key.key,
-                algorithms=JWT_ALGORITHMS,
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=CLOCK_SKEW_S,
-                options={"require": ["exp", "iss", "aud"]},
-            )
+            claims = await verified_claims(self._jwks, token, audience=self._audience, issuer=self._issuer)
         except jwt.PyJWKClientError as exc:
             logger.warning("cannot check an access token: the JWKS is unavailable (%s)", type(exc).__name__)
             return None
@@ -133,16 +123,36 @@ class JwtTokenVerifier:
         return AccessToken(
             token=token,
             client_id=str(claims.get("client_id") or claims.get("azp") or claims.get("sub") or "unknown"),
-            scopes=_scopes(claims),
+            scopes=scopes_of(claims),
             expires_at=int(claims["exp"]),
             resource=self._audience,
             subject=str(claims["sub"]) if "sub" in claims else None,
             # The principal (principal.py): the issuer and the subject, and the groups of the configured claim.
-            claims={"iss": self._issuer, GROUPS_CLAIM: _groups(claims.get(self._groups_claim))},
+            claims={"iss": self._issuer, GROUPS_CLAIM: groups_of(claims.get(self._groups_claim))},
         )
 
 
-def _groups(value: object) -> list[str]:
+async def verified_claims(
+    jwks: jwt.PyJWKClient, token: str, *, audience: str, issuer: str, require: tuple[str, ...] = ("exp", "iss", "aud")
+) -> dict[str, Any]:
+    """The claims of `token` once its signature (a key of `jwks`, an asymmetric algorithm), issuer, audience and
+    expiry hold; `jwt.PyJWKClientError` when the JWKS cannot be had, `jwt.PyJWTError` when the token is refused.
+    Access tokens (here) and the approval page's ID tokens (web/oidc.py) are checked by it."""
+    # PyJWKClient fetches with blocking urllib; keep it off the event loop.
+    key = await anyio.to_thread.run_sync(jwks.get_signing_key_from_jwt, token)
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        key.key,
+        algorithms=JWT_ALGORITHMS,
+        audience=audience,
+        issuer=issuer,
+        leeway=CLOCK_SKEW_S,
+        options={"require": list(require)},
+    )
+    return claims
+
+
+def groups_of(value: object) -> list[str]:
     """A groups claim: a list of names (or one space-separated string); anything else is no group."""
     if isinstance(value, str):
         return value.split()
@@ -151,7 +161,7 @@ def _groups(value: object) -> list[str]:
     return []
 
 
-def _scopes(claims: dict[str, Any]) -> list[str]:
+def scopes_of(claims: dict[str, Any]) -> list[str]:
     """`scope` is a space-separated string (RFC 9068); some issuers send `scp` as a list."""
     scope = claims.get("scope")
     if isinstance(scope, str):

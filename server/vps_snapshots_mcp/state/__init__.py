@@ -121,6 +121,23 @@ class ConsentLedger(Protocol):
         """
         ...
 
+    # Sign-in sessions of the approval page: an opaque record under a digest of the cookie, on the ledger's clock,
+    # so a person signed in on one replica is signed in on every replica that shares the ledger.
+
+    async def open_session(self, key: str, record: str, *, idle_s: float, lifetime_s: float) -> None:
+        """Hold `record` under `key` (a digest, never the cookie itself) for `lifetime_s` at most, and no longer
+        than `idle_s` after its last use. `StateUnavailableError` when it could not be recorded."""
+        ...
+
+    async def session(self, key: str) -> str | None:
+        """The record held under `key`, its idle expiry moved on; None when unknown, idle too long or past its
+        lifetime (then it is forgotten). `StateUnavailableError` when the store cannot be read."""
+        ...
+
+    async def end_session(self, key: str) -> bool:
+        """Forget `key` (a sign-out, or a one-time record taken); True when it was held, for exactly one caller."""
+        ...
+
     # The change budget: restores + deletes per principal per hour, counted here so every replica shares it.
 
     async def spend_change(
@@ -216,6 +233,21 @@ def approval_refused(
     return ApprovalRefused(reason, words[reason])
 
 
+@dataclass(frozen=True)
+class HeldSession:
+    """A sign-in session as the memory and SQLite ledgers hold it (judged by `session_alive`)."""
+
+    record: str
+    idle_s: float
+    until: float
+    seen: float
+
+
+def session_alive(held: HeldSession, now: float) -> bool:
+    """Whether a session is still good at `now` (the ledger's clock): inside its lifetime and not idle too long."""
+    return now <= held.until and now <= held.seen + held.idle_s
+
+
 BUDGET_WINDOW_S = 3600.0
 """The change budget counts the changes of the last hour."""
 
@@ -292,7 +324,7 @@ def open_event_log(url: str | None, *, ttl_s: float) -> EventLog:
         from .sqlite import SqliteEventLog
 
         return SqliteEventLog(sqlite_path(url), ttl_s=ttl_s)
-    from .redis import RedisEventLog
+    from .redis_events import RedisEventLog
 
     return RedisEventLog(url, ttl_s=ttl_s)
 
@@ -329,7 +361,8 @@ def open_state(url: str | None, *, wall: Callable[[], float], event_ttl_s: float
 
         file = StateFile(sqlite_path(url))
         return State(SqliteLedger(file, wall=wall), SqliteEventLog(file, ttl_s=event_ttl_s))
-    from .redis import RedisEventLog, RedisLedger, connect  # the optional `redis` extra: imported only when asked for
+    from .redis import RedisLedger, connect  # the optional `redis` extra: imported only when asked for
+    from .redis_events import RedisEventLog
 
     client = connect(url)
     return State(RedisLedger(url, wall=wall, client=client), RedisEventLog(url, ttl_s=event_ttl_s, client=client))

@@ -16,6 +16,7 @@ from . import (
     MAX_SESSION_BYTES,
     ApprovalStatus,
     ConsentRefused,
+    HeldSession,
     PendingApproval,
     approval_refused,
     budget_key,
@@ -24,6 +25,7 @@ from . import (
     judge_approval,
     new_approval_id,
     next_change_at,
+    session_alive,
 )
 
 
@@ -33,6 +35,7 @@ class MemoryLedger:
         self._entries: dict[str, float] = {}  # key -> when it may be forgotten
         self._approvals: dict[str, PendingApproval] = {}  # approval id -> what it holds
         self._changes: dict[str, list[float]] = {}  # budget key -> when its changes of the last hour were counted
+        self._sessions: dict[str, HeldSession] = {}  # sign-in session key (a digest) -> what it holds
         self._lock = threading.Lock()
 
     @property
@@ -103,6 +106,28 @@ class MemoryLedger:
 
     def _forget_approvals(self, now: float) -> None:
         self._approvals = {i: a for i, a in self._approvals.items() if a.expires_at + MARGIN_S >= now}
+
+    # --- sign-in sessions: one lock, the same clock ------------------------------------------------------
+
+    async def open_session(self, key: str, record: str, *, idle_s: float, lifetime_s: float) -> None:
+        now = self._wall()
+        with self._lock:
+            self._sessions = {k: held for k, held in self._sessions.items() if session_alive(held, now)}
+            self._sessions[key] = HeldSession(record, idle_s, now + lifetime_s, now)
+
+    async def session(self, key: str) -> str | None:
+        now = self._wall()
+        with self._lock:
+            held = self._sessions.get(key)
+            if held is None or not session_alive(held, now):
+                self._sessions.pop(key, None)
+                return None
+            self._sessions[key] = replace(held, seen=now)
+            return held.record
+
+    async def end_session(self, key: str) -> bool:
+        with self._lock:
+            return self._sessions.pop(key, None) is not None
 
     # --- the change budget: one lock, the same clock ----------------------------------------------------
 

@@ -17,6 +17,7 @@ from . import (
     MAX_SESSION_BYTES,
     ApprovalStatus,
     ConsentRefused,
+    HeldSession,
     PendingApproval,
     approval_key,
     approval_refused,
@@ -26,6 +27,7 @@ from . import (
     judge_approval,
     new_approval_id,
     next_change_at,
+    session_alive,
 )
 from .sqlite_file import StateFile
 
@@ -183,6 +185,46 @@ class SqliteLedger(_OnStateFile):
 
     async def redeem_approval(self, approval_id: str, *, plan_digest: str) -> str:
         return await self._off_thread(lambda: self._redeem_approval(approval_id, plan_digest))
+
+    # --- sign-in sessions: one transaction each, on the file's high-water clock -------------------------
+
+    async def open_session(self, key: str, record: str, *, idle_s: float, lifetime_s: float) -> None:
+        def work(db: sqlite3.Connection, now: float) -> None:
+            db.execute("DELETE FROM signin_session WHERE until < ? OR seen + idle < ?", (now, now))
+            db.execute(
+                "INSERT OR REPLACE INTO signin_session (key, record, idle, until, seen) VALUES (?, ?, ?, ?, ?)",
+                (key, record, idle_s, now + lifetime_s, now),
+            )
+
+        await self._session_step(work)
+
+    async def session(self, key: str) -> str | None:
+        def work(db: sqlite3.Connection, now: float) -> str | None:
+            row = db.execute("SELECT record, idle, until, seen FROM signin_session WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            if not session_alive(HeldSession(*row), now):
+                db.execute("DELETE FROM signin_session WHERE key = ?", (key,))
+                return None
+            db.execute("UPDATE signin_session SET seen = ? WHERE key = ?", (now, key))
+            return str(row[0])
+
+        return await self._session_step(work)
+
+    async def end_session(self, key: str) -> bool:
+        def work(db: sqlite3.Connection, now: float) -> bool:
+            return db.execute("DELETE FROM signin_session WHERE key = ?", (key,)).rowcount > 0
+
+        return await self._session_step(work)
+
+    async def _session_step(self, work: Callable[[sqlite3.Connection, float], _T]) -> _T:
+        try:
+            return await anyio.to_thread.run_sync(lambda: self._approval_transaction(work))
+        except sqlite3.Error as exc:
+            raise StateUnavailableError(
+                f"the consent ledger ({self.description}) cannot keep sign-in sessions ({type(exc).__name__}); "
+                "check that the file is writable"
+            ) from None
 
     # --- the change budget: one transaction, on the file's high-water clock ------------------------------
 

@@ -29,6 +29,8 @@ CREATE INDEX IF NOT EXISTS session_events_by_age ON session_events (forget_after
 CREATE TABLE IF NOT EXISTS session_events_bytes (id INTEGER PRIMARY KEY CHECK (id = 1), total INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS change_budget (key TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS change_budget_by_key ON change_budget (key, at);
+CREATE TABLE IF NOT EXISTS signin_session (key TEXT PRIMARY KEY, record TEXT NOT NULL, idle REAL NOT NULL,
+    until REAL NOT NULL, seen REAL NOT NULL);
 """
 
 
@@ -37,6 +39,8 @@ _LEDGER_TABLES = {
     "high_water": "CREATE TABLE high_water (id INTEGER PRIMARY KEY CHECK (id = 1), seen REAL NOT NULL)",
     "approval": "CREATE TABLE approval (key TEXT PRIMARY KEY, plan TEXT NOT NULL, expires_at REAL NOT NULL,\n"
     "    status TEXT NOT NULL, by TEXT)",
+    "signin_session": "CREATE TABLE signin_session (key TEXT PRIMARY KEY, record TEXT NOT NULL, idle REAL NOT NULL,\n"
+    "    until REAL NOT NULL, seen REAL NOT NULL)",
 }
 """The ledger's tables as SQLite records them: a file holding them in another shape was not made by this server."""
 
