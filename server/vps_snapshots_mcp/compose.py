@@ -31,6 +31,7 @@ from pydantic import SecretStr
 from . import __version__
 from .access import EVERYONE, AccessPolicy
 from .audit import AuditLog
+from .consent.approvals import Approvals
 from .consent.tokens import ConfirmationTokens
 from .errors import ForbiddenError, SnapshotsError
 from .protocol import host_logging as client_logging
@@ -71,6 +72,13 @@ class Composition:
     access: AccessPolicy
     ledger: ConsentLedger
     """The consent ledger the server spends consents in (the state's, or the one `compose` was given)."""
+    running: Callable[[], AppContext | None] = lambda: None
+    """The running lifespan's context (None before it starts and after it ends)."""
+
+    def approvals(self) -> Approvals | None:
+        """The approval service of the running server, for the approval page (None while it is not running)."""
+        app = self.running()
+        return app.approvals if app is not None else None
 
     def http_routes(self) -> list[HttpRoute]:
         """The HTTP routes beside /mcp (the place for an approval page or /metrics)."""
@@ -160,6 +168,17 @@ def compose(
         audit_log = AuditLog(settings.audit_log, now=timing.now) if settings.audit_log else None
         assert isinstance(server, SnapshotsServer)
         server.audit_log = audit_log
+        from .webhook import Webhooks  # the HTTP library, loaded with the lifespan, not for --help
+
+        approvals = Approvals(
+            consent_ledger,
+            access,
+            wall=timing.wall,
+            public_url=settings.public_url,
+            expiry_s=settings.approval_expiry,
+            audit=audit_log,
+            notify=Webhooks(access),
+        )
         app = AppContext(
             settings=settings,
             timing=timing,
@@ -167,6 +186,7 @@ def compose(
             ledger=consent_ledger,
             access=access,
             open_client=open_client,
+            approvals=approvals,
         )
         live.append(app)
         try:
@@ -219,7 +239,13 @@ def compose(
         seen_round=sealed_round,
     )
     return Composition(
-        settings=settings, server=server, state=state, client_auth=auth, access=access, ledger=ledger or state.ledger
+        settings=settings,
+        server=server,
+        state=state,
+        client_auth=auth,
+        access=access,
+        ledger=ledger or state.ledger,
+        running=lambda: live[-1] if live else None,
     )
 
 

@@ -1,0 +1,219 @@
+"""Consent the model cannot give (`--consent url`): a person approves on the approval page, the call executes once.
+
+Real parts: the server over HTTP on a loopback port with OAuth (a local issuer publishing a JWKS), the SDK's own
+client with a URL-elicitation callback, the provider simulator recording every change, a redis-server and two
+server processes for the replica case. The page itself is built elsewhere: here the person approves by calling
+the approval service (`consent/approvals.py`) on the server's ledger, as the page does. Every test asserts what
+reached the provider.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import httpx2
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from mcp import Client
+from mcp.client.context import ClientRequestContext
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import CallToolResult, ElicitRequestParams, ElicitRequestURLParams, ElicitResult
+
+from vps_snapshots_mcp.compose import Composition
+from vps_snapshots_mcp.consent.approvals import Approvals
+from vps_snapshots_mcp.simulator import ProviderState
+from vps_snapshots_mcp.state import ConsentLedger
+from vps_snapshots_mcp.timing import Timing
+
+from .support.http_serving import serving_composed
+from .support.mcp_client import text_of
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+REVISIONS = ["legacy", "auto"]  # 2025-11-25 (elicitation/create mid-call) and 2026-07-28 (input-required rounds)
+DELETE_798 = [("DELETE", "/api/v1/snapshots/798/")]
+SCOPES = "vps-snapshots snapshots:read snapshots:restore snapshots:delete"
+
+
+@dataclass(frozen=True)
+class Person:
+    principal_key: str
+    scopes: frozenset[str] | None = None
+
+
+Serve = Callable[..., AbstractContextManager[tuple[str, Composition]]]
+
+
+@pytest.fixture
+def serve(provider: ProviderState) -> Serve:
+    return serving_composed(provider)
+
+
+@pytest.fixture
+def url_mode(serve: Serve, issuer: str) -> Callable[..., AbstractContextManager[tuple[str, Composition]]]:
+    def start(**settings: Any) -> AbstractContextManager[tuple[str, Composition]]:
+        oauth = {"oauth_jwks_url": f"{issuer}/jwks.json", "oauth_issuer": issuer}
+        return serve(public_url=lambda base: f"{base}/mcp", consent="url", **oauth, **settings)
+
+    return start
+
+
+def bearer(key: rsa.RSAPrivateKey, issuer: str, audience: str, subject: str, scope: str = SCOPES) -> str:
+    now = int(time.time())
+    claims = {"iss": issuer, "aud": audience, "sub": subject, "client_id": "assistant", "scope": scope}
+    return jwt.encode(claims | {"iat": now, "exp": now + 300}, key, algorithm="RS256", headers={"kid": "k1"})
+
+
+def page(composition: Composition, ledger: ConsentLedger | None = None) -> Approvals:
+    """The approval page's service, as another replica would hold it: the same ledger, its own process state."""
+    return Approvals(
+        ledger or composition.ledger,
+        composition.access,
+        wall=time.time,
+        public_url=composition.settings.public_url,
+    )
+
+
+def approval_id_of(url: str) -> str:
+    assert "/approve/" in url, url
+    return url.rsplit("/approve/", 1)[1]
+
+
+class Browser:
+    """The person behind a client that opens URLs: opens the link, and decides there (through the service)."""
+
+    def __init__(self, decide: Callable[[str], Any] | None, answer: str = "accept") -> None:
+        self.decide = decide
+        self.answer = answer
+        self.links: list[str] = []
+
+    async def __call__(self, context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+        assert isinstance(params, ElicitRequestURLParams), params
+        self.links.append(params.url)
+        if self.decide is not None:
+            await self.decide(approval_id_of(params.url))
+        return ElicitResult(action=self.answer)
+
+
+@asynccontextmanager
+async def connect(url: str, token: str, *, mode: str = "auto", browser: Browser | None = None) -> AsyncIterator[Client]:
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
+        Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode, elicitation_callback=browser) as c,
+    ):
+        yield c
+
+
+async def delete_798(client: Client, token: str | None = None) -> CallToolResult:
+    arguments: dict[str, Any] = {"snapshot_id": 798, "confirm": True}
+    if token is not None:
+        arguments["confirmation_token"] = token
+    return await client.call_tool("delete_snapshot", arguments)
+
+
+def mutations(provider: ProviderState) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in provider.mutations]
+
+
+# --- a client that opens URLs: the user is sent to the page, the call waits, then executes once -----------
+
+
+@pytest.mark.parametrize("mode", REVISIONS)
+async def test_approved_on_the_page_the_delete_runs_once(
+    url_mode: Any, provider: ProviderState, issuer: str, signing_key: rsa.RSAPrivateKey, mode: str
+) -> None:
+    with url_mode() as (url, composition):
+        alice = Person(f"oauth:{issuer}#alice")
+        service = page(composition)
+
+        async def approve(approval_id: str) -> None:
+            view = await service.view(approval_id)
+            assert view is not None and view.plan.snapshot_id == 798 and view.requester == alice.principal_key
+            assert (await service.approve(approval_id, alice)).allowed
+
+        browser = Browser(approve)
+        async with connect(url, bearer(signing_key, issuer, f"{url}/mcp", "alice"), mode=mode, browser=browser) as c:
+            result = await delete_798(c)
+            assert not result.is_error, text_of(result)
+            assert result.structured_content is not None and result.structured_content["status"] == "deleted"
+            assert browser.links[0].startswith(f"{url}/approve/")
+            assert mutations(provider) == DELETE_798
+            again = await delete_798(c)  # a new call is a new approval, and the snapshot is gone
+            assert again.is_error
+    assert mutations(provider) == DELETE_798
+
+
+@pytest.mark.parametrize("mode", REVISIONS)
+async def test_declined_on_the_page_nothing_runs(
+    url_mode: Any, provider: ProviderState, issuer: str, signing_key: rsa.RSAPrivateKey, mode: str
+) -> None:
+    with url_mode() as (url, composition):
+        service = page(composition)
+        alice = Person(f"oauth:{issuer}#alice")
+
+        async def decline(approval_id: str) -> None:
+            assert (await service.decline(approval_id, alice)).allowed
+            assert not (await service.approve(approval_id, alice)).allowed  # decided once
+
+        async with connect(
+            url, bearer(signing_key, issuer, f"{url}/mcp", "alice"), mode=mode, browser=Browser(decline)
+        ) as c:
+            result = await delete_798(c)
+    assert result.is_error and text_of(result).startswith("confirmation_invalid: ")
+    assert "declined on the approval page" in text_of(result) and "Nothing was changed" in text_of(result)
+    assert mutations(provider) == []
+
+
+@pytest.mark.parametrize("mode", REVISIONS)
+async def test_a_user_who_does_not_open_the_page_changes_nothing(
+    url_mode: Any, provider: ProviderState, issuer: str, signing_key: rsa.RSAPrivateKey, mode: str
+) -> None:
+    with url_mode() as (url, composition):
+        seen: list[str] = []
+
+        async def remember(approval_id: str) -> None:
+            seen.append(approval_id)
+
+        token = bearer(signing_key, issuer, f"{url}/mcp", "alice")
+        async with connect(url, token, mode=mode, browser=Browser(remember, answer="decline")) as c:
+            result = await delete_798(c)
+        assert result.structured_content is not None and result.structured_content["status"] == "cancelled"
+        alice = Person(f"oauth:{issuer}#alice")
+        assert not (await page(composition).approve(seen[0], alice)).allowed  # withdrawn: nobody approves it now
+    assert mutations(provider) == []
+
+
+class Shifted:
+    """The server's clock, which a test moves on (its wall clock, judging expiry, follows)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@pytest.mark.parametrize("mode", REVISIONS)
+async def test_an_approval_nobody_gives_expires_and_nothing_runs(
+    url_mode: Any, provider: ProviderState, issuer: str, signing_key: rsa.RSAPrivateKey, mode: str
+) -> None:
+    clock = Shifted()
+    with url_mode(approval_expiry=30, timing=Timing(now=clock)) as (url, _composition):
+        token = bearer(signing_key, issuer, f"{url}/mcp", "alice")
+
+        async def nobody_decides(approval_id: str) -> None:
+            clock.offset = timedelta(seconds=31)  # its thirty seconds pass, undecided
+
+        async with connect(url, token, mode=mode, browser=Browser(nobody_decides)) as c:
+            with anyio.fail_after(20):
+                result = await delete_798(c)
+    assert result.is_error and text_of(result).startswith("confirmation_invalid: "), text_of(result)
+    assert "expired" in text_of(result) and "Nothing was changed" in text_of(result)
+    assert mutations(provider) == []
