@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 REVISIONS = ["legacy", "auto"]  # 2025-11-25 (elicitation/create mid-call) and 2026-07-28 (input-required rounds)
 DELETE_798 = [("DELETE", "/api/v1/snapshots/798/")]
+RESTORE_801 = [("POST", "/api/v1/snapshots/801/restore/")]
 SCOPES = "vps-snapshots snapshots:read snapshots:restore snapshots:delete"
 
 
@@ -216,4 +217,91 @@ async def test_an_approval_nobody_gives_expires_and_nothing_runs(
                 result = await delete_798(c)
     assert result.is_error and text_of(result).startswith("confirmation_invalid: "), text_of(result)
     assert "expired" in text_of(result) and "Nothing was changed" in text_of(result)
+    assert mutations(provider) == []
+
+
+# --- a client that cannot open URLs: the preview carries the link; the model can read it, not approve --------
+
+
+async def preview_798(client: Client) -> dict[str, Any]:
+    result = await client.call_tool("delete_snapshot", {"snapshot_id": 798})
+    assert result.structured_content is not None, text_of(result)
+    return dict(result.structured_content)
+
+
+async def restore_801(client: Client, token: str | None = None) -> CallToolResult:
+    arguments: dict[str, Any] = {"snapshot_id": 801, "confirm": True}
+    if token is not None:
+        arguments["confirmation_token"] = token
+    return await client.call_tool("restore_snapshot", arguments)
+
+
+@pytest.mark.parametrize("mode", REVISIONS)
+async def test_without_url_elicitation_the_preview_links_the_page_and_only_an_approval_confirms(
+    url_mode: Any, provider: ProviderState, issuer: str, signing_key: rsa.RSAPrivateKey, mode: str
+) -> None:
+    with url_mode() as (url, composition):
+        alice, bob = Person(f"oauth:{issuer}#alice"), Person(f"oauth:{issuer}#bob")
+        as_alice = bearer(signing_key, issuer, f"{url}/mcp", "alice")
+        as_bob = bearer(signing_key, issuer, f"{url}/mcp", "bob")
+        async with connect(url, as_alice, mode=mode) as model, connect(url, as_bob, mode=mode) as other:
+            shown = await model.call_tool("restore_snapshot", {"snapshot_id": 801})
+            assert shown.structured_content is not None, text_of(shown)
+            warning, token = shown.structured_content["warning"], shown.structured_content["confirmation_token"]
+            link = warning.split("open in their browser: ", 1)[1].split(" ", 1)[0]
+            assert link.startswith(f"{url}/approve/") and "you cannot approve it" in warning
+            assert token == "approval." + approval_id_of(link)
+            # The model alone: confirm without the approval, with it before anyone approved, with a token of its own.
+            for attempt in (None, token, "v2.forged.token", "approval." + "A" * 43):
+                refused = await restore_801(model, attempt)
+                assert refused.is_error and text_of(refused).startswith("confirmation_invalid: "), text_of(refused)
+            assert "has not been given yet" in text_of(await restore_801(model, token))
+            service = page(composition)
+            assert not (await service.approve(approval_id_of(link), bob)).allowed  # not bob's to approve
+            assert (await service.approve(approval_id_of(link), alice)).allowed
+            stolen = await restore_801(other, token)  # bob brings alice's approval
+            assert stolen.is_error and "asked for by another caller" in text_of(stolen)
+            assert mutations(provider) == []
+            done = await restore_801(model, token)
+            assert done.structured_content is not None and done.structured_content["status"] == "restore_started"
+            replayed = await restore_801(model, token)
+            assert replayed.is_error and "already used" in text_of(replayed), text_of(replayed)
+    assert mutations(provider) == RESTORE_801
+
+
+async def test_a_snapshot_changed_after_its_approval_is_not_touched(
+    url_mode: Any, provider: ProviderState, issuer: str, signing_key: rsa.RSAPrivateKey
+) -> None:
+    with url_mode() as (url, composition):
+        alice = Person(f"oauth:{issuer}#alice")
+        async with connect(url, bearer(signing_key, issuer, f"{url}/mcp", "alice")) as model:
+            token = (await preview_798(model))["confirmation_token"]
+            assert (await page(composition).approve(token.removeprefix("approval."), alice)).allowed
+            provider.snapshots[798].created_at = provider.snapshots[798].created_at.replace(year=2026)
+            changed = await delete_798(model, token)
+    assert changed.is_error and "not what was approved" in text_of(changed), text_of(changed)
+    assert mutations(provider) == []
+
+
+@pytest.mark.parametrize("change", ["changed", "replaced"])
+@pytest.mark.parametrize("mode", REVISIONS)
+async def test_a_snapshot_changed_while_the_person_decides_is_not_touched(
+    url_mode: Any, provider: ProviderState, issuer: str, signing_key: rsa.RSAPrivateKey, mode: str, change: str
+) -> None:
+    with url_mode() as (url, composition):
+        alice = Person(f"oauth:{issuer}#alice")
+
+        async def change_then_approve(approval_id: str) -> None:
+            if change == "changed":
+                provider.snapshots[798].created_at = provider.snapshots[798].created_at.replace(year=2026)
+            else:  # deleted, and one of the same name taken in its place (a new id)
+                old = provider.snapshots.pop(798)
+                provider.snapshots[900] = replace(old, id=900)
+            assert (await page(composition).approve(approval_id, alice)).allowed
+
+        token = bearer(signing_key, issuer, f"{url}/mcp", "alice")
+        async with connect(url, token, mode=mode, browser=Browser(change_then_approve)) as c:
+            result = await delete_798(c)
+    expected = "not what was approved" if change == "changed" else "not_found: "
+    assert result.is_error and expected in text_of(result), text_of(result)
     assert mutations(provider) == []
