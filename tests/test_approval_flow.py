@@ -441,3 +441,30 @@ async def test_replica_a_proposes_replica_b_approves_and_it_runs_once(
     finally:
         await ledger_b.aclose()
     assert mutations(provider) == DELETE_798
+
+
+# --- auto: the page for a client that opens URLs, today's flows for the others -------------------------
+
+
+async def test_auto_sends_a_url_client_to_the_page_and_keeps_the_token_for_others(
+    serve: Serve, provider: ProviderState, issuer: str, signing_key: rsa.RSAPrivateKey
+) -> None:
+    oauth = {"oauth_jwks_url": f"{issuer}/jwks.json", "oauth_issuer": issuer}
+    with serve(public_url=lambda base: f"{base}/mcp", **oauth) as (url, composition):
+        alice = Person(f"oauth:{issuer}#alice")
+        service = page(composition)
+
+        async def approve(approval_id: str) -> None:
+            assert (await service.approve(approval_id, alice)).allowed
+
+        token = bearer(signing_key, issuer, f"{url}/mcp", "alice")
+        browser = Browser(approve)
+        async with connect(url, token, browser=browser) as with_urls, connect(url, token) as without:
+            done = await restore_801(with_urls)
+            assert done.structured_content is not None and done.structured_content["status"] == "restore_started"
+            assert len(browser.links) == 1
+            shown = await preview_798(without)
+            assert shown["confirmation_token"].startswith("v2.") and "/approve/" not in shown["warning"]
+            deleted = await delete_798(without, shown["confirmation_token"])
+            assert deleted.structured_content is not None and deleted.structured_content["status"] == "deleted"
+    assert mutations(provider) == RESTORE_801 + DELETE_798
