@@ -117,10 +117,23 @@ class Browser:
 
 
 @asynccontextmanager
-async def connect(url: str, token: str, *, mode: str = "auto", browser: Browser | None = None) -> AsyncIterator[Client]:
+async def connect(
+    url: str, token: str, *, mode: str = "auto", browser: Browser | None = None, heard: list[str] | None = None
+) -> AsyncIterator[Client]:
+    """The SDK's client over HTTP; it opens URLs when given a `browser`; `heard` collects what the server told it."""
+
+    async def listen(message: Any) -> None:
+        if heard is not None:
+            heard.append(repr(message))
+
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
-        Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode, elicitation_callback=browser) as c,
+        Client(
+            streamable_http_client(f"{url}/mcp", http_client=http),
+            mode=mode,
+            elicitation_callback=browser,
+            message_handler=listen,
+        ) as c,
     ):
         yield c
 
@@ -152,13 +165,16 @@ async def test_approved_on_the_page_the_delete_runs_once(
             assert view is not None and view.plan.snapshot_id == 798 and view.requester == alice.principal_key
             assert (await service.approve(approval_id, alice)).allowed
 
-        browser = Browser(approve)
-        async with connect(url, bearer(signing_key, issuer, f"{url}/mcp", "alice"), mode=mode, browser=browser) as c:
+        browser, heard = Browser(approve), list[str]()
+        token = bearer(signing_key, issuer, f"{url}/mcp", "alice")
+        async with connect(url, token, mode=mode, browser=browser, heard=heard) as c:
             result = await delete_798(c)
             assert not result.is_error, text_of(result)
             assert result.structured_content is not None and result.structured_content["status"] == "deleted"
             assert browser.links[0].startswith(f"{url}/approve/")
             assert mutations(provider) == DELETE_798
+            if mode == "legacy":  # 2025-11-25: the client is told the URL interaction is over
+                assert any("notifications/elicitation/complete" in note for note in heard), heard
             again = await delete_798(c)  # a new call is a new approval, and the snapshot is gone
             assert again.is_error
     assert mutations(provider) == DELETE_798
