@@ -484,3 +484,36 @@ async def test_auto_sends_a_url_client_to_the_page_and_keeps_the_token_for_other
             deleted = await delete_798(without, shown["confirmation_token"])
             assert deleted.structured_content is not None and deleted.structured_content["status"] == "deleted"
     assert mutations(provider) == RESTORE_801 + DELETE_798
+
+
+async def test_a_call_cancelled_while_it_waits_withdraws_its_approval(
+    url_mode: Any, provider: ProviderState, issuer: str, signing_key: rsa.RSAPrivateKey
+) -> None:
+    with url_mode() as (url, composition):
+        opened = anyio.Event()
+        seen: list[str] = []
+
+        async def open_page(approval_id: str) -> None:
+            seen.append(approval_id)
+            opened.set()
+
+        token = bearer(signing_key, issuer, f"{url}/mcp", "alice")
+        async with connect(url, token, mode="legacy", browser=Browser(open_page)) as c:
+            scope = anyio.CancelScope()
+
+            async def call() -> None:
+                with scope:
+                    await delete_798(c)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(call)
+                await opened.wait()
+                scope.cancel()
+            for _ in range(100):  # the server hears of the cancellation on its own time: a bounded look
+                held = await composition.ledger.approval(seen[0])
+                if held is not None and held.status != "pending":
+                    break
+                await anyio.sleep(0.05)
+        assert held is not None and held.status == "declined"
+        assert not (await page(composition).approve(seen[0], Person(f"oauth:{issuer}#alice"))).allowed
+    assert mutations(provider) == []

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
 from mcp.server.mcpserver import Context
 from mcp_types import ElicitRequest, ElicitRequestURLParams, ElicitResult, InputRequiredResult
 from mcp_types.version import is_version_at_least
@@ -108,7 +109,12 @@ async def approval_consent(
             proposed.approval_id, "cancelled" if opened.action == "cancel" else "declined"
         )
         return Declined(answer="cancelled" if opened.action == "cancel" else "declined")
-    view = await approvals.wait_decided(proposed.approval_id)
+    try:
+        view = await approvals.wait_decided(proposed.approval_id)
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):  # the call is gone: nobody may approve what nothing would run
+            await approvals.decline_for_client(proposed.approval_id, "cancelled")
+        raise
     await ctx.request_context.session.send_elicit_complete(elicitation_id, related_request_id=ctx.request_id)
     return await _decided(app_of(ctx), proposed.approval_id, plan, view)
 
