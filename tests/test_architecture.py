@@ -38,8 +38,14 @@ def modules() -> dict[str, set[str]]:
 
 def test_only_the_request_path_imports_the_http_library() -> None:
     users = {name for name, imported in modules().items() if any(i.split(".")[0] == "httpx2" for i in imported)}
-    # The approval page's OpenID Connect client speaks to the identity provider, never to the VPS provider.
-    assert users == {"provider/http.py", "protocol/web/oidc.py"}
+    # The approval page's OpenID Connect client speaks to the identity provider, never to the VPS provider; the
+    # approvers' webhook posts our own words.
+    assert users == {"provider/http.py", "protocol/web/oidc.py", "webhook.py"}
+
+
+def test_the_webhook_imports_nothing_of_the_provider_nor_the_protocol() -> None:
+    ours = {i for i in modules()["webhook.py"] if i.startswith("vps_snapshots_mcp")}
+    assert not {i for i in ours if i.startswith(("vps_snapshots_mcp.provider", "vps_snapshots_mcp.protocol"))}, ours
 
 
 def test_the_simulator_shares_no_code_with_the_client() -> None:

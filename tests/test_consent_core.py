@@ -169,3 +169,45 @@ def test_the_quota_refusal_reads_the_providers_fact() -> None:
         f"already has {SNAPSHOTS_PER_SERVER} snapshots, the most the provider allows ({SNAPSHOTS_PER_SERVER})"
         in refusal
     )
+
+
+# --- approval pages (`--consent url`) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "pages", "opens_urls", "confirm", "token", "step"),
+    [
+        ("url", True, True, True, None, Step.APPROVE),
+        ("url", True, False, True, None, Step.REFUSE_NO_APPROVAL),
+        ("url", True, False, True, "v2.a.b", Step.REFUSE_NO_APPROVAL),  # a token is not an approval
+        ("url", True, False, True, "approval.xyz", Step.REDEEM),
+        ("url", True, False, False, None, Step.PREVIEW),
+        ("auto", True, True, True, None, Step.APPROVE),  # auto: the page for a client that opens URLs
+        ("auto", True, False, True, "v2.a.b", Step.TOKEN),  # ... and today's flows for the others
+        ("auto", False, True, True, None, Step.ASK),  # no approval pages (stdio, no OAuth): today's flows
+        ("auto", False, True, True, "approval.xyz", Step.ASK),  # and nothing redeems an approval there
+    ],
+)
+def test_who_decides_with_approval_pages(
+    mode: ConsentMode, pages: bool, opens_urls: bool, confirm: bool, token: str | None, step: Step
+) -> None:
+    decided = decision(
+        confirm=confirm,
+        token=token,
+        client_can_elicit=opens_urls,  # the SDK's clients declare form and URL together
+        mode=mode,
+        client_known=True,
+        approval_pages=pages,
+        client_opens_urls=opens_urls,
+    )
+    assert decided.step is step
+
+
+async def test_confirming_without_an_approval_where_only_the_page_consents_is_refused(
+    ledger: MemoryLedger, wall: WallClock
+) -> None:
+    decided = decision(
+        confirm=True, token=None, client_can_elicit=False, mode="url", client_known=True, approval_pages=True
+    )
+    with pytest.raises(ConfirmationInvalidError, match="approved by a person on the approval page"):
+        await settle("delete", 798, decided, None, None, principal=ME, ledger=ledger, sealed_round=None, wall=wall)

@@ -180,3 +180,52 @@ async def test_a_sqlite_ledger_judges_by_the_files_clock_not_the_callers(tmp_pat
         await ours.approve(approval, by="alice")
         await theirs.propose(OTHER_PLAN, expires_at=ahead.now.timestamp() + 600)  # moves the file's clock on
         await refused("expired", ours.redeem_approval(approval, plan_digest=PLAN))
+
+
+# --- what a person deciding is shown: held with the approval, read back on any replica ----------------
+
+
+async def test_an_approval_holds_its_plan_requester_and_protection(state_url: str | None) -> None:
+    async with opened(state_url) as ledger:
+        shown = '{"action": "restore", "snapshot_name": "<b>x</b>"}'
+        approval = await ledger.propose(
+            PLAN, expires_at=soon(), plan=shown, requester="oauth:https://id#alice", protected=True
+        )
+        held = await ledger.approval(approval)
+        assert held is not None
+        assert (held.approval_id, held.plan, held.requester, held.protected) == (
+            approval,
+            shown,
+            "oauth:https://id#alice",
+            True,
+        )
+        assert (held.status, held.by, held.plan_digest) == ("pending", None, PLAN)
+        await ledger.approve(approval, by="oauth:https://id#bob")
+        decided = await ledger.approval(approval)
+        assert decided is not None and (decided.status, decided.by) == ("approved", "oauth:https://id#bob")
+        assert await ledger.approval("not-an-approval") is None
+
+
+async def test_the_pending_list_holds_only_undecided_unexpired_approvals(state_url: str | None) -> None:
+    async with opened(state_url) as ledger:
+        later = await ledger.propose(PLAN, expires_at=soon() + 60, plan="later")
+        first = await ledger.propose(PLAN, expires_at=soon(), plan="first")
+        decided = await ledger.propose(PLAN, expires_at=soon())
+        await ledger.decline(decided, by="alice")
+        short = await ledger.propose(PLAN, expires_at=time.time() + 1.0)
+        assert [a.approval_id for a in await ledger.pending_approvals()] == [short, first, later]
+        await anyio.sleep(1.2)
+        pending = await ledger.pending_approvals()
+        assert [(a.approval_id, a.plan) for a in pending] == [(first, "first"), (later, "later")]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_another_process_reads_the_plan_and_the_list(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path}/state.db" if kind == "sqlite" else request.getfixturevalue("redis_server").url
+    async with opened(url) as page, opened(url) as server:
+        approval = await server.propose(PLAN, expires_at=soon(), plan="{}", requester="local:me")
+        assert [a.approval_id for a in await page.pending_approvals()] == [approval]
+        held = await page.approval(approval)
+        assert held is not None and held.requester == "local:me"

@@ -211,3 +211,58 @@ def test_the_worked_policy_in_the_deploy_guide_parses_and_means_what_its_table_s
     assert admin.allows("delete", 34567) and not admin.allows("read", 12345)
     assert policy.grants(caller("oauth:x#eve")).in_words() == "nothing"
     assert (policy.budget.per_hour, policy.budget.per_server_per_hour) == (10, 3)
+
+
+# --- approvals: protected servers, the approve permission, webhooks -------------------------------
+
+APPROVALS = """
+[approval]
+protected_servers = [101]
+
+[[rule]]
+principals = ["oauth:https://id#alice"]
+servers = [101, 102]
+actions = ["read", "restore"]
+webhook = "http://127.0.0.1:9/team-hook"
+
+[[rule]]
+principals = ["oauth:https://id#bob"]
+servers = [101]
+actions = ["read", "approve"]
+webhook = "http://127.0.0.1:9/approvers-hook"
+
+[[rule]]
+principals = ["oauth:https://id#carol"]
+servers = "all"
+actions = "all"
+"""
+
+
+def test_protected_servers_and_who_may_approve_come_from_the_policy(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(APPROVALS)
+    access = AccessPolicy(policy=PolicySource(str(path)))
+    assert access.protected(101) and not access.protected(102)
+    assert access.may_approve("oauth:https://id#bob", None, 101)
+    assert not access.may_approve("oauth:https://id#bob", None, 102)  # approve is granted per server
+    assert not access.may_approve("oauth:https://id#carol", None, 101)  # "all" is the four actions, not approve
+    assert access.may_approve("oauth:https://id#carol", frozenset({"snapshots:approve"}), 101)  # or the scope
+    assert not access.may_approve("oauth:https://id#alice", None, 101)
+    assert [where for where, _ in access.webhooks("oauth:https://id#alice", 101)] == [
+        "rule 1 (line 5)",
+        "rule 2 (line 11)",
+    ]
+    assert [url for _, url in access.webhooks("oauth:https://id#alice", 102)] == ["http://127.0.0.1:9/team-hook"]
+    assert AccessPolicy().protected(101) is False  # no policy: nothing is protected
+
+
+def test_every_server_may_be_protected_and_bad_approval_tables_are_refused() -> None:
+    rule = '[[rule]]\nprincipals = ["token:a"]\nservers = "all"\nactions = "all"\n'
+    assert parse_policy('[approval]\nprotected_servers = "all"\n' + rule, "p").is_protected(5)
+    for text, why in [
+        ("[approval]\nprotected_servers = [0]\n" + rule, "protected_servers must be a list"),
+        ("[approval]\nprotect = [1]\n" + rule, "must be a table with protected_servers"),
+        (rule + 'webhook = "ftp://x"\n', r"webhook must be an http\(s\) URL"),
+    ]:
+        with pytest.raises(PolicyError, match=why):
+            parse_policy(text, "p")

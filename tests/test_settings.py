@@ -247,3 +247,24 @@ def test_the_token_file_flag_beats_the_token_variable(monkeypatch: pytest.Monkey
     monkeypatch.setenv("VPS_API_TOKEN_FILE", str(tmp_path / "token"))
     settings = settings_from(serve_parser().parse_args([]))  # both as variables: the token itself wins
     assert settings.api_token is not None and settings.api_token.get_secret_value() == "from-env"
+
+
+def test_consent_url_needs_http_with_oauth_and_a_public_url() -> None:
+    token, api = SecretStr("t" * 20), "https://provider.test/api/v1"
+    with pytest.raises(SettingsError, match=r"--consent url .* HTTP transport with OAuth"):
+        Settings(api_token=token, api_url=api, consent="url")  # stdio
+    with pytest.raises(SettingsError, match="--consent url"):
+        Settings(api_token=token, api_url=api, consent="url", transport="http")  # no OAuth
+    chosen = Settings(
+        api_token=token,
+        api_url=api,
+        consent="url",
+        transport="http",
+        public_url="https://mcp.example/mcp",
+        oauth_jwks_url="https://id.example/jwks",
+        oauth_issuer="https://id.example",
+    )
+    assert chosen.approval_pages and chosen.approval_expiry == 600
+    assert not Settings(api_token=token, api_url=api).approval_pages  # stdio keeps today's flows
+    with pytest.raises(SettingsError, match="--approval-expiry"):
+        Settings(api_token=token, api_url=api, approval_expiry=5)

@@ -11,6 +11,9 @@ Every rule of the access mode is answered here, and nowhere else:
   `snapshots:read` (list, get), `snapshots:create`, `snapshots:restore`,
   `snapshots:delete`, held by the caller's principal (None: every scope);
 - which calls are audited (the ones that can change something);
+- who may approve another's restore or delete on a protected server (`may_approve`: the
+  `snapshots:approve` scope, or a policy rule granting "approve" there), which servers are
+  protected (`protected`), and which webhooks hear of a pending approval (`webhooks`);
 - with a policy file (`--policy`, `policy.py`): which actions (read, create,
   restore, delete) each principal may do on which servers (deny by default),
   which provider credential its calls use, and its change budget;
@@ -59,6 +62,8 @@ def scope_of(action: Action) -> str:
 
 
 ACTION_SCOPES: Final[tuple[str, ...]] = tuple(scope_of(action) for action in ACTIONS)
+APPROVE_SCOPE: Final = "snapshots:approve"
+"""Lets a person approve another's restore or delete of a protected server (on the approval page)."""
 
 
 def permits(actions: frozenset[Action], tool: str) -> bool:
@@ -219,6 +224,25 @@ class AccessPolicy:
         grants = self.policy.current().grants(_caller(principal))
         return [item for item in items if self.in_fence(server_of(item)) and grants.allows("read", server_of(item))]
 
+    # --- approvals ------------------------------------------------------------------------------
+
+    def protected(self, server_id: int | None) -> bool:
+        """Whether a change of this server needs a second person's approval (the policy's `[approval]`)."""
+        return self.policy is not None and self.policy.current().is_protected(server_id)
+
+    def may_approve(self, principal: Who, scopes: frozenset[str] | None, server_id: int | None) -> bool:
+        """Whether `principal` holds the approve permission for this server: the `snapshots:approve` scope
+        (`scopes`: what its sign-in carried; None: nothing known), or a policy rule granting "approve" there."""
+        if not self.in_fence(server_id):
+            return False
+        if scopes is not None and APPROVE_SCOPE in scopes:
+            return True
+        return self.policy is not None and self.policy.current().grants(_caller(principal)).allows("approve", server_id)
+
+    def webhooks(self, requester: Who, server_id: int | None) -> tuple[tuple[str, str], ...]:
+        """(rule, URL) of each webhook told of a pending approval of `requester` on this server."""
+        return () if self.policy is None else self.policy.current().webhooks(_caller(requester), server_id)
+
     # --- with whose provider account, and how often ---------------------------------------------
 
     def credential_for(self, principal: Who) -> str | None:
@@ -268,6 +292,7 @@ __all__ = [
     "ACTIONS",
     "ACTION_OF_TOOL",
     "ACTION_SCOPES",
+    "APPROVE_SCOPE",
     "EVERYONE",
     "AccessPolicy",
     "Action",

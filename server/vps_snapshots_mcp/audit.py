@@ -5,14 +5,16 @@ object:
 
     time           ISO 8601 UTC, when the attempt ended
     tool           create_snapshot | restore_snapshot | delete_snapshot
-    outcome        previewed | executed | refused | cancelled | failed | unknown
+    outcome        previewed | executed | refused | cancelled | failed | unknown; for an approval page's
+                   approval (`--consent url`): requested | approved | declined | expired
     server_id      the server touched, when known
     snapshot_id    the snapshot touched (for create: the new or existing one), when known
     snapshot_name  its name, when known
     error_code     the stable error code when the call ended in an error (refused, failed, or unknown), else null
-    consent        for an executed restore/delete: "token" or "elicitation"; else null
+    consent        for an executed restore/delete: "token", "elicitation" or "approval"; else null
     details        extra facts: already_exists, safety_snapshot_id, safety_snapshot_request_sent,
-                   cancelled_by, request_sent
+                   cancelled_by, request_sent; for approvals: approval (a digest naming it, never its
+                   id), principal (who asked) and approver (who approved or declined; null before)
     actor          who asked: {"kind": "oauth" | "token" | "local", "id": ..., "client_id": ...}; the id is
                    the OAuth issuer and subject (`ISSUER#SUBJECT`), the token's name (the single static token:
                    a digest, never the token) or the OS user running this server
@@ -90,6 +92,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Outcome = Literal["previewed", "executed", "refused", "cancelled", "failed", "unknown"]
+ApprovalEvent = Literal["requested", "approved", "declined", "expired"]
 
 
 class _Principal(Protocol):  # protocol/principal.py's Principal, as far as the trail needs it
@@ -173,7 +176,7 @@ class Attempt:
     snapshot_name: str | None = None
     consent: ConsentKind | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    outcome: Outcome = "failed"
+    outcome: Outcome | ApprovalEvent = "failed"
     error_code: str | None = None
     principal: str | None = None
     """Who asked (`Principal.key`, which consent compares): kept on the event, not written to the trail."""
@@ -359,4 +362,26 @@ async def record_denial(
     attempt = Attempt(tool=tool, server_id=server_id, snapshot_id=snapshot_id, outcome="refused")
     attempt.error_code, attempt.actor = error_code, actor
     attempt.request_id, attempt.trace_id = plain_request_id(request_id), trace_id
+    await log.write(attempt)
+
+
+async def record_approval(
+    log: AuditLog,
+    event: ApprovalEvent,
+    *,
+    tool: str,
+    principal: str,
+    approver: str | None,
+    approval: str,
+    server_id: int | None,
+    snapshot_id: int | None,
+    snapshot_name: str | None,
+) -> None:
+    """One line of an approval's life (requested, approved, declined, expired), each naming who asked and who
+    decided; the actor is who acted (the approver, or who asked). Never raises (a failure is logged)."""
+    attempt = Attempt(tool=tool, server_id=server_id, snapshot_id=snapshot_id, snapshot_name=snapshot_name)
+    attempt.outcome = event
+    attempt.details = {"approval": approval, "principal": principal, "approver": approver}
+    kind, _, ident = (approver or principal).partition(":")
+    attempt.actor = Actor(kind=kind, id=ident)
     await log.write(attempt)

@@ -31,6 +31,7 @@ from pydantic import SecretStr
 from . import __version__
 from .access import EVERYONE, AccessPolicy
 from .audit import AuditLog
+from .consent.approvals import Approvals
 from .consent.tokens import ConfirmationTokens
 from .errors import ForbiddenError, SnapshotsError
 from .protocol import host_logging as client_logging
@@ -74,6 +75,13 @@ class Composition:
     """The consent ledger the server spends consents in (the state's, or the one `compose` was given)."""
     signin: SignIn | None = None
     """The approval page's sign-in (`--approval-client-id`), its sessions in `ledger`; None without it."""
+    running: Callable[[], AppContext | None] = lambda: None
+    """The running lifespan's context (None before it starts and after it ends)."""
+
+    def approvals(self) -> Approvals | None:
+        """The approval service of the running server, for the approval page (None while it is not running)."""
+        app = self.running()
+        return app.approvals if app is not None else None
 
     def http_routes(self) -> list[HttpRoute]:
         """The HTTP routes beside /mcp (the place for an approval page or /metrics)."""
@@ -164,6 +172,17 @@ def compose(
         audit_log = AuditLog(settings.audit_log, now=timing.now) if settings.audit_log else None
         assert isinstance(server, SnapshotsServer)
         server.audit_log = audit_log
+        from .webhook import Webhooks  # the HTTP library, loaded with the lifespan, not for --help
+
+        approvals = Approvals(
+            consent_ledger,
+            access,
+            wall=timing.wall,
+            public_url=settings.public_url,
+            expiry_s=settings.approval_expiry,
+            audit=audit_log,
+            notify=Webhooks(access),
+        )
         app = AppContext(
             settings=settings,
             timing=timing,
@@ -171,6 +190,7 @@ def compose(
             ledger=consent_ledger,
             access=access,
             open_client=open_client,
+            approvals=approvals,
         )
         live.append(app)
         try:
@@ -230,6 +250,7 @@ def compose(
         access=access,
         ledger=ledger or state.ledger,
         signin=signin_for(settings, ledger or state.ledger),
+        running=lambda: live[-1] if live else None,
     )
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from .provider.facts import RESTORE_TAKES
 
-ConsentKind = Literal["token", "elicitation"]
+ConsentKind = Literal["token", "elicitation", "approval"]
 
 
 def _without_titles(schema: dict[str, Any]) -> None:

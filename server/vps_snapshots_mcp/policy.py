@@ -11,8 +11,18 @@ nothing else (deny by default once a policy is given):
     principals = ["token:alice-bot", "oauth:https://issuer#sub", "local:*"]   # kind:id, or kind:*, or *
     groups = ["team-a"]               # or the caller is in one of these groups
     servers = [101, 102]              # or "all"
-    actions = ["read", "create"]      # read, create, restore, delete, or "all"
+    actions = ["read", "create"]      # read, create, restore, delete, or "all"; and approve
     credential = "/etc/vps/team-a.token"   # optional: the provider token file these callers use
+    webhook = "https://hooks.example/T0/B0/x"   # optional: told of each pending approval on these servers
+
+    [approval]                        # optional: approval pages (`--consent url`)
+    protected_servers = [101]         #   or "all": a second person must approve, never the one who asked
+
+`approve` is granted by name only ("all" is the four tool actions): it lets a
+principal approve another's restore or delete of a protected server on the
+rule's servers (also held as the `snapshots:approve` scope). A rule's webhook
+is told of every pending approval on its servers that the rule's principals
+asked for or may approve: a JSON POST (`webhook.py`).
 
 A caller's provider credential is the one its matching rules name (rules that
 name none leave it alone; none at all: the server's own `VPS_API_TOKEN`).
@@ -40,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 Action = Literal["read", "create", "restore", "delete"]
 ACTIONS: Final[tuple[Action, ...]] = ("read", "create", "restore", "delete")
+Permission = Literal["read", "create", "restore", "delete", "approve"]
+"""What a rule grants: the four actions, and approving another's restore or delete on a protected server."""
+PERMISSIONS: Final[tuple[Permission, ...]] = (*ACTIONS, "approve")
 KINDS: Final = ("oauth", "token", "local")
 RELOAD_EVERY_S: Final = 1.0
 """The most often the file is looked at again."""
@@ -95,10 +108,12 @@ class Rule:
     groups: frozenset[str]
     servers: frozenset[int] | None
     """None: all servers."""
-    actions: frozenset[Action]
+    actions: frozenset[Permission]
     credential: str | None
     where: str
     """`rule N (line L)`, for messages."""
+    webhook: str | None = None
+    """Where pending approvals on its servers are told (a URL: a secret, never logged)."""
 
     def matches(self, caller: Caller) -> bool:
         return (
@@ -121,13 +136,13 @@ class Budget:
 class Grants:
     """What the rules give one caller: the actions per server (None: every server), and its credential."""
 
-    everywhere: frozenset[Action]
-    per_server: Mapping[int, frozenset[Action]]
+    everywhere: frozenset[Permission]
+    per_server: Mapping[int, frozenset[Permission]]
     credential: str | None
     conflict: str | None
     """Why the caller has no usable credential (its rules name two), or None."""
 
-    def allows(self, action: Action, server_id: int | None) -> bool:
+    def allows(self, action: Permission, server_id: int | None) -> bool:
         if action in self.everywhere:
             return True
         return server_id is not None and action in self.per_server.get(server_id, frozenset())
@@ -136,8 +151,8 @@ class Grants:
         """What the caller may do, for a refusal: 'read on every server; restore on servers 101, 102'."""
         parts = []
         if self.everywhere:
-            parts.append(f"{', '.join(a for a in ACTIONS if a in self.everywhere)} on every server")
-        by_actions: dict[frozenset[Action], list[int]] = {}
+            parts.append(f"{', '.join(a for a in PERMISSIONS if a in self.everywhere)} on every server")
+        by_actions: dict[frozenset[Permission], list[int]] = {}
         for server, actions in sorted(self.per_server.items()):
             extra = actions - self.everywhere
             if extra:
@@ -145,7 +160,7 @@ class Grants:
         for actions, servers in by_actions.items():
             ids = ", ".join(str(s) for s in servers)
             parts.append(
-                f"{', '.join(a for a in ACTIONS if a in actions)} on server{'s' if len(servers) > 1 else ''} {ids}"
+                f"{', '.join(a for a in PERMISSIONS if a in actions)} on server{'s' if len(servers) > 1 else ''} {ids}"
             )
         return "; ".join(parts) if parts else "nothing"
 
@@ -155,6 +170,8 @@ class Policy:
     rules: tuple[Rule, ...]
     budget: Budget
     path: str
+    protected: frozenset[int] | None = frozenset()
+    """The protected servers (`[approval] protected_servers`; None: all of them)."""
     _answers: dict[tuple[str, str, frozenset[str]], Grants] = field(default_factory=dict, compare=False, repr=False)
     """Each caller's grants, worked out once per policy (a reload makes a new policy): a call asks several times."""
 
@@ -168,8 +185,8 @@ class Policy:
         return answer
 
     def _work_out(self, caller: Caller) -> Grants:
-        everywhere: set[Action] = set()
-        per_server: dict[int, set[Action]] = {}
+        everywhere: set[Permission] = set()
+        per_server: dict[int, set[Permission]] = {}
         credentials: dict[str, str] = {}
         for rule in self.rules:
             if not rule.matches(caller):
@@ -194,6 +211,19 @@ class Policy:
             conflict,
         )
 
+    def is_protected(self, server_id: int | None) -> bool:
+        """Whether approving a change of this server needs a second person (one with no id: yes, to be safe)."""
+        return self.protected is None or server_id is None or server_id in self.protected
+
+    def webhooks(self, requester: Caller, server_id: int | None) -> tuple[tuple[str, str], ...]:
+        """(rule, URL) of each rule whose webhook is told of a pending approval of `requester` on this server."""
+        told: dict[str, str] = {}
+        for rule in self.rules:
+            covers = rule.servers is None or (server_id is not None and server_id in rule.servers)
+            if rule.webhook is not None and covers and (rule.matches(requester) or "approve" in rule.actions):
+                told.setdefault(rule.webhook, rule.where)
+        return tuple((where, url) for url, where in told.items())
+
     def credentials(self) -> frozenset[str]:
         """Every provider credential file the rules name."""
         return frozenset(rule.credential for rule in self.rules if rule.credential is not None)
@@ -215,9 +245,9 @@ def parse_policy(text: str, path: str) -> Policy:
     def fail(where: str, why: str) -> PolicyError:
         return PolicyError(f"policy file {path}, {where}: {why}")
 
-    unknown = set(data) - {"rule", "budget"}
+    unknown = set(data) - {"rule", "budget", "approval"}
     if unknown:
-        raise fail("top level", f"unknown key {sorted(unknown)[0]!r} (expected [[rule]] and [budget])")
+        raise fail("top level", f"unknown key {sorted(unknown)[0]!r} (expected [[rule]], [budget] and [approval])")
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list) or not raw_rules:
         raise fail("top level", "no [[rule]]: a policy with no rule allows nothing; write at least one")
@@ -226,15 +256,17 @@ def parse_policy(text: str, path: str) -> Policy:
         line = f" (line {lines[index]})" if index < len(lines) else ""
         rules.append(_rule(raw, f"rule {index + 1}{line}", fail))
     budget = _budget(data.get("budget", {}), fail)
-    return Policy(tuple(rules), budget, path)
+    return Policy(tuple(rules), budget, path, _protected(data.get("approval", {}), fail))
 
 
 def _rule(raw: Any, where: str, fail: Callable[[str, str], PolicyError]) -> Rule:
     if not isinstance(raw, dict):
         raise fail(where, "a rule must be a table")
-    unknown = set(raw) - {"principals", "groups", "servers", "actions", "credential"}
+    unknown = set(raw) - {"principals", "groups", "servers", "actions", "credential", "webhook"}
     if unknown:
-        raise fail(where, f"unknown key {sorted(unknown)[0]!r} (principals, groups, servers, actions, credential)")
+        raise fail(
+            where, f"unknown key {sorted(unknown)[0]!r} (principals, groups, servers, actions, credential, webhook)"
+        )
     principals = _strings(raw.get("principals", []), where, "principals", fail)
     groups = _strings(raw.get("groups", []), where, "groups", fail)
     if not principals and not groups:
@@ -262,15 +294,16 @@ def _rule(raw: Any, where: str, fail: Callable[[str, str], PolicyError]) -> Rule
             f'servers must be a non-empty list of server ids (whole numbers from 1) or "all", got {raw_servers!r}',
         )
     raw_actions = raw.get("actions")
+    actions: frozenset[Permission]
     if raw_actions == "all":
         actions = frozenset(ACTIONS)
     else:
         names = _strings(raw_actions, where, "actions", fail) if raw_actions is not None else []
-        bad = [a for a in names if a not in ACTIONS]
+        bad = [a for a in names if a not in PERMISSIONS]
         if bad or not names:
             why = f"unknown action {bad[0]!r}" if bad else "actions is missing or empty"
-            raise fail(where, f'{why}: actions are {", ".join(ACTIONS)}, or "all"')
-        actions = frozenset(cast(Action, a) for a in names)
+            raise fail(where, f'{why}: actions are {", ".join(ACTIONS)}, or "all"')  # and approve, by name
+        actions = frozenset(cast(Permission, a) for a in names)
     credential = raw.get("credential")
     if credential is not None:
         if not isinstance(credential, str) or not credential:
@@ -281,7 +314,23 @@ def _rule(raw: Any, where: str, fail: Callable[[str, str], PolicyError]) -> Rule
                     raise fail(where, f"the credential file {credential} is empty")
         except OSError as exc:
             raise fail(where, f"cannot read the credential file {credential}: {exc.strerror}") from None
-    return Rule(frozenset(exact), frozenset(kinds), anyone, frozenset(groups), servers, actions, credential, where)
+    webhook = raw.get("webhook")
+    if webhook is not None and (not isinstance(webhook, str) or not re.match(r"^https?://[^\s/]+", webhook)):
+        raise fail(where, "webhook must be an http(s) URL")
+    return Rule(
+        frozenset(exact), frozenset(kinds), anyone, frozenset(groups), servers, actions, credential, where, webhook
+    )
+
+
+def _protected(raw: Any, fail: Callable[[str, str], PolicyError]) -> frozenset[int] | None:
+    if not isinstance(raw, dict) or set(raw) - {"protected_servers"}:
+        raise fail("[approval]", 'must be a table with protected_servers (a list of server ids, or "all")')
+    servers = raw.get("protected_servers", [])
+    if servers == "all":
+        return None
+    if not isinstance(servers, list) or not all(type(s) is int and s >= 1 for s in servers):
+        raise fail("[approval]", f'protected_servers must be a list of server ids or "all", got {servers!r}')
+    return frozenset(servers)
 
 
 def _strings(value: Any, where: str, key: str, fail: Callable[[str, str], PolicyError]) -> list[str]:
@@ -354,10 +403,12 @@ class PolicySource:
 
 __all__ = [
     "ACTIONS",
+    "PERMISSIONS",
     "Action",
     "Budget",
     "Caller",
     "Grants",
+    "Permission",
     "PlainCaller",
     "Policy",
     "PolicyError",

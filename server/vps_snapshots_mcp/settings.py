@@ -43,7 +43,7 @@ DEFAULT_MAX_RECORDS = 5000
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 TransportName = Literal["stdio", "http"]
-ConsentMode = Literal["auto", "elicitation", "token"]
+ConsentMode = Literal["auto", "elicitation", "token", "url"]
 
 
 class SettingsError(ValueError):
@@ -342,8 +342,18 @@ class Settings:
         env="VPS_MCP_CONSENT",
         parse=_choices(get_args(ConsentMode)),
         choices=get_args(ConsentMode),
-        help="who confirms restore/delete: auto (ask the user when the client can, else the token), "
-        "elicitation (always ask the user; refuse clients that cannot), token (a token alone suffices; weaker)",
+        help="who confirms restore/delete: auto (ask the user when the client can, else the token; over HTTP "
+        "with OAuth, the approval page for clients that open URLs), elicitation (always ask the user; refuse "
+        "clients that cannot), token (a token alone suffices; weaker), url (a person approves on the approval page, "
+        "signed in: HTTP with OAuth only)",
+    )
+    approval_expiry: int = setting(
+        600,
+        flag="--approval-expiry",
+        env="VPS_MCP_APPROVAL_EXPIRY",
+        parse=_parse_int,
+        metavar="SECONDS",
+        help="how long a restore or delete waits for its approval on the approval page",
     )
     confirm_secret: SecretStr | None = setting(
         None,
@@ -585,6 +595,12 @@ class Settings:
         if self.confirm_secret is not None and len(self.confirm_secret.get_secret_value()) < 16:
             raise SettingsError("VPS_MCP_CONFIRM_SECRET must be at least 16 characters")
         _check_between("--max-concurrency", self.max_concurrency, 1, 1000)
+        _check_between("--approval-expiry", self.approval_expiry, 30, 86400)
+        if self.consent == "url" and not (self.transport == "http" and self.oauth_enabled):
+            raise SettingsError(
+                "--consent url sends people to an approval page they sign in to: it needs the HTTP transport with "
+                "OAuth (--oauth-issuer, --oauth-jwks-url) and --public-url"
+            )
         _check_between("--max-response-bytes", self.max_response_bytes, 1024, 1024**3)
         _check_between("--max-records", self.max_records, 1, 1_000_000)
         if self.state_url is not None:
@@ -674,6 +690,11 @@ class Settings:
             return None
         url = self.public_url.rstrip("/")
         return url.removesuffix("/mcp")
+
+    @property
+    def approval_pages(self) -> bool:
+        """Whether people can approve on the approval page: HTTP with OAuth (whose issuer signs them in)."""
+        return self.transport == "http" and self.oauth_enabled
 
     @property
     def client_auth_enabled(self) -> bool:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from vps_snapshots_mcp.compose import compose
+from vps_snapshots_mcp.compose import Composition, compose
 from vps_snapshots_mcp.provider.client import asgi_transport
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ProviderState, create_app
@@ -29,9 +29,21 @@ ServeFn = Callable[..., AbstractContextManager[str]]
 
 def serving_over_http(provider: ProviderState) -> ServeFn:
     """Start the MCP server over HTTP with these settings; yields its base URL (no /mcp)."""
+    composed = serving_composed(provider)
 
     @contextmanager
     def start(**overrides: Any) -> Iterator[str]:
+        with composed(**overrides) as (url, _):
+            yield url
+
+    return start
+
+
+def serving_composed(provider: ProviderState) -> Callable[..., AbstractContextManager[tuple[str, Composition]]]:
+    """As `serving_over_http`, yielding the composition too (its approval service, as the approval page uses it)."""
+
+    @contextmanager
+    def start(**overrides: Any) -> Iterator[tuple[str, Composition]]:
         sock = bind_socket("127.0.0.1", 0)
         base = f"http://127.0.0.1:{sock.getsockname()[1]}"
         public_url = overrides.pop("public_url", None)
@@ -45,7 +57,7 @@ def serving_over_http(provider: ProviderState) -> ServeFn:
         )
         composed = compose(settings, transport=asgi_transport(create_app(provider, token=TOKEN)), timing=timing)
         with serving_in_thread(composed.http_app(), sock=sock, lifespan="on") as url:
-            yield url
+            yield url, composed
 
     return start
 

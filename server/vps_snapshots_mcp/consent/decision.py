@@ -14,6 +14,14 @@ Who decides, by mode and what the client can do:
     elicitation      only a client that can ask its user may restore or delete
     token            a token executes without asking; without one, a client
                      that can ask asks (weaker: the model holds the token)
+    url              a person approves on the approval page (`approvals.py`):
+                     a client that opens URLs sends its user there; another
+                     gets the link in the preview, and its confirming call
+                     brings the approval back (`REDEEM`); nothing else confirms
+
+With approval pages on (HTTP with OAuth), `auto` is `url` for a client that
+declares URL elicitation. A confirming call that brings an approval is redeemed
+whatever the mode: an approval is the strongest consent there is.
 
 Where the client's abilities are unknown (stateless HTTP on 2025-11-25), nobody
 can be asked, so only `token` mode takes a token alone; the others refuse.
@@ -27,9 +35,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..settings import ConsentMode
+
+if TYPE_CHECKING:
+    from .approvals import Proposed
 
 
 class Step(Enum):
@@ -41,14 +52,37 @@ class Step(Enum):
     REFUSE_NO_TOKEN = "refuse_no_token"  # noqa: S105 - a step name, not a secret
     REFUSE_CANNOT_ELICIT = "refuse_cannot_elicit"
     REFUSE_UNKNOWN_CLIENT = "refuse_unknown_client"
+    APPROVE = "approve"
+    """Send the user to the approval page (URL elicitation), wait for the decision, redeem it."""
+    REDEEM = "redeem"
+    """The call brings an approval from a preview's link: redeem it."""
+    REFUSE_NO_APPROVAL = "refuse_no_approval"
+
+
+def by_approval(mode: ConsentMode, *, approval_pages: bool, client_opens_urls: bool) -> bool:
+    """Whether a person approves this call on the approval page."""
+    return approval_pages and (mode == "url" or (mode == "auto" and client_opens_urls))
 
 
 def decide(
-    *, confirm: bool, has_token: bool, client_can_elicit: bool, mode: ConsentMode, client_known: bool = True
+    *,
+    confirm: bool,
+    has_token: bool,
+    client_can_elicit: bool,
+    mode: ConsentMode,
+    client_known: bool = True,
+    approval: bool = False,
+    has_approval: bool = False,
+    client_opens_urls: bool = False,
 ) -> Step:
-    """`client_known`: whether this request says what the client can do (not on stateless 2025-11-25)."""
+    """`client_known`: whether this request says what the client can do (not on stateless 2025-11-25);
+    `approval`: a person approves on the page (`by_approval`); `has_approval`: the call brings one."""
     if not confirm:
         return Step.PREVIEW
+    if has_approval:
+        return Step.REDEEM
+    if approval:
+        return Step.APPROVE if client_opens_urls else Step.REFUSE_NO_APPROVAL
     if mode == "token" and has_token:
         return Step.TOKEN
     if client_can_elicit:
@@ -69,12 +103,28 @@ class Decision:
     """A preview's promise: a confirming call from this client will ask its user (not in token mode)."""
     confirmable: bool
     """False where this connection cannot confirm at all (stateless HTTP on 2025-11-25, not in token mode)."""
+    approval: bool = False
+    """A person approves on the approval page: a preview for a client that cannot open URLs carries the link."""
+    client_opens_urls: bool = False
+
+
+APPROVAL_TOKEN_PREFIX = "approval."  # noqa: S105 - a prefix, not a secret
+"""A preview's confirmation_token that names an approval (url mode): `approval.<id>`."""
 
 
 def decision(
-    *, confirm: bool, token: str | None, client_can_elicit: bool, mode: ConsentMode, client_known: bool
+    *,
+    confirm: bool,
+    token: str | None,
+    client_can_elicit: bool,
+    mode: ConsentMode,
+    client_known: bool,
+    approval_pages: bool = False,
+    client_opens_urls: bool = False,
 ) -> Decision:
     """The one decision of a restore or delete call, from plain inputs."""
+    approval = by_approval(mode, approval_pages=approval_pages, client_opens_urls=client_opens_urls)
+    has_approval = approval_pages and bool(token) and str(token).startswith(APPROVAL_TOKEN_PREFIX)
     return Decision(
         step=decide(
             confirm=confirm,
@@ -82,9 +132,14 @@ def decision(
             client_can_elicit=client_can_elicit,
             mode=mode,
             client_known=client_known,
+            approval=approval,
+            has_approval=has_approval,
+            client_opens_urls=client_opens_urls,
         ),
-        user_will_be_asked=client_can_elicit and mode != "token",
-        confirmable=client_known or mode == "token",
+        user_will_be_asked=(client_can_elicit and mode != "token") or (approval and client_opens_urls),
+        confirmable=client_known or mode == "token" or approval,
+        approval=approval,
+        client_opens_urls=client_opens_urls,
     )
 
 
@@ -95,11 +150,15 @@ class Preview:
     """Who previewed (`Principal.key`): the token is minted for this caller alone."""
     confirmable: bool = True
     """False where this connection cannot confirm at all (stateless HTTP on 2025-11-25, not in token mode)."""
+    approval: Proposed | None = None
+    """The pending approval this preview proposed (url mode, a client that cannot open URLs): its link."""
 
 
 @dataclass(frozen=True)
 class Approved:
-    by: Literal["token", "elicitation"]
+    by: Literal["token", "elicitation", "approval"]
+    approver: str | None = None
+    """Who approved it on the approval page (`Principal.key`)."""
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def needs_verifying(decided: Decision, token: str | None) -> bool:
 
     A token that does not fit is refused before the user is bothered with a question.
     """
-    return bool(token) and decided.step in (Step.TOKEN, Step.ASK)
+    return bool(token) and decided.step in (Step.TOKEN, Step.ASK, Step.APPROVE)
 
 
 def refusal(decided: Decision, action: Action, snapshot_id: int) -> ConfirmationInvalidError | None:
@@ -53,6 +53,8 @@ def refusal(decided: Decision, action: Action, snapshot_id: int) -> Confirmation
         return ConfirmationInvalidError(wording.cannot_elicit(action, snapshot_id))
     if decided.step is Step.REFUSE_UNKNOWN_CLIENT:
         return ConfirmationInvalidError(wording.unknown_client(action, snapshot_id))
+    if decided.step is Step.REFUSE_NO_APPROVAL:
+        return ConfirmationInvalidError(wording.approval_needed(action, snapshot_id))
     return None
 
 

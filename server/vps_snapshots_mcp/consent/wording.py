@@ -240,3 +240,62 @@ def quota_full(server: str, snapshots: list[Snapshot], *, why: str) -> QuotaExce
         f"({SNAPSHOTS_PER_SERVER}), and {why}. Oldest, candidates to delete: {candidates}. "
         "Ask the user which to delete (delete_snapshot asks for confirmation), then try again. Nothing was created."
     )
+
+
+# --- approval pages (`--consent url`): a person approves on a page the client cannot read ----------
+
+
+def approval_preview_warning(
+    action: Action, snapshot: Snapshot, link: str, minutes: int, *, safety_snapshot: bool = False
+) -> str:
+    """The preview for a client that cannot open a URL for its user: the link, and what to do with it."""
+    what = consequences(action, snapshot, safety_snapshot=safety_snapshot)
+    return (
+        f"{action.upper()} WARNING: {what} On this server a person approves this on its approval page, signed in "
+        f"as themselves; you cannot approve it. Give the user this link to open in their browser: {link} (valid "
+        f"{minutes} minutes, once). Only after they approved it there, call {action}_snapshot again with "
+        f"snapshot_id={snapshot.id}, confirm=true and this confirmation_token; if they declined, it does nothing."
+    )
+
+
+def approval_request(action: Action, snapshot: Snapshot, *, safety_snapshot: bool = False) -> str:
+    """The message of a URL elicitation: what the page asks about, and that nothing runs without it."""
+    return (
+        f"{consequences(action, snapshot, safety_snapshot=safety_snapshot)} Open the approval page and sign in to "
+        f"approve or decline this {action}; nothing happens unless it is approved there."
+    )
+
+
+def approval_needed(action: Action, snapshot_id: int) -> str:
+    """confirm=true without an approval, where only the approval page can consent."""
+    return (
+        f"on this server a {action} is approved by a person on the approval page, never by a token or an answer "
+        f"the client relays. Call {action}_snapshot without confirm to get the link, have the user approve it "
+        f"there, then call again with confirm=true and the preview's confirmation_token. Nothing was changed."
+    )
+
+
+APPROVAL_REFUSED = {
+    "unknown": "no such approval is held (it was never given, or was forgotten after it expired)",
+    "pending": "this approval has not been given yet: open the link from the preview, approve it there, then "
+    "call again",
+    "declined": "this approval was declined on the approval page",
+    "expired": "this approval expired before it was used",
+    "used": "this approval was already used: it authorises one change",
+    "decided": "this approval was already decided",
+    "another_plan": "what would run now is not what was approved: the snapshot changed, was deleted or was "
+    "replaced since",
+    "another_caller": "this approval was asked for by another caller",
+}
+"""Why an approval allows no change, by the ledger's reason (and `another_caller`)."""
+
+
+def approval_refused(reason: str, action: Action, snapshot_id: int) -> str:
+    return f"{APPROVAL_REFUSED.get(reason, reason)}. " + _anew(action, snapshot_id)
+
+
+def _anew(action: Action, snapshot_id: int) -> str:
+    return (
+        f"Nothing was changed. To {action} snapshot {snapshot_id}, call {action}_snapshot without confirm for a "
+        "fresh preview and a new approval."
+    )

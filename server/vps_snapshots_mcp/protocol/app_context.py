@@ -30,6 +30,7 @@ from .principal import current_principal
 from .provider_errors import Worded
 
 if TYPE_CHECKING:
+    from ..consent.approvals import Approvals
     from ..consent.tokens import ConfirmationTokens
     from ..operations import Operations
     from ..provider import SnapshotsProvider
@@ -49,12 +50,21 @@ class AppContext:
         ledger: ConsentLedger,
         open_client: Callable[[str | None], SnapshotsProvider],
         access: AccessPolicy | None = None,
+        approvals: Approvals | None = None,
     ) -> None:
         self.settings = settings
         self.timing = timing
         self.tokens = tokens
         self.ledger = ledger
         self.access = access or AccessPolicy.from_settings(settings)
+        if approvals is None:
+            from ..consent.approvals import Approvals
+
+            approvals = Approvals(
+                ledger, self.access, wall=timing.wall, public_url=settings.public_url, expiry_s=settings.approval_expiry
+            )
+        self.approvals = approvals
+        """The approval service (`--consent url`): the tools propose and redeem, the approval page decides."""
         self._open_client = open_client
         self._lanes: dict[str | None, Lane] = {}
         """One per provider credential in use (None: the server's own token)."""

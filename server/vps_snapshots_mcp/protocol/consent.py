@@ -43,6 +43,7 @@ from ..provider.facts import SNAPSHOTS_PER_SERVER
 from ..provider.text import server_label
 from ..waiting import is_running
 from .app_context import AppContext, app_of
+from .approval import approval_consent, approval_pages, client_opens_urls
 from .principal import current_principal
 from .rounds import sealed_round
 
@@ -126,6 +127,8 @@ async def call_decision(confirm: bool, confirmation_token: str | None, ctx: Cont
         client_can_elicit=client_can_elicit(ctx),
         mode=app_of(ctx).settings.consent,
         client_known=client_known(ctx),
+        approval_pages=approval_pages(ctx),
+        client_opens_urls=client_opens_urls(ctx),
     )
 
 
@@ -198,9 +201,13 @@ async def restore_consent(
     snapshot: Annotated[Snapshot, Resolve(restorable_snapshot)],
     decided: Annotated[Decision, Resolve(call_decision)],
     verified: Annotated[VerifiedToken | None, Resolve(restore_token)],
+    confirmation_token: str | None,
+    safety_snapshot: bool,
     ctx: Context[AppContext, Any],
 ) -> Consent:
     """The consent a restore call carries, spent in the ledger if it authorises the restore."""
+    if _by_approval(decided):
+        return await approval_consent("restore", snapshot, decided, confirmation_token, safety_snapshot, ctx)
     return await _settle("restore", snapshot, decided, verified, answer, ctx)
 
 
@@ -209,10 +216,20 @@ async def delete_consent(
     snapshot: Annotated[Snapshot, Resolve(target_snapshot)],
     decided: Annotated[Decision, Resolve(call_decision)],
     verified: Annotated[VerifiedToken | None, Resolve(delete_token)],
+    confirmation_token: str | None,
     ctx: Context[AppContext, Any],
 ) -> Consent:
     """The consent a delete call carries, spent in the ledger if it authorises the delete."""
+    if _by_approval(decided):
+        return await approval_consent("delete", snapshot, decided, confirmation_token, False, ctx)
     return await _settle("delete", snapshot, decided, verified, answer, ctx)
+
+
+def _by_approval(decided: Decision) -> bool:
+    """Whether the approval page consents to this call (`protocol/approval.py`), not the client."""
+    if decided.step is Step.PREVIEW:
+        return decided.approval and not decided.client_opens_urls  # the preview carries the link
+    return decided.step in (Step.APPROVE, Step.REDEEM)
 
 
 def user_answer(answer: ElicitationResult[ConsentForm | NotAsked]) -> Answer | None:

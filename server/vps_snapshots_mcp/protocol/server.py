@@ -48,6 +48,7 @@ from ..errors import ForbiddenError, InvalidArgumentError, SnapshotsError, Unkno
 from ..provider.text import escape_unsafe, quoted
 from . import sdk
 from .app_context import AppContext
+from .approval import ApprovalRound
 from .principal import current_principal
 from .prompts import argument_problems, register_prompts
 from .schemas import MAX_ID
@@ -185,6 +186,8 @@ class SnapshotsServer(MCPServer[AppContext]):
             cause = exc.__cause__
             if isinstance(cause, SnapshotsError):
                 raise cause from None
+            if isinstance(cause, ApprovalRound):  # 2026-07-28: send the user to the approval page first
+                return cause.result
             if isinstance(cause, ValidationError):
                 raise _invalid_arguments(cause) from None
             raise

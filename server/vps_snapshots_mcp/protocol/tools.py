@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer, Resolve
@@ -25,7 +26,8 @@ from mcp_types import ToolAnnotations
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from ..consent import Action
-from ..consent.wording import preview_warning
+from ..consent.decision import APPROVAL_TOKEN_PREFIX
+from ..consent.wording import approval_preview_warning, preview_warning
 from ..models import (
     Cancelled,
     CreateResult,
@@ -243,6 +245,8 @@ async def restore_snapshot(
     if isinstance(consent, Declined):
         attempt.declined(snapshot)
         return RestoreOutcome(_cancelled("restore", snapshot, consent))
+    if consent.approver is not None:
+        attempt.details["approver"] = consent.approver
     restored = await app.operations.restore(  # Approved: the consent is spent; execute
         attempt,
         current_principal(),
@@ -292,6 +296,8 @@ async def delete_snapshot(
         attempt.declined(snapshot)
         return DeleteOutcome(_cancelled("delete", snapshot, consent))
     # Approved: the consent is spent; execute
+    if consent.approver is not None:
+        attempt.details["approver"] = consent.approver
     await app.operations.delete(attempt, current_principal(), snapshot, consent=consent.by)
     return DeleteOutcome(
         DeletedResult(
@@ -306,6 +312,18 @@ def _preview(
     app: AppContext, kind: type[PreviewT], snapshot: Snapshot, consent: Preview, *, safety_snapshot: bool = False
 ) -> PreviewT:
     action: Action = kind.model_fields["action"].default
+    if consent.approval is not None:  # the approval page consents: the token names the approval, the warning links it
+        proposed = consent.approval
+        return kind(
+            snapshot=snapshot,
+            warning=approval_preview_warning(
+                action, snapshot, proposed.link, int(app.approvals.expiry_s // 60), safety_snapshot=safety_snapshot
+            ),
+            confirmation_token=APPROVAL_TOKEN_PREFIX + proposed.approval_id,
+            expires_at=datetime.fromtimestamp(proposed.expires_at, UTC)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
+        )
     issued = app.tokens.mint(
         action,
         snapshot,

@@ -1,4 +1,4 @@
-"""The request path to the provider: the only module that imports the HTTP library.
+"""The request path to the provider: the only module that imports the HTTP library, with the webhook (`webhook.py`).
 
 One request path, `ProviderHttp.send`, owns authentication, timeouts, retries,
 bounded reads, the concurrency limit and the change events, so every endpoint

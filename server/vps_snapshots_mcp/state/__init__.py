@@ -101,8 +101,22 @@ class ConsentLedger(Protocol):
 
     # Pending approvals: a change proposed now, approved (or declined) by a person elsewhere, executed once.
 
-    async def propose(self, plan_digest: str, *, expires_at: float) -> str:
-        """Hold a pending approval of the plan `plan_digest` until `expires_at`; its opaque, unguessable id."""
+    async def propose(
+        self, plan_digest: str, *, expires_at: float, plan: str = "", requester: str = "", protected: bool = False
+    ) -> str:
+        """Hold a pending approval of the plan `plan_digest` until `expires_at`; its opaque, unguessable id.
+
+        `plan`: what to show a person who decides (JSON, the approval service's); `requester`: the principal
+        key of who asked; `protected`: its server needs a second person.
+        """
+        ...
+
+    async def approval(self, approval_id: str) -> PendingApproval | None:
+        """What is held for `approval_id` (read only; decided or not), or None: unknown, or forgotten."""
+        ...
+
+    async def pending_approvals(self) -> list[PendingApproval]:
+        """Every approval still pending and unexpired (by the ledger's clock), soonest to expire first."""
         ...
 
     async def approve(self, approval_id: str, *, by: str) -> None:
@@ -186,6 +200,14 @@ class PendingApproval:
     status: ApprovalStatus = "pending"
     by: str | None = None
     """Who approved or declined it."""
+    approval_id: str = ""
+    """Its id: the link a person opens names it (kept so a list of pending approvals can link to each)."""
+    plan: str = ""
+    """What a person deciding is shown (JSON, written and read by the approval service)."""
+    requester: str = ""
+    """The principal key of who asked."""
+    protected: bool = False
+    """Its server is protected: a second person holding the approve permission must decide."""
 
 
 def new_approval_id() -> str:

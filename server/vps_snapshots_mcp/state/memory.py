@@ -61,15 +61,31 @@ class MemoryLedger:
 
     # --- pending approvals: one lock, the same clock that judges consents --------------------------
 
-    async def propose(self, plan_digest: str, *, expires_at: float) -> str:
+    async def propose(
+        self, plan_digest: str, *, expires_at: float, plan: str = "", requester: str = "", protected: bool = False
+    ) -> str:
         approval_id = new_approval_id()
         now = self._wall()
         with self._lock:
             self._forget_approvals(now)
             if expires_at < now:
                 raise approval_refused("expired", where=self.description, expires_at=expires_at, now=now)
-            self._approvals[approval_id] = PendingApproval(plan_digest, expires_at)
+            self._approvals[approval_id] = PendingApproval(
+                plan_digest, expires_at, approval_id=approval_id, plan=plan, requester=requester, protected=protected
+            )
         return approval_id
+
+    async def approval(self, approval_id: str) -> PendingApproval | None:
+        with self._lock:
+            self._forget_approvals(self._wall())
+            return self._approvals.get(approval_id)
+
+    async def pending_approvals(self) -> list[PendingApproval]:
+        now = self._wall()
+        with self._lock:
+            self._forget_approvals(now)
+            held = [a for a in self._approvals.values() if a.status == "pending" and a.expires_at >= now]
+        return sorted(held, key=lambda a: a.expires_at)
 
     async def approve(self, approval_id: str, *, by: str) -> None:
         self._decide(approval_id, "approved", by)

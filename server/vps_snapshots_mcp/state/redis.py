@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -19,7 +19,9 @@ from ..errors import StateUnavailableError
 from . import (
     BUDGET_WINDOW_S,
     MARGIN_S,
+    ApprovalStatus,
     ConsentRefused,
+    PendingApproval,
     RedemptionUncertain,
     Refusal,
     approval_key,
@@ -28,6 +30,15 @@ from . import (
     expired_by_the_ledger,
     iso_time,
     new_approval_id,
+)
+from .redis_scripts import (
+    APPROVAL,
+    APPROVAL_PREFIX,
+    APPROVALS_INDEX,
+    BUDGET_PREFIX,
+    SESSION,
+    SESSION_PREFIX,
+    SPEND_CHANGE,
 )
 
 logger = logging.getLogger(__name__)
@@ -183,12 +194,37 @@ class RedisLedger:
             "the state store is back."
         )
 
-    # --- pending approvals: one script per step (`_APPROVAL`), on the ledger's clock ---------------------
+    # --- pending approvals: one script per step (`redis_scripts.APPROVAL`), on the ledger's clock ---------------------
 
-    async def propose(self, plan_digest: str, *, expires_at: float) -> str:
+    async def propose(
+        self, plan_digest: str, *, expires_at: float, plan: str = "", requester: str = "", protected: bool = False
+    ) -> str:
         approval_id = new_approval_id()
-        await self._approval(approval_id, "propose", plan=plan_digest, expires_at=expires_at)
+        shown = [approval_id, plan, requester, "1" if protected else "", repr(MARGIN_S)]
+        await self._approval(approval_id, "propose", plan=plan_digest, expires_at=expires_at, shown=shown)
         return approval_id
+
+    async def approval(self, approval_id: str) -> PendingApproval | None:
+        try:
+            held = await self._redis.hgetall(APPROVAL_PREFIX + approval_key(approval_id))
+        except (RedisError, OSError) as exc:
+            raise self._unreachable(exc) from None
+        return _pending(held)
+
+    async def pending_approvals(self) -> list[PendingApproval]:
+        try:
+            seconds, micros = await self._redis.time()
+            clock = await self._redis.hget(LEDGER_KEY, "clock")
+            now = max(int(seconds) + int(micros) / 1e6, float(clock or 0))
+            keys = await self._redis.zrangebyscore(APPROVALS_INDEX, now, "+inf")
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hgetall(key.decode() if isinstance(key, bytes) else str(key))
+                found = [_pending(held) for held in await pipe.execute()]
+        except (RedisError, OSError) as exc:
+            raise self._unreachable(exc) from None
+        held = [a for a in found if a is not None and a.status == "pending" and a.expires_at >= now]
+        return sorted(held, key=lambda a: a.expires_at)
 
     async def approve(self, approval_id: str, *, by: str) -> None:
         await self._approval(approval_id, "approved", by=by)
@@ -200,14 +236,20 @@ class RedisLedger:
         return (await self._approval(approval_id, "redeem", plan=plan_digest))[0]
 
     async def _approval(
-        self, approval_id: str, op: str, *, plan: str = "", expires_at: float = 0.0, by: str = ""
+        self,
+        approval_id: str,
+        op: str,
+        *,
+        plan: str = "",
+        expires_at: float = 0.0,
+        by: str = "",
+        shown: list[str] | None = None,
     ) -> list[str]:
         name = APPROVAL_PREFIX + approval_key(approval_id)
         forget_at_ms = str(int((expires_at + MARGIN_S) * 1000))
+        arguments = [op, plan, repr(expires_at), by, forget_at_ms, *(shown or ["", "", "", "", "0"])]
         try:
-            answer = await self._redis.eval(
-                _APPROVAL, 2, name, LEDGER_KEY, op, plan, repr(expires_at), by, forget_at_ms
-            )
+            answer = await self._redis.eval(APPROVAL, 3, name, LEDGER_KEY, APPROVALS_INDEX, *arguments)
         except (ConnectionError, TimeoutError, OSError) as exc:
             if op == "redeem" and "connecting to" not in str(exc):  # sent: it may have landed
                 raise RedemptionUncertain(
@@ -226,7 +268,7 @@ class RedisLedger:
         reason = cast(Refusal, verdict)
         raise approval_refused(reason, where=self.description, status=detail[0] if detail else "")
 
-    # --- sign-in sessions: one script per step (`_SESSION`), on the ledger's clock ------------------------
+    # --- sign-in sessions: one script per step (`redis_scripts.SESSION`), on the ledger's clock ----------------
 
     async def open_session(self, key: str, record: str, *, idle_s: float, lifetime_s: float) -> None:
         await self._session("open", key, record, repr(idle_s), repr(lifetime_s))
@@ -240,14 +282,14 @@ class RedisLedger:
 
     async def _session(self, op: str, key: str, *arguments: str) -> list[str]:
         try:
-            answer = await self._redis.eval(_SESSION, 2, SESSION_PREFIX + key, LEDGER_KEY, op, *arguments)
+            answer = await self._redis.eval(SESSION, 2, SESSION_PREFIX + key, LEDGER_KEY, op, *arguments)
         except (RedisError, OSError) as exc:
             raise StateUnavailableError(
                 f"the consent ledger ({self.description}) cannot keep sign-in sessions ({type(exc).__name__})"
             ) from None
         return [part.decode() if isinstance(part, bytes) else str(part) for part in answer]
 
-    # --- the change budget: one script (`_SPEND_CHANGE`), on the ledger's clock --------------------------
+    # --- the change budget: one script (`redis_scripts.SPEND_CHANGE`), on the ledger's clock ---------------
 
     async def spend_change(
         self, principal: str, server_id: int, *, per_hour: int | None, per_server_per_hour: int | None
@@ -255,7 +297,7 @@ class RedisLedger:
         keys = [BUDGET_PREFIX + budget_key(principal), BUDGET_PREFIX + budget_key(principal, server_id), LEDGER_KEY]
         caps = ["" if cap is None else str(cap) for cap in (per_hour, per_server_per_hour)]
         try:
-            answer = await self._redis.eval(_SPEND_CHANGE, 3, *keys, *caps, repr(BUDGET_WINDOW_S), secrets.token_hex(8))
+            answer = await self._redis.eval(SPEND_CHANGE, 3, *keys, *caps, repr(BUDGET_WINDOW_S), secrets.token_hex(8))
         except (RedisError, OSError) as exc:  # counted or not, the change is refused: it is not sent
             raise StateUnavailableError(
                 f"the consent ledger ({self.description}) cannot count this change against the change budget "
@@ -269,106 +311,22 @@ class RedisLedger:
         await self._redis.aclose()
 
 
-BUDGET_PREFIX = "vps-snapshots-mcp:budget:"
-_SPEND_CHANGE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local clock = tonumber(redis.call('HGET', KEYS[3], 'clock'))
-if clock and clock > now then now = clock end
-redis.call('HSET', KEYS[3], 'clock', string.format('%.6f', now))
-local window = tonumber(ARGV[3])
-local later = nil
-for i = 1, 2 do
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', string.format('%.6f', now - window))
-    if ARGV[i] ~= '' then
-        local cap = tonumber(ARGV[i])
-        local count = redis.call('ZCARD', KEYS[i])
-        if count >= cap then
-            local freed = math.huge
-            if cap > 0 then
-                local oldest = redis.call('ZRANGE', KEYS[i], count - cap, count - cap, 'WITHSCORES')
-                freed = tonumber(oldest[2]) + window
-            end
-            if later == nil or freed > later then later = freed end
-        end
-    end
-end
-if later ~= nil then
-    if later == math.huge then return {'spent', 'inf'} end
-    return {'spent', string.format('%.6f', later)}
-end
-for i = 1, 2 do
-    redis.call('ZADD', KEYS[i], string.format('%.6f', now), string.format('%.6f', now) .. ':' .. ARGV[4])
-    redis.call('PEXPIRE', KEYS[i], math.ceil(window * 1000))
-end
-return {'counted'}
-"""
-"""One change counted against the budget, atomic, judged on Redis's own clock (`TIME`, never taken back: the
-ledger's `clock`, as `_REDEEM`): each replica sees one count. A sorted set per principal (and per principal and
-server) holds the last hour's changes by time; past a cap nothing is added, and the answer is when the change that
-fills the window leaves it."""
+def _pending(held: Mapping[bytes | str, bytes | str]) -> PendingApproval | None:
+    """An approval as Redis holds it (a hash), or None when it holds none."""
+    field = {_text(k): _text(v) for k, v in held.items()}
+    if "status" not in field:
+        return None
+    return PendingApproval(
+        field.get("plan", ""),
+        float(field.get("expires", "0")),
+        cast(ApprovalStatus, field["status"]),
+        field.get("by") or None,
+        approval_id=field.get("id", ""),
+        plan=field.get("show", ""),
+        requester=field.get("requester", ""),
+        protected=bool(field.get("protected")),
+    )
 
 
-SESSION_PREFIX = "vps-snapshots-mcp:signin:"
-_SESSION = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local clock = tonumber(redis.call('HGET', KEYS[2], 'clock'))
-if clock and clock > now then now = clock end
-redis.call('HSET', KEYS[2], 'clock', string.format('%.6f', now))
-if ARGV[1] == 'end' then return {'ok', tostring(redis.call('DEL', KEYS[1]))} end
-if ARGV[1] == 'open' then
-    local idle, until_ = tonumber(ARGV[3]), now + tonumber(ARGV[4])
-    redis.call('HSET', KEYS[1], 'record', ARGV[2], 'idle', ARGV[3], 'until', string.format('%.6f', until_),
-        'seen', string.format('%.6f', now))
-    redis.call('PEXPIREAT', KEYS[1], math.ceil(math.min(now + idle, until_) * 1000))
-    return {'ok'}
-end
-local held = redis.call('HMGET', KEYS[1], 'record', 'idle', 'until', 'seen')
-if not held[1] then return {'none'} end
-local idle, until_ = tonumber(held[2]), tonumber(held[3])
-if now > until_ or now > tonumber(held[4]) + idle then
-    redis.call('DEL', KEYS[1])
-    return {'none'}
-end
-redis.call('HSET', KEYS[1], 'seen', string.format('%.6f', now))
-redis.call('PEXPIREAT', KEYS[1], math.ceil(math.min(now + idle, until_) * 1000))
-return {'ok', held[1]}
-"""
-"""One step of a sign-in session (open; get, which moves its idle expiry on; end), atomic, judged on the ledger's
-own clock (Redis's `TIME`, never taken back: `clock`, as `_REDEEM`) as `session_alive` judges."""
-
-
-APPROVAL_PREFIX = "vps-snapshots-mcp:approval:"
-_APPROVAL = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local clock = tonumber(redis.call('HGET', KEYS[2], 'clock'))
-if clock and clock > now then now = clock end
-local now_text = string.format('%.6f', now)
-redis.call('HSET', KEYS[2], 'clock', now_text)
-local op = ARGV[1]
-if op == 'propose' then
-    if tonumber(ARGV[3]) < now then return {'expired', ARGV[3], now_text} end
-    redis.call('HSET', KEYS[1], 'plan', ARGV[2], 'expires', ARGV[3], 'status', 'pending')
-    redis.call('PEXPIREAT', KEYS[1], ARGV[5])
-    return {'ok'}
-end
-local held = redis.call('HMGET', KEYS[1], 'plan', 'expires', 'status', 'by')
-if not held[3] then return {'unknown'} end
-if tonumber(held[2]) < now then return {'expired', held[2], now_text} end
-if op ~= 'redeem' then
-    if held[3] ~= 'pending' then return {'decided', held[3]} end
-    redis.call('HSET', KEYS[1], 'status', op, 'by', ARGV[4])
-    return {'ok'}
-end
-if held[3] == 'pending' then return {'pending'} end
-if held[3] == 'declined' then return {'declined'} end
-if held[3] ~= 'approved' then return {'used'} end
-if held[1] ~= ARGV[2] then return {'another_plan'} end
-redis.call('HSET', KEYS[1], 'status', 'redeemed')
-return {'ok', held[4]}
-"""
-"""One step of a pending approval (propose; approved or declined; redeem), atomic, judged as `judge_approval`
-judges, on the ledger's own clock (Redis's `TIME`, never taken back: `clock`, as `_REDEEM`). An approval is kept
-until `MARGIN_S` past its expiry; one Redis forgot (a restart, a flush) is unknown, and refused."""
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

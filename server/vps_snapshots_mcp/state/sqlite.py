@@ -34,6 +34,15 @@ from .sqlite_file import StateFile
 _T = TypeVar("_T")
 
 
+_Where = Literal["a.key = ?", "a.status = 'pending' AND a.expires_at >= ?"]
+_SELECT_HELD = (
+    "SELECT a.plan, a.expires_at, a.status, a.by, p.id, p.plan, p.requester, p.protected "
+    "FROM approval a JOIN approval_plan p ON p.key = a.key"
+)
+_NOW = object()
+"""In a query's parameters: the ledger's clock, read inside the transaction."""
+
+
 class _OnStateFile:
     """A user of the state file: its own, or one shared with the other user of the same file."""
 
@@ -114,6 +123,7 @@ class SqliteLedger(_OnStateFile):
                 now = max(self._wall(), row[0] if row else 0.0)
                 db.execute("INSERT OR REPLACE INTO high_water (id, seen) VALUES (1, ?)", (now,))
                 db.execute("DELETE FROM approval WHERE expires_at < ?", (now - MARGIN_S,))
+                db.execute("DELETE FROM approval_plan WHERE key NOT IN (SELECT key FROM approval)")
                 result = work(db, now)
                 db.execute("COMMIT")
             except BaseException:
@@ -134,15 +144,20 @@ class SqliteLedger(_OnStateFile):
             )
         return held
 
-    def _propose(self, plan_digest: str, expires_at: float) -> str:
+    def _propose(self, plan_digest: str, expires_at: float, plan: str, requester: str, protected: bool) -> str:
         approval_id = new_approval_id()
 
         def work(db: sqlite3.Connection, now: float) -> None:
             if expires_at < now:
                 raise approval_refused("expired", where=self.description, expires_at=expires_at, now=now)
+            key = approval_key(approval_id)
             db.execute(
                 "INSERT INTO approval (key, plan, expires_at, status) VALUES (?, ?, ?, 'pending')",
-                (approval_key(approval_id), plan_digest, expires_at),
+                (key, plan_digest, expires_at),
+            )
+            db.execute(
+                "INSERT INTO approval_plan (key, id, plan, requester, protected) VALUES (?, ?, ?, ?, ?)",
+                (key, approval_id, plan, requester, int(protected)),
             )
 
         self._approval_transaction(work)
@@ -174,8 +189,28 @@ class SqliteLedger(_OnStateFile):
                 "no change may run. Nothing was changed. Check that the file is writable, then try again."
             ) from None
 
-    async def propose(self, plan_digest: str, *, expires_at: float) -> str:
-        return await self._off_thread(lambda: self._propose(plan_digest, expires_at))
+    async def propose(
+        self, plan_digest: str, *, expires_at: float, plan: str = "", requester: str = "", protected: bool = False
+    ) -> str:
+        return await self._off_thread(lambda: self._propose(plan_digest, expires_at, plan, requester, protected))
+
+    def _held(self, where: _Where, parameters: tuple[object, ...]) -> list[PendingApproval]:
+        def work(db: sqlite3.Connection, now: float) -> list[PendingApproval]:
+            query = f"{_SELECT_HELD} WHERE {where} ORDER BY a.expires_at"  # `where`: one of two fixed conditions
+            rows = db.execute(
+                query,
+                tuple(now if p is _NOW else p for p in parameters),
+            ).fetchall()
+            return [PendingApproval(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7])) for r in rows]
+
+        return self._approval_transaction(work)
+
+    async def approval(self, approval_id: str) -> PendingApproval | None:
+        found = await self._off_thread(lambda: self._held("a.key = ?", (approval_key(approval_id),)))
+        return found[0] if found else None
+
+    async def pending_approvals(self) -> list[PendingApproval]:
+        return await self._off_thread(lambda: self._held("a.status = 'pending' AND a.expires_at >= ?", (_NOW,)))
 
     async def approve(self, approval_id: str, *, by: str) -> None:
         await self._off_thread(lambda: self._decide(approval_id, "approved", by))

@@ -18,6 +18,8 @@ CREATE TABLE IF NOT EXISTS consent (key TEXT PRIMARY KEY, forget_after REAL NOT 
 CREATE TABLE IF NOT EXISTS high_water (id INTEGER PRIMARY KEY CHECK (id = 1), seen REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS approval (key TEXT PRIMARY KEY, plan TEXT NOT NULL, expires_at REAL NOT NULL,
     status TEXT NOT NULL, by TEXT);
+CREATE TABLE IF NOT EXISTS approval_plan (key TEXT PRIMARY KEY, id TEXT NOT NULL, plan TEXT NOT NULL,
+    requester TEXT NOT NULL, protected INTEGER NOT NULL);
 DROP TABLE IF EXISTS events;
 CREATE TABLE IF NOT EXISTS session_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL, event_id TEXT NOT NULL, stream TEXT NOT NULL,
@@ -41,6 +43,8 @@ _LEDGER_TABLES = {
     "    status TEXT NOT NULL, by TEXT)",
     "signin_session": "CREATE TABLE signin_session (key TEXT PRIMARY KEY, record TEXT NOT NULL, idle REAL NOT NULL,\n"
     "    until REAL NOT NULL, seen REAL NOT NULL)",
+    "approval_plan": "CREATE TABLE approval_plan (key TEXT PRIMARY KEY, id TEXT NOT NULL, plan TEXT NOT NULL,\n"
+    "    requester TEXT NOT NULL, protected INTEGER NOT NULL)",
 }
 """The ledger's tables as SQLite records them: a file holding them in another shape was not made by this server."""
 
