@@ -193,6 +193,7 @@ async def test_an_undecided_approval_ends_the_wait_at_its_expiry() -> None:
     with anyio.fail_after(5):
         view = await approvals.wait_decided(proposed.approval_id)
     assert view is not None and view.status == "expired"
+    assert approvals._waking == {}  # nothing is kept for it
 
 
 # --- the audit trail: a line for each step, naming who asked and who decided ---------------------

@@ -220,14 +220,17 @@ class Approvals:
     async def wait_decided(self, approval_id: str) -> ApprovalView | None:
         """Wait until it is decided or expired (by its own expiry): woken at once by a decision in this process,
         and looking at the ledger every `POLL_S` for one made on another replica."""
-        while True:
-            view = await self.view(approval_id)
-            if view is None or view.status != "pending":
-                return view
-            remaining = view.expires_at - self._wall()
-            waking = self._waking.setdefault(approval_id, anyio.Event())
-            with anyio.move_on_after(max(0.0, min(self._poll_s, remaining))):
-                await waking.wait()
+        try:
+            while True:
+                view = await self.view(approval_id)
+                if view is None or view.status != "pending":
+                    return view
+                remaining = view.expires_at - self._wall()
+                waking = self._waking.setdefault(approval_id, anyio.Event())
+                with anyio.move_on_after(max(0.0, min(self._poll_s, remaining))):
+                    await waking.wait()
+        finally:
+            self._waking.pop(approval_id, None)  # nothing is kept for an approval nobody waits for
 
     async def redeem(self, approval_id: str, plan: Plan) -> str:
         """Spend the approval for `plan` as it is now, once; who approved it. Refused (coded) otherwise."""
