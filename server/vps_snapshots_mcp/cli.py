@@ -1,8 +1,9 @@
-"""Command line: argv + environment → Settings → serve | sandbox | demo | audit verify.
+"""Command line: argv + environment → Settings → serve | sandbox | demo | doctor | audit verify.
 
     vps-snapshots-mcp [serve] [options]     the MCP server on stdio (the default)
     vps-snapshots-mcp sandbox [--port N]    the provider simulator on a loopback port
     vps-snapshots-mcp demo                  a scripted runbook against the sandbox
+    vps-snapshots-mcp doctor [options]      check what a first call would need (the serve options)
     vps-snapshots-mcp audit verify FILE     check an audit trail's hash chain
 
 The serve options come from the settings' own declarations (`settings.py`).
@@ -23,14 +24,14 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .access import EVERYONE
 from .policy import PolicyError
-from .provider.text import RedactingFilter
+from .provider.text import RedactingFilter, redact
 from .settings import Settings, SettingsError, add_arguments, env_only_help, from_sources, is_loopback_host
 
 if TYPE_CHECKING:
     from .provider.client import Transport
 
 PROG = "vps-snapshots-mcp"
-COMMANDS = ("serve", "sandbox", "demo", "audit")
+COMMANDS = ("serve", "sandbox", "demo", "doctor", "audit")
 SECRET_ENV_VARS = ("VPS_API_TOKEN", "VPS_MCP_AUTH_TOKEN", "VPS_MCP_CONFIRM_SECRET")
 """The secrets the server reads from its environment (deployment manifests may reference no others)."""
 EXIT_USAGE = 2
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line: one parser, a subcommand each for serve, sandbox and demo."""
     parser = argparse.ArgumentParser(prog=PROG, description="MCP server for VPS snapshots.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{serve,sandbox,demo,audit}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,sandbox,demo,doctor,audit}")
     add_serve_arguments(
         commands.add_parser(
             "serve",
@@ -72,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Play a snapshot runbook against the sandbox through a real MCP client.",
     )
     demo.add_argument("--sandbox-seconds", type=float, default=4.0, help="how long a simulated snapshot takes")
+    add_serve_arguments(
+        commands.add_parser(
+            "doctor",
+            help="check everything a first call would need, one line each",
+            description="Check, with the settings serve would use (the same flags and variables), everything a "
+            "first call would need: the provider token and URL (one GET), the consent ledger (a test redemption), "
+            "the audit trail, HTTP client authentication, the extras, the port. One line per check, ok or FAIL "
+            "with what to do; exit 0 only when every check passes.",
+        )
+    )
     audit = commands.add_parser("audit", help="the audit trail", description="Work with an audit trail.")
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="{verify}", required=True)
     verify = audit_commands.add_parser(
@@ -175,6 +186,27 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def doctor(args: argparse.Namespace) -> int:
+    from .settings import api_token_source
+
+    try:
+        settings = settings_from(args)
+        source = api_token_source(vars(args), os.environ)
+    except SettingsError as exc:
+        print(redact(f"FAIL settings: {exc}", *_given_secrets()), flush=True)
+        return EXIT_BROKEN
+    configure_logging("WARNING", *settings.secrets())  # a store's own complaints go to stderr; the lines to stdout
+    from .doctor import run
+
+    transport = sandbox_transport(settings, seconds=settings.sandbox_seconds) if settings.sandbox else None
+    return run(settings, source, transport, lambda line: print(line, flush=True))
+
+
+def _given_secrets() -> tuple[str, ...]:
+    """The secrets in the environment, to keep out of a message about settings that could not be read."""
+    return tuple(os.environ[name] for name in SECRET_ENV_VARS if os.environ.get(name))
+
+
 def sandbox_transport(settings: Settings, *, seconds: float) -> Transport:
     """An in-process transport to a freshly seeded simulator that accepts the settings' token."""
     from .provider.client import asgi_transport
@@ -243,4 +275,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo(parsed)
     if parsed.command == "audit":
         return audit(parsed)
+    if parsed.command == "doctor":
+        return doctor(parsed)
     return serve(parsed)

@@ -696,6 +696,19 @@ def from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settin
     return Settings(**values)
 
 
+def api_token_source(flags: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    """Where `from_sources` took the provider token from, by the same precedence, in words (never the token)."""
+    if flags.get("sandbox") or parse_bool(environ.get("VPS_MCP_SANDBOX", ""), "VPS_MCP_SANDBOX"):
+        return "--sandbox (the simulator's own token)"
+    if flags.get("api_token") is not None:
+        return "--api-token"
+    if flags.get("api_token_file") is not None:
+        return f"the file {flags['api_token_file']} (--api-token-file)"
+    if environ.get("VPS_API_TOKEN", "").strip():
+        return "VPS_API_TOKEN"
+    return f"the file {environ.get('VPS_API_TOKEN_FILE', '').strip()} (VPS_API_TOKEN_FILE)"
+
+
 def _read_token_file(path: str) -> SecretStr | None:
     try:
         with open(path, encoding="utf-8") as file:
