@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .access import EVERYONE
+from .logs import LogFormat, formatter
 from .policy import PolicyError
 from .provider.text import RedactingFilter, redact
 from .settings import Settings, SettingsError, add_arguments, env_only_help, from_sources, is_loopback_host
@@ -111,10 +112,11 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = 
     return from_sources(vars(args), os.environ if environ is None else environ)
 
 
-def configure_logging(level: str, *secrets: str) -> None:
-    """Everything to stderr, never a secret. Set up before the SDK's own basicConfig, which then does nothing."""
+def configure_logging(level: str, *secrets: str, log_format: LogFormat = "text") -> None:
+    """Everything to stderr, never a secret, in one format (uvicorn's own records too: they propagate here).
+    Set up before the SDK's own basicConfig, which then does nothing."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(log_format))
     handler.addFilter(RedactingFilter(*secrets))
     handler.setLevel(level)
     root = logging.getLogger()
@@ -144,7 +146,7 @@ def serve(args: argparse.Namespace) -> int:
             os.close(open_audit_file(settings.audit_log))  # refuse at start, not at the first change
         except OSError as exc:
             return _fail(f"cannot open the audit log {settings.audit_log}: {exc.strerror}")
-    configure_logging(settings.log_level, *settings.secrets())
+    configure_logging(settings.log_level, *settings.secrets(), log_format=settings.log_format)
     if settings.confirm_secret is not None and settings.state_url is None:
         logger.warning(
             "VPS_MCP_CONFIRM_SECRET is set but consent is recorded in memory: another server process with the "
@@ -195,7 +197,8 @@ def doctor(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(redact(f"FAIL settings: {exc}", *_given_secrets()), flush=True)
         return EXIT_BROKEN
-    configure_logging("WARNING", *settings.secrets())  # a store's own complaints go to stderr; the lines to stdout
+    # A store's own complaints go to stderr; the doctor's lines to stdout.
+    configure_logging("WARNING", *settings.secrets(), log_format=settings.log_format)
     from .doctor import run
 
     transport = sandbox_transport(settings, seconds=settings.sandbox_seconds) if settings.sandbox else None

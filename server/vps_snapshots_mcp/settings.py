@@ -42,6 +42,7 @@ DEFAULT_MAX_RECORDS = 5000
 """The most snapshot records one list reads, across its pages."""
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LogFormat = Literal["text", "json"]
 TransportName = Literal["stdio", "http"]
 ConsentMode = Literal["auto", "elicitation", "token"]
 
@@ -369,6 +370,15 @@ class Settings:
         parse=_choices(get_args(LogLevel), upper=True),
         choices=get_args(LogLevel),
         help="stderr log level",
+    )
+    log_format: LogFormat = setting(
+        "text",
+        flag="--log-format",
+        env="VPS_MCP_LOG_FORMAT",
+        parse=_choices(get_args(LogFormat)),
+        choices=get_args(LogFormat),
+        help="stderr log format: text, or json (one object a line: time, level, logger, message, request_id, "
+        "trace_id; over HTTP an access line per request too)",
     )
     max_concurrency: int = setting(
         DEFAULT_MAX_CONCURRENCY,
@@ -739,6 +749,8 @@ def configuration_reference() -> str:
         "over the default. Booleans read from the environment accept 1/0, true/false, yes/no, on/off;",
         "anything else, like an unknown choice, stops the server with a message naming the variable.",
         "Secrets have no flag (flags show in `ps`).",
+        "",
+        "`vps-snapshots-mcp doctor` reads the same flags and variables as the server, and checks them.",
         "",
     ]
     titles = {"server": "The server", "http": "HTTP transport (ignored on stdio)"}
