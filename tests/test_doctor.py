@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -22,6 +23,7 @@ from starlette.routing import Route
 from vps_snapshots_mcp.simulator import API_PREFIX, ProviderState, create_app, seeded_state
 from vps_snapshots_mcp.simulator.serve import serving_in_thread
 
+from .support.http_serving import jwks_issuer
 from .support.redis_server import free_port, running_redis
 from .support.world import TOKEN
 
@@ -191,7 +193,7 @@ def test_a_redis_url_without_the_redis_extra_names_the_extra(good: dict[str, str
     assert code == 1
     failed = [line for line in lines if line.startswith("FAIL")]
     assert failed[0].startswith("FAIL extras:") and "pip install 'vps-snapshots-mcp[redis]'" in failed[0]
-    assert failed[1:] == ["FAIL state: not checked: the extra it needs is not installed (see extras)"], lines
+    assert failed[1:] == ["FAIL state: not checked: see extras"], lines
 
 
 @pytest.mark.parametrize("where", ["missing directory", "a directory"])
@@ -206,7 +208,9 @@ def test_an_audit_path_that_cannot_be_appended_to_names_the_setting(
 def test_a_missing_sqlite_directory_is_the_start_checks_line(good: dict[str, str], tmp_path: Path) -> None:
     code, lines = doctor(env=good | {"VPS_MCP_STATE_URL": f"sqlite:///{tmp_path}/no/such/c.db"})
     assert code == 1
-    assert any(line.startswith("FAIL state directory:") and "mkdir -p" in line for line in lines), lines
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert failed[0].startswith("FAIL state directory:") and "mkdir -p" in failed[0], lines
+    assert failed[1:] == ["FAIL state: not checked: see state directory"], lines
 
 
 def test_incoherent_oauth_names_what_is_missing(good: dict[str, str]) -> None:
@@ -250,3 +254,19 @@ def test_the_sandbox_passes_without_the_network() -> None:
     code, lines = doctor("--sandbox", env={})
     assert code == 0, lines
     assert "--sandbox" in lines[0]
+
+
+def test_oauth_whose_jwks_answers_passes(good: dict[str, str], signing_key: rsa.RSAPrivateKey) -> None:
+    with jwks_issuer(signing_key) as issuer:
+        env = good | {
+            "VPS_MCP_TRANSPORT": "http",
+            "VPS_MCP_PORT": "0",
+            "VPS_MCP_OAUTH_ISSUER": issuer,
+            "VPS_MCP_OAUTH_JWKS_URL": f"{issuer}/jwks.json",
+            "VPS_MCP_PUBLIC_URL": "http://127.0.0.1:8000/mcp",
+        }
+        code, lines = doctor(env=env)
+        assert code == 0, lines
+        assert any(line.startswith("ok   http auth: OAuth") and "1 keys" in line for line in lines), lines
+        line = only_failure(*doctor(env=env | {"VPS_MCP_OAUTH_JWKS_URL": f"{issuer}/no-such.json"}))
+    assert line.startswith("FAIL http auth:") and "VPS_MCP_OAUTH_JWKS_URL" in line

@@ -10,9 +10,11 @@ was found or what to do:
                  time (a `doctor:` key, which no consent uses, kept only until a minute after the check)
     audit        the audit trail can be opened for appending and locked as a writer locks it; no line is added
     permissions  the --policy file can be used
-    http auth    HTTP client authentication is coherent (OAuth parts together, the tokens file readable)
+    http auth    HTTP client authentication is coherent (OAuth parts together, the tokens file readable), and
+                 with OAuth, the JWKS URL serves signing keys
     extras, state directory, port
-                 what `serve` checks at start (`compose.START_CHECKS`), one by one
+                 what `serve` checks at start (`compose.START_CHECKS`), one by one; the state is not checked
+                 when the extra or the directory it needs is missing (one mistake, one FAIL line)
 
 Exit 0 only when every check passes, 1 otherwise. No line holds a secret: each is redacted like a log line.
 The audit check adds no line to the trail: a writer needs a file it can open for appending and lock (the
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
+import jwt
 
 from .access import AccessPolicy
 from .audit import open_audit_file
@@ -205,19 +208,26 @@ def check_permissions(settings: Settings) -> Check:
     return Check("permissions", True, f"the policy file {settings.policy}" if settings.policy else "no --policy")
 
 
-def check_http_auth(settings: Settings) -> Check:
+async def check_http_auth(settings: Settings) -> Check:
     if settings.transport != "http":
         return Check("http auth", True, "not used on stdio")
     try:
-        client_authentication(settings)  # reads the tokens file, builds the OAuth verifier, as the server does
+        auth = client_authentication(settings)  # reads the tokens file, builds the OAuth verifier, as serve does
     except (SettingsError, PolicyError, ValueError) as error:
         return Check("http auth", False, str(error))
     if settings.oauth_enabled:
-        how = f"OAuth (issuer {settings.oauth_issuer}, audience {settings.public_url})"
+        try:
+            keys = await auth.sdk_options["token_verifier"].signing_keys()
+        except jwt.PyJWKClientError as error:
+            return Check(
+                "http auth",
+                False,
+                f"the JWKS at {settings.oauth_jwks_url} cannot be used ({error}): check VPS_MCP_OAUTH_JWKS_URL",
+            )
+        how = f"OAuth (issuer {settings.oauth_issuer}, audience {settings.public_url}; the JWKS has {keys} keys)"
     elif settings.auth_tokens_file:
-        how = f"bearer tokens from {settings.auth_tokens_file}" + (
-            " and VPS_MCP_AUTH_TOKEN" if settings.auth_token else ""
-        )
+        also = " and VPS_MCP_AUTH_TOKEN" if settings.auth_token else ""
+        how = f"named client tokens from {settings.auth_tokens_file}{also}"
     elif settings.auth_token:
         how = "the static client token VPS_MCP_AUTH_TOKEN"
     else:
@@ -255,12 +265,12 @@ async def diagnose(settings: Settings, token_source: str, transport: Transport |
     found = [Check("token", True, f"read from {token_source}")]
     found += start_checks(settings)  # first: a missing extra would make the state check fail without a word
     found.append(await check_provider(settings, token_source, transport))
-    extras_ok = found[1].ok
-    if extras_ok:
-        found.append(await check_state(settings))
+    unmet = [check.name for check in found if check.name in ("extras", "state directory") and not check.ok]
+    if unmet:
+        found.append(Check("state", False, f"not checked: see {unmet[0]}"))  # one mistake, one line to fix it
     else:
-        found.append(Check("state", False, "not checked: the extra it needs is not installed (see extras)"))
-    found += [check_audit(settings), check_permissions(settings), check_http_auth(settings)]
+        found.append(await check_state(settings))
+    found += [check_audit(settings), check_permissions(settings), await check_http_auth(settings)]
     return found
 
 
