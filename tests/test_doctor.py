@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from vps_snapshots_mcp.simulator import API_PREFIX, ProviderState, create_app, seeded_state
@@ -270,3 +270,12 @@ def test_oauth_whose_jwks_answers_passes(good: dict[str, str], signing_key: rsa.
         assert any(line.startswith("ok   http auth: OAuth") and "1 keys" in line for line in lines), lines
         line = only_failure(*doctor(env=env | {"VPS_MCP_OAUTH_JWKS_URL": f"{issuer}/no-such.json"}))
     assert line.startswith("FAIL http auth:") and "VPS_MCP_OAUTH_JWKS_URL" in line
+
+
+def test_a_url_that_answers_json_of_another_shape_says_to_check_the_url(good: dict[str, str]) -> None:
+    async def other_api(request: Request) -> Response:
+        return JSONResponse({"data": {"items": []}})
+
+    with serving_in_thread(Starlette(routes=[Route("/{path:path}", other_api)])) as base:
+        line = only_failure(*doctor(env=good | {"VPS_API_URL": base}))
+    assert line.startswith("FAIL provider:") and "does not answer like the API" in line and "check VPS_API_URL" in line

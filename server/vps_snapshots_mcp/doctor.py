@@ -114,7 +114,7 @@ def provider_failure(error: SnapshotsError, settings: Settings, token_source: st
             f"{url} did not answer within {settings.timeout_s:g} s: check VPS_API_URL and the network, "
             "or raise --timeout"
         )
-    if isinstance(error, UpstreamError) and error.status is not None and error.status < 500:
+    if isinstance(error, UpstreamError) and (error.status is None or error.status < 500):  # HTML, another shape
         return f"{url} does not answer like the API ({_said(error)}): check VPS_API_URL"
     return f"{_said(error)}: check VPS_API_URL ({url}), or try again if the provider is having trouble"
 
