@@ -104,8 +104,16 @@ def test_only_the_state_package_imports_redis() -> None:
 
 
 def test_only_the_command_line_imports_the_composition_root() -> None:
+    # The doctor is the command line's: it runs the start-up checks one by one and builds the client auth.
     users = {name for name, imported in modules().items() if "vps_snapshots_mcp.compose" in imported}
-    assert users <= {"cli.py", "compose.py"}, users
+    assert users <= {"cli.py", "compose.py", "doctor.py"}, users
+
+
+def test_only_the_command_line_runs_the_doctor() -> None:
+    users = {
+        name for name, imported in modules().items() if any(i.startswith("vps_snapshots_mcp.doctor") for i in imported)
+    }
+    assert users <= {"cli.py"}, users
 
 
 def test_the_protocol_adapter_knows_neither_the_composition_root_nor_the_command_line() -> None:

@@ -1,8 +1,9 @@
-"""Command line: argv + environment → Settings → serve | sandbox | demo | audit verify.
+"""Command line: argv + environment → Settings → serve | sandbox | demo | doctor | audit verify.
 
     vps-snapshots-mcp [serve] [options]     the MCP server on stdio (the default)
     vps-snapshots-mcp sandbox [--port N]    the provider simulator on a loopback port
     vps-snapshots-mcp demo                  a scripted runbook against the sandbox
+    vps-snapshots-mcp doctor [options]      check what a first call would need (the serve options)
     vps-snapshots-mcp audit verify FILE     check an audit trail's hash chain
 
 The serve options come from the settings' own declarations (`settings.py`).
@@ -22,15 +23,16 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .access import EVERYONE
+from .logs import LogFormat, formatter
 from .policy import PolicyError
-from .provider.text import RedactingFilter
+from .provider.text import RedactingFilter, redact
 from .settings import Settings, SettingsError, add_arguments, env_only_help, from_sources, is_loopback_host
 
 if TYPE_CHECKING:
     from .provider.client import Transport
 
 PROG = "vps-snapshots-mcp"
-COMMANDS = ("serve", "sandbox", "demo", "audit")
+COMMANDS = ("serve", "sandbox", "demo", "doctor", "audit")
 SECRET_ENV_VARS = ("VPS_API_TOKEN", "VPS_MCP_AUTH_TOKEN", "VPS_MCP_CONFIRM_SECRET")
 """The secrets the server reads from its environment (deployment manifests may reference no others)."""
 EXIT_USAGE = 2
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command line: one parser, a subcommand each for serve, sandbox and demo."""
     parser = argparse.ArgumentParser(prog=PROG, description="MCP server for VPS snapshots.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{serve,sandbox,demo,audit}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,sandbox,demo,doctor,audit}")
     add_serve_arguments(
         commands.add_parser(
             "serve",
@@ -54,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
             "The default command: 'vps-snapshots-mcp --sandbox' is 'vps-snapshots-mcp serve --sandbox'.",
             epilog=f"Each option also reads the environment variable in brackets; a flag wins. Read only from "
             f"the environment: {env_only_help()}. Every setting: docs/configuration.md. Other commands: "
-            f"'{PROG} sandbox' serves the provider simulator; '{PROG} demo' plays a runbook.",
+            f"'{PROG} sandbox' serves the provider simulator; '{PROG} demo' plays a runbook; '{PROG} doctor' "
+            "checks these settings (the token, the URL, the ledger, the audit trail) before you serve.",
         )
     )
     sandbox = commands.add_parser(
@@ -72,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Play a snapshot runbook against the sandbox through a real MCP client.",
     )
     demo.add_argument("--sandbox-seconds", type=float, default=4.0, help="how long a simulated snapshot takes")
+    add_serve_arguments(
+        commands.add_parser(
+            "doctor",
+            help="check everything a first call would need, one line each",
+            description="Check, with the settings serve would use (the same flags and variables), everything a "
+            "first call would need: the provider token and URL (one GET), the consent ledger (a test redemption), "
+            "the audit trail, HTTP client authentication, the extras, the port. One line per check, ok or FAIL "
+            "with what to do; exit 0 only when every check passes.",
+        )
+    )
     audit = commands.add_parser("audit", help="the audit trail", description="Work with an audit trail.")
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="{verify}", required=True)
     verify = audit_commands.add_parser(
@@ -100,10 +113,11 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str] | None = 
     return from_sources(vars(args), os.environ if environ is None else environ)
 
 
-def configure_logging(level: str, *secrets: str) -> None:
-    """Everything to stderr, never a secret. Set up before the SDK's own basicConfig, which then does nothing."""
+def configure_logging(level: str, *secrets: str, log_format: LogFormat = "text") -> None:
+    """Everything to stderr, never a secret, in one format (uvicorn's own records too: they propagate here).
+    Set up before the SDK's own basicConfig, which then does nothing."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(log_format))
     handler.addFilter(RedactingFilter(*secrets))
     handler.setLevel(level)
     root = logging.getLogger()
@@ -133,7 +147,7 @@ def serve(args: argparse.Namespace) -> int:
             os.close(open_audit_file(settings.audit_log))  # refuse at start, not at the first change
         except OSError as exc:
             return _fail(f"cannot open the audit log {settings.audit_log}: {exc.strerror}")
-    configure_logging(settings.log_level, *settings.secrets())
+    configure_logging(settings.log_level, *settings.secrets(), log_format=settings.log_format)
     if settings.confirm_secret is not None and settings.state_url is None:
         logger.warning(
             "VPS_MCP_CONFIRM_SECRET is set but consent is recorded in memory: another server process with the "
@@ -173,6 +187,28 @@ def serve(args: argparse.Namespace) -> int:
     logger.info("vps-snapshots-mcp %s on stdio (consent ledger: %s); mode: %s", __version__, ledger, mode)
     composed.server.run("stdio")
     return 0
+
+
+def doctor(args: argparse.Namespace) -> int:
+    from .settings import api_token_source
+
+    try:
+        settings = settings_from(args)
+        source = api_token_source(vars(args), os.environ)
+    except SettingsError as exc:
+        print(redact(f"FAIL settings: {exc}", *_given_secrets()), flush=True)
+        return EXIT_BROKEN
+    # A store's own complaints go to stderr; the doctor's lines to stdout.
+    configure_logging("WARNING", *settings.secrets(), log_format=settings.log_format)
+    from .doctor import run
+
+    transport = sandbox_transport(settings, seconds=settings.sandbox_seconds) if settings.sandbox else None
+    return run(settings, source, transport, lambda line: print(line, flush=True))
+
+
+def _given_secrets() -> tuple[str, ...]:
+    """The secrets in the environment, to keep out of a message about settings that could not be read."""
+    return tuple(os.environ[name] for name in SECRET_ENV_VARS if os.environ.get(name))
 
 
 def sandbox_transport(settings: Settings, *, seconds: float) -> Transport:
@@ -243,4 +279,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo(parsed)
     if parsed.command == "audit":
         return audit(parsed)
+    if parsed.command == "doctor":
+        return doctor(parsed)
     return serve(parsed)

@@ -110,8 +110,15 @@ REDIS_EXTRA = "pip install 'vps-snapshots-mcp[redis]'"
 def check_start(settings: Settings) -> None:
     """What would stop the server after it started, found before: `SettingsError`, one line naming the fix.
 
-    The extras the settings need are installed, the SQLite ledger's directory exists, and the HTTP port is free.
+    The extras the settings need are installed, the SQLite ledger's directory exists, and the HTTP port is free
+    (`START_CHECKS`, which `doctor` runs one by one too).
     """
+    for _, check in START_CHECKS:
+        check(settings)
+
+
+def check_extras(settings: Settings) -> None:
+    """`SettingsError` when the settings need an extra that is not installed (redis:// without `redis`)."""
     url = settings.state_url
     if url is not None and urlsplit(url).scheme in ("redis", "rediss"):
         try:
@@ -120,6 +127,11 @@ def check_start(settings: Settings) -> None:
             raise SettingsError(
                 f"VPS_MCP_STATE_URL names Redis, but the redis extra is not installed: {REDIS_EXTRA}"
             ) from None
+
+
+def check_state_directory(settings: Settings) -> None:
+    """`SettingsError` when a SQLite ledger's directory does not exist."""
+    url = settings.state_url
     if url is not None and urlsplit(url).scheme == "sqlite":
         directory = os.path.dirname(sqlite_path(url))
         if not os.path.isdir(directory):
@@ -127,8 +139,20 @@ def check_start(settings: Settings) -> None:
                 f"VPS_MCP_STATE_URL: the directory {directory} does not exist; create it (mkdir -p {directory}) "
                 "or name another"
             )
+
+
+def check_http_port(settings: Settings) -> None:
+    """`SettingsError` when the HTTP port cannot be listened on now (port 0 picks a free one)."""
     if settings.transport == "http" and settings.port != 0:
         check_port(settings.host, settings.port)
+
+
+START_CHECKS: tuple[tuple[str, Callable[[Settings], None]], ...] = (
+    ("extras", check_extras),
+    ("state directory", check_state_directory),
+    ("port", check_http_port),
+)
+"""What `check_start` checks, by the name `doctor` prints."""
 
 
 def check_port(host: str, port: int) -> None:
@@ -342,6 +366,7 @@ def client_authentication(settings: Settings, timing: Timing | None = None) -> C
 
 
 __all__ = [
+    "START_CHECKS",
     "ClientAuth",
     "Composition",
     "build_server",

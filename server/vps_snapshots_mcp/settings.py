@@ -42,6 +42,7 @@ DEFAULT_MAX_RECORDS = 5000
 """The most snapshot records one list reads, across its pages."""
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LogFormat = Literal["text", "json"]
 TransportName = Literal["stdio", "http"]
 ConsentMode = Literal["auto", "elicitation", "token", "url"]
 
@@ -380,6 +381,15 @@ class Settings:
         parse=_choices(get_args(LogLevel), upper=True),
         choices=get_args(LogLevel),
         help="stderr log level",
+    )
+    log_format: LogFormat = setting(
+        "text",
+        flag="--log-format",
+        env="VPS_MCP_LOG_FORMAT",
+        parse=_choices(get_args(LogFormat)),
+        choices=get_args(LogFormat),
+        help="stderr log format: text, or json (one object a line: time, level, logger, message, request_id, "
+        "trace_id; over HTTP an access line per request too)",
     )
     max_concurrency: int = setting(
         DEFAULT_MAX_CONCURRENCY,
@@ -797,6 +807,19 @@ def from_sources(flags: Mapping[str, Any], environ: Mapping[str, str]) -> Settin
     return Settings(**values)
 
 
+def api_token_source(flags: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    """Where `from_sources` took the provider token from, by the same precedence, in words (never the token)."""
+    if flags.get("sandbox") or parse_bool(environ.get("VPS_MCP_SANDBOX", ""), "VPS_MCP_SANDBOX"):
+        return "--sandbox (the simulator's own token)"
+    if flags.get("api_token") is not None:
+        return "--api-token"
+    if flags.get("api_token_file") is not None:
+        return f"the file {flags['api_token_file']} (--api-token-file)"
+    if environ.get("VPS_API_TOKEN", "").strip():
+        return "VPS_API_TOKEN"
+    return f"the file {environ.get('VPS_API_TOKEN_FILE', '').strip()} (VPS_API_TOKEN_FILE)"
+
+
 def _read_token_file(path: str) -> SecretStr | None:
     try:
         with open(path, encoding="utf-8") as file:
@@ -839,6 +862,8 @@ def configuration_reference() -> str:
         "over the default. Booleans read from the environment accept 1/0, true/false, yes/no, on/off;",
         "anything else, like an unknown choice, stops the server with a message naming the variable.",
         "Secrets have no flag (flags show in `ps`).",
+        "",
+        "`vps-snapshots-mcp doctor` reads the same flags and variables as the server, and checks them.",
         "",
     ]
     titles = {"server": "The server", "http": "HTTP transport (ignored on stdio)"}

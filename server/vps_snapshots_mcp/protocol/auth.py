@@ -111,6 +111,11 @@ class JwtTokenVerifier:
         self._audience = audience
         self._groups_claim = groups_claim
 
+    async def signing_keys(self) -> int:
+        """How many signing keys the JWKS URL serves now (`doctor`); `jwt.PyJWKClientError` when it cannot be read
+        or holds none."""
+        return len(await anyio.to_thread.run_sync(self._jwks.get_signing_keys, True))
+
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
             claims = await verified_claims(self._jwks, token, audience=self._audience, issuer=self._issuer)

@@ -10,6 +10,9 @@ may send each request to any replica.
 
 from __future__ import annotations
 
+import logging
+import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,15 +25,19 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..access import AccessPolicy
+from ..audit import trace_id_of
+from ..logs import bound_fields
 from ..settings import Settings
 from ..state import ConsentLedger, EventLog
 from . import sdk as sdk_seam
 from .streams import RETRY_MS, NoStreams, ResumableStreams
 
+access_logger = logging.getLogger("vps_snapshots_mcp.access")
 MCP_PATH = "/mcp"
 READY_DEADLINE_S = 3.0
 """`/readyz` answers within this whatever the state store does (a Redis PING gives up after 2 s): a probe's
@@ -108,7 +115,8 @@ def http_app(
 ) -> ASGIApp:
     """The ASGI app serving `server` over streamable HTTP, with `routes` beside it, wrapped by `wrap` (client
     authentication by a static token); stateful sessions resume dropped streams from `events`. With client
-    authentication, a tool call the caller holds no scope for is answered 403 by `access` (auth.ScopeGate)."""
+    authentication, a tool call the caller holds no scope for is answered 403 by `access` (auth.ScopeGate).
+    Every request has its access line (`AccessLog`)."""
     for route in routes:
         server.custom_route(route.path, methods=list(route.methods))(route.endpoint)
 
@@ -135,19 +143,74 @@ def http_app(
 
         assert isinstance(app, Starlette)
         gate_scopes(app, access, settings, path=MCP_PATH, audit_log=lambda: getattr(server, "audit_log", None))
+    assert isinstance(app, Starlette)
+    served = app.routes
     if wrap is not None:
         app = wrap(app)
-    return app
+    return AccessLog(app, served)  # outermost: a request refused by the client authentication has its line too
+
+
+class AccessLog:
+    """One line per HTTP request on the `vps_snapshots_mcp.access` logger (INFO), when its answer has gone:
+    method, the route's path template (never a query; `*` for a path no route serves: anyone's text),
+    status, duration in ms, and the request's own id (`http_request_id`, also bound to every record logged
+    while it is served, and sent back as `X-Request-Id`); the trace id of a valid `traceparent` header.
+    No header, cookie, query or body is logged."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.routes = routes
+
+    def _template(self, scope: Scope) -> str:
+        for route in self.routes:
+            if route.matches(scope)[0] is not Match.NONE and isinstance(getattr(route, "path", None), str):
+                return str(getattr(route, "path"))  # noqa: B009 - BaseRoute declares no path
+        return "*"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = secrets.token_hex(8)
+        started = time.perf_counter()
+        status = 500  # an app that fails before answering: the server answers 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            with bound_fields(http_request_id=request_id):
+                await self.app(scope, receive, send_with_id)
+        finally:
+            headers = dict(scope.get("headers") or [])
+            raw_trace = headers.get(b"traceparent", b"").decode("latin-1")
+            fields = {
+                "method": str(scope.get("method", "")),
+                "path": self._template(scope),
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "http_request_id": request_id,
+                "trace_id": trace_id_of({"traceparent": raw_trace}),
+            }
+            access_logger.info(
+                "%s %s %d %.1f ms", fields["method"], fields["path"], status, fields["duration_ms"], extra=fields
+            )
 
 
 def serve_http(app: ASGIApp, settings: Settings) -> None:
-    """Serve `app` until interrupted."""
+    """Serve `app` until interrupted; uvicorn's own records go to the root logger (`log_config=None`), in the
+    format the command line set up."""
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        access_log=False,  # access lines would carry paths and client addresses into stdout
+        log_config=None,  # no handlers of its own: its records propagate to ours (one format, redacted)
+        access_log=False,  # ours instead (AccessLog): uvicorn's would carry the query string
         server_header=False,
         lifespan="on",
     )
@@ -159,6 +222,7 @@ __all__ = [
     "MCP_PATH",
     "READY_DEADLINE_S",
     "ASGIApp",
+    "AccessLog",
     "HttpRoute",
     "health_route",
     "http_app",

@@ -44,7 +44,8 @@ from pydantic import BaseModel, ValidationError
 
 from ..access import EVERYONE, AccessPolicy, Action, permits
 from ..audit import Actor, Attempt, AuditLog, plain_request_id, trace_id_of
-from ..errors import ForbiddenError, InvalidArgumentError, SnapshotsError, UnknownToolError
+from ..errors import ForbiddenError, InvalidArgumentError, SnapshotsError, StateUnavailableError, UnknownToolError
+from ..logs import bound_fields
 from ..provider.text import escape_unsafe, quoted
 from . import sdk
 from .app_context import AppContext
@@ -134,24 +135,29 @@ class SnapshotsServer(MCPServer[AppContext]):
         # the tool and its operation fill it in (`attempt_of`); this adapter writes it when the call ends.
         attempts = _attempts_of(context)
         attempts[id(context)] = attempt
-        try:
-            # Over HTTP a call without its scope never gets here (auth.ScopeGate answers 403); on stdio, forbidden.
-            self.access.check_call(name, caller)
-            typed = await self._run_tool(name, arguments, context)
-        except SnapshotsError as exc:
-            attempt.from_error(exc)
-            logger.info("%s refused or failed: %s", name, exc.code)
-            # A call refused for permission is audited whatever the tool: who tried what they may not do.
-            await self._audit(audited or isinstance(exc, ForbiddenError), attempt)
-            return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
-        except anyio.get_cancelled_exc_class():
-            await self._audit(audited, attempt.cancelled_by_client())
-            raise
-        except BaseException:
-            await self._audit(audited, attempt)  # a crash: recorded as failed, with no code
-            raise
-        finally:
-            del attempts[id(context)]
+        with bound_fields(request_id=attempt.request_id, trace_id=attempt.trace_id):  # on the call's log lines
+            try:
+                # Over HTTP a call without its scope never gets here (auth.ScopeGate answers 403); on stdio,
+                # forbidden.
+                self.access.check_call(name, caller)
+                typed = await self._run_tool(name, arguments, context)
+            except SnapshotsError as exc:
+                attempt.from_error(exc)
+                if isinstance(exc, StateUnavailableError):  # the consent ledger failed: the operator's to fix
+                    logger.warning("%s refused: %s", name, exc)
+                else:
+                    logger.info("%s refused or failed: %s", name, exc.code)
+                # A call refused for permission is audited whatever the tool: who tried what they may not do.
+                await self._audit(audited or isinstance(exc, ForbiddenError), attempt)
+                return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+            except anyio.get_cancelled_exc_class():
+                await self._audit(audited, attempt.cancelled_by_client())
+                raise
+            except BaseException:
+                await self._audit(audited, attempt)  # a crash: recorded as failed, with no code
+                raise
+            finally:
+                del attempts[id(context)]
         if isinstance(typed, InputRequiredResult):
             return typed  # an elicitation round still open: the attempt is recorded when it ends
         await self._audit(audited, attempt)  # the tool's operation said how it ended

@@ -153,6 +153,14 @@ class SnapshotsClient:
             params = None  # the next link carries the query itself
         raise UpstreamError(f"the provider returned more than {MAX_PAGES} pages of snapshots")
 
+    async def first_page(self) -> int:
+        """One GET of the snapshot list's first page, no link followed: how many records it held.
+
+        What `doctor` asks: the token is accepted and the URL answers like the API (a client made with
+        `RetryPolicy(max_attempts=1)` sends exactly one request)."""
+        response = await self._http.send("GET", self._snapshots_url, operation="list")
+        return self._parse_page(self._http.read_json(response))[2]
+
     @staticmethod
     def _of_server(items: list[Snapshot], server_id: int | None) -> list[Snapshot]:
         """The records of the server asked about: the provider's filter is checked, not trusted."""
