@@ -156,7 +156,8 @@ def test_host_configs_reference_the_token_and_never_hold_it(name: str) -> None:
     config = load_json(MANIFESTS / "clients" / name)
     servers = config.get("mcpServers") or config.get("servers")
     [server] = servers.values()
-    assert server["command"] == "uvx" and server["args"][0] == "vps-snapshots-mcp"
+    # The clone's command until the package is published (tests/test_host_snippets.py starts each one).
+    assert server["command"] == "/path/to/vps-snapshots-mcp/.venv/bin/vps-snapshots-mcp"
     env = server["env"]
     assert "VPS_API_TOKEN" in env or "VPS_API_TOKEN_FILE" in env
     if "VPS_API_TOKEN" in env:
@@ -173,7 +174,7 @@ def test_vscode_asks_for_the_token_as_a_password() -> None:
 def test_the_claude_code_line_references_the_token() -> None:
     script = (MANIFESTS / "clients" / "claude_code.sh").read_text()
     [command] = [line for line in script.splitlines() if line.startswith("claude mcp add")]
-    assert "VPS_API_TOKEN_FILE=" in command and "uvx vps-snapshots-mcp" in command
+    assert "VPS_API_TOKEN_FILE=" in command and "-- /path/to/vps-snapshots-mcp/.venv/bin/vps-snapshots-mcp" in command
     assert "Bearer $VPS_MCP_AUTH_TOKEN" in script
 
 
