@@ -170,3 +170,25 @@ async def test_a_token_previewed_in_one_window_is_refused_in_another_whatever_th
         refused.content[0]
     )
     assert provider.mutations == []
+
+
+TOOLS_BIN = ROOT / ".ci" / ".tools" / "node_modules" / ".bin"
+INSPECTOR_LINE = re.compile(r"npx @modelcontextprotocol/inspector@(\S+) --cli (.*?) \\\n\s+(--method .*?)\s+#")
+
+
+def test_the_readmes_inspector_line_makes_its_call(tmp_path: Path) -> None:
+    # The pinned Inspector, as .ci/tools.sh installs it (with the Node it needs); npx would fetch the same.
+    match = INSPECTOR_LINE.search((ROOT / "README.md").read_text())
+    assert match, "the README's Inspector --cli line"
+    version, command, call = match.groups()
+    pinned = re.search(r"^INSPECTOR_VERSION=(\S+)", (ROOT / ".ci" / "tools.sh").read_text(), re.M)
+    assert pinned and pinned.group(1) == version
+    if not (TOOLS_BIN / "mcp-inspector").exists():
+        pytest.skip("the Inspector is not installed (.ci/run installs it through .ci/tools.sh)")
+    argv = [str(TOOLS_BIN / "mcp-inspector"), "--cli", *command.split(), *call.split()]
+    environment = {**os.environ, "PATH": f"{TOOLS_BIN}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        argv, cwd=clone_root(tmp_path), env=environment, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["structuredContent"]["count"] == 2

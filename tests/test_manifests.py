@@ -206,12 +206,13 @@ def test_the_deployment_references_only_the_secret_keys_the_server_reads() -> No
         for entry in container["env"]
         if "secretKeyRef" in entry.get("valueFrom", {})
     }
-    assert set(references) == set(SECRET_ENV_VARS)
+    # ... and REDIS_PASSWORD, which Kubernetes expands into VPS_MCP_STATE_URL (tests/test_kubernetes_deployment.py).
+    assert set(references) == {*SECRET_ENV_VARS, "REDIS_PASSWORD"}
     for name, ref in references.items():
         assert ref["key"] == name and ref["name"] == "vps-snapshots-mcp"
     secret = kubernetes("secret.example.yaml")
     assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "vps-snapshots-mcp"
-    assert set(secret["stringData"]) == set(SECRET_ENV_VARS)
+    assert set(secret["stringData"]) == {*SECRET_ENV_VARS, "REDIS_PASSWORD"}
     assert all(value.startswith("<") for value in secret["stringData"].values())  # a template, not secrets
 
 
