@@ -7,22 +7,26 @@ TOOLS="$CI_DIR/.tools"
 . "$CI_DIR/conformance.env"
 MCPB_VERSION=2.1.2
 OIDC_PROVIDER_VERSION=9.13.3  # the real OpenID Connect provider the sign-in tests start (tests/support/oidc.py)
+INSPECTOR_VERSION=2.12.0  # the MCP Inspector the README pins (it needs Node 22.19 or newer)
 
-node_major() { node --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/'; }
+# True when the machine's Node is at least version $1 (the Inspector needs 22.19).
+node_at_least() { [ "$(printf '%s\n' "$1" "$(node --version 2>/dev/null | tr -d v)" | sort -V | head -n1)" = "$1" ]; }
 
 ensure_node_tools() {
     mkdir -p "$TOOLS"
     local packages=("@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" "@anthropic-ai/mcpb@$MCPB_VERSION"
-                    "oidc-provider@$OIDC_PROVIDER_VERSION")
-    if [ "$(node_major || echo 0)" -lt 22 ]; then
+                    "@modelcontextprotocol/inspector@$INSPECTOR_VERSION" "oidc-provider@$OIDC_PROVIDER_VERSION")
+    if ! node_at_least 22.19.0; then
         packages+=("$NODE_PACKAGE")
     fi
-    if [ ! -f "$TOOLS/.installed-$CONFORMANCE_VERSION-$MCPB_VERSION-$OIDC_PROVIDER_VERSION" ]; then
+    local stamp="$TOOLS/.installed-$CONFORMANCE_VERSION-$MCPB_VERSION-$INSPECTOR_VERSION-$OIDC_PROVIDER_VERSION"
+    if [ ! -f "$stamp" ]; then
         npm install --prefix "$TOOLS" --silent --no-audit --no-fund "${packages[@]}" >/dev/null
-        touch "$TOOLS/.installed-$CONFORMANCE_VERSION-$MCPB_VERSION-$OIDC_PROVIDER_VERSION"
+        touch "$stamp"
     fi
     export PATH="$TOOLS/node_modules/.bin:$PATH"
-    echo "node $(node --version), conformance $CONFORMANCE_VERSION, mcpb $MCPB_VERSION, oidc-provider $OIDC_PROVIDER_VERSION"
+    echo "node $(node --version), conformance $CONFORMANCE_VERSION, mcpb $MCPB_VERSION, inspector $INSPECTOR_VERSION," \
+        "oidc-provider $OIDC_PROVIDER_VERSION"
 }
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

@@ -23,6 +23,7 @@ import anyio
 from vps_snapshots_mcp.protocol.published import TOOLS_JSON
 from vps_snapshots_mcp.settings import configuration_reference
 
+from .support.cli_reference import subcommand_reference
 from .support.doc_tables import error_table, module_map, tools_table
 from .support.error_examples import fresh_examples, rendered
 from .support.tool_definitions import derived_tools
@@ -70,7 +71,7 @@ async def _tools_json(current: str) -> str:
 
 
 async def _configuration(current: str) -> str:
-    return configuration_reference().replace(_OLD_COMMAND, COMMAND)
+    return configuration_reference().replace(_OLD_COMMAND, COMMAND) + "\n" + subcommand_reference()
 
 
 def _published_tools() -> list[dict[str, Any]]:
@@ -95,7 +96,11 @@ async def _architecture(current: str) -> str:
 
 GENERATED = (
     Generated(TOOLS_JSON, "the tool table in protocol/tools.py (what the SDK derives, compacted)", _tools_json),
-    Generated(ROOT / "docs" / "configuration.md", "the declarations in settings.py", _configuration),
+    Generated(
+        ROOT / "docs" / "configuration.md",
+        "the declarations in settings.py, the subcommands of cli.py",
+        _configuration,
+    ),
     Generated(TOOLS_DOC, "tools.json, the error tree, a session against the simulator", _tools_doc),
     Generated(README, "a session against the simulator (one error example)", _readme),
     Generated(ARCHITECTURE, "the package tree (the module map)", _architecture),

@@ -25,3 +25,9 @@ def test_every_local_link_of_the_readme_and_docs_resolves() -> None:
     for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
             assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
+
+
+def test_the_readme_names_the_test_prerequisite_and_the_fast_loop() -> None:
+    text = README.read_text()
+    assert "`redis-server`" in text and "on PATH" in text  # the tests start their own; 8 error without it
+    assert '`.venv/bin/pytest -m "not slow"`' in text

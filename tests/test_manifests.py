@@ -156,7 +156,8 @@ def test_host_configs_reference_the_token_and_never_hold_it(name: str) -> None:
     config = load_json(MANIFESTS / "clients" / name)
     servers = config.get("mcpServers") or config.get("servers")
     [server] = servers.values()
-    assert server["command"] == "uvx" and server["args"][0] == "vps-snapshots-mcp"
+    # The clone's command until the package is published (tests/test_host_snippets.py starts each one).
+    assert server["command"] == "/path/to/vps-snapshots-mcp/.venv/bin/vps-snapshots-mcp"
     env = server["env"]
     assert "VPS_API_TOKEN" in env or "VPS_API_TOKEN_FILE" in env
     if "VPS_API_TOKEN" in env:
@@ -173,7 +174,7 @@ def test_vscode_asks_for_the_token_as_a_password() -> None:
 def test_the_claude_code_line_references_the_token() -> None:
     script = (MANIFESTS / "clients" / "claude_code.sh").read_text()
     [command] = [line for line in script.splitlines() if line.startswith("claude mcp add")]
-    assert "VPS_API_TOKEN_FILE=" in command and "uvx vps-snapshots-mcp" in command
+    assert "VPS_API_TOKEN_FILE=" in command and "-- /path/to/vps-snapshots-mcp/.venv/bin/vps-snapshots-mcp" in command
     assert "Bearer $VPS_MCP_AUTH_TOKEN" in script
 
 
@@ -205,12 +206,13 @@ def test_the_deployment_references_only_the_secret_keys_the_server_reads() -> No
         for entry in container["env"]
         if "secretKeyRef" in entry.get("valueFrom", {})
     }
-    assert set(references) == set(SECRET_ENV_VARS)
+    # ... and REDIS_PASSWORD, which Kubernetes expands into VPS_MCP_STATE_URL (tests/test_kubernetes_deployment.py).
+    assert set(references) == {*SECRET_ENV_VARS, "REDIS_PASSWORD"}
     for name, ref in references.items():
         assert ref["key"] == name and ref["name"] == "vps-snapshots-mcp"
     secret = kubernetes("secret.example.yaml")
     assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "vps-snapshots-mcp"
-    assert set(secret["stringData"]) == set(SECRET_ENV_VARS)
+    assert set(secret["stringData"]) == {*SECRET_ENV_VARS, "REDIS_PASSWORD"}
     assert all(value.startswith("<") for value in secret["stringData"].values())  # a template, not secrets
 
 

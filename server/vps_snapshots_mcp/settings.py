@@ -849,6 +849,17 @@ def _shown(default: Any) -> str:
     return str(default)
 
 
+def _secrets_note() -> list[str]:
+    """What the docs say about secrets and flags, from the declarations (flags show in `ps`)."""
+    secrets = [o for f, o in _options() if "SecretStr" in str(f.type)]
+    flagless = " and ".join(f"`{o.env}`" for o in secrets if not o.flag)
+    flagged = "; ".join(
+        f"`{o.flag}` has one for a quick try, but prefer `{o.env}` or a file" for o in secrets if o.flag
+    )
+    note = f"the secrets {flagless} have no flag and are read from the environment only; {flagged}."
+    return [f"Flags show in `ps`: {note}"]
+
+
 def configuration_reference() -> str:
     """The configuration table in Markdown, as `docs/configuration.md` holds it."""
     lines = [
@@ -861,7 +872,7 @@ def configuration_reference() -> str:
         "variables, their validation and this table are made. A flag wins over its variable, which wins",
         "over the default. Booleans read from the environment accept 1/0, true/false, yes/no, on/off;",
         "anything else, like an unknown choice, stops the server with a message naming the variable.",
-        "Secrets have no flag (flags show in `ps`).",
+        *_secrets_note(),
         "",
         "`vps-snapshots-mcp doctor` reads the same flags and variables as the server, and checks them.",
         "",

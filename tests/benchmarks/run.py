@@ -16,7 +16,9 @@ settings, keep-alive), in its own process: what the SDK itself costs for such a 
     g. where one call's time goes (cProfile over 1,000 calls)
 
 The simulator runs as its own process (`vps-snapshots-mcp sandbox`) for a-c and e-f. It writes a table and
-JSON (default tests/benchmarks/last-run.json). Times are a report, never a test: CI runs --quick.
+JSON: to build/benchmarks/ (ignored by git) unless --json names a file, such as the tracked
+tests/benchmarks/last-run.json when the figures in docs/performance.md are renewed. Times are a report,
+never a test: CI runs --quick.
 """
 
 from __future__ import annotations
@@ -38,6 +40,16 @@ from .profile_call import profile
 from .stdio import REVISIONS, burst, cold_starts, per_call, per_call_raw, simulator, tools_list_bytes
 
 HERE = Path(__file__).parent
+TRACKED = HERE / "last-run.json"
+"""The run docs/performance.md quotes: written only when --json names it."""
+OUT = HERE.parent.parent / "build" / "benchmarks"
+
+
+def default_output(*, quick: bool) -> Path:
+    """Where a run writes unless told: under build/ (ignored by git), never over a tracked file."""
+    return OUT / ("quick-run.json" if quick else "last-run.json")
+
+
 TARGETS: dict[str, tuple[str, float]] = {
     "per_call_ms_over_floor": ("<= +0.3 ms", 0.3),
     "per_call_p95_ms_over_floor": ("<= +0.5 ms", 0.5),
@@ -80,8 +92,10 @@ def met(name: str, value: float) -> bool:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few repetitions: proves the suite works")
-    parser.add_argument("--json", type=Path, default=HERE / "last-run.json", help="where to write the results")
+    parser.add_argument("--json", type=Path, default=None, help=f"where to write the results (default {OUT}/)")
     args = parser.parse_args(argv)
+    args.json = args.json or default_output(quick=args.quick)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     starts, calls, rounds, clients, each, sessions, profiled = (
         (3, 20, 1, 5, 4, 20, 50) if args.quick else (41, 1000, 5, 50, 40, 1000, 1000)
     )

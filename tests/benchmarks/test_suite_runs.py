@@ -42,3 +42,13 @@ def test_the_benchmark_suite_runs_and_reports_every_measure(tmp_path: Path) -> N
     assert all(run["errors"] == 0 for run in load.values())
     replica_runs = ("one_replica_redis", "two_replicas_redis", "one_replica_light_client", "two_replicas_light_client")
     assert all(load[run]["servers_cpu_cores"] > 0 for run in replica_runs)
+
+
+def test_a_run_writes_its_results_outside_tracked_files_unless_told() -> None:
+    from .run import OUT, TRACKED, default_output
+
+    root = Path(__file__).parent.parent.parent
+    ignored = (root / ".gitignore").read_text().splitlines()
+    assert OUT.relative_to(root).parts[0] + "/" in ignored  # build/: never committed by accident
+    for quick in (True, False):
+        assert default_output(quick=quick) != TRACKED and default_output(quick=quick).is_relative_to(OUT)

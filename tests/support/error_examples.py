@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
 from mcp import Client
 
-from vps_snapshots_mcp.simulator import Fault, ManualClock, ProviderState, seeded_state
+from vps_snapshots_mcp.simulator import Fault, ManualClock, ProviderState, create_app, seeded_state
+from vps_snapshots_mcp.simulator.serve import serving_in_thread
 
-from .mcp_client import connected, text_of
-from .world import NOW, ServerFactory, SimTime, server_factory
+from .mcp_client import connected, preview_token, text_of
+from .world import NOW, TOKEN, ServerFactory, SimTime, server_factory
+
+REFUSING_PORT = 9  # the discard service's port: no machine here runs it
 
 
 async def error(client: Client, tool: str, arguments: dict[str, object]) -> str:
@@ -42,7 +49,28 @@ async def examples(make_server: ServerFactory, provider: ProviderState) -> list[
         found.append(await error(client, "create_snapshot", {"server_id": 12345, "name": "doomed", "wait": True}))
     async with connected(make_server(token="a-revoked-token-123")) as client:
         found.append(await error(client, "list_snapshots", {}))
+    with serving_in_thread(create_app(provider, token=TOKEN)) as served:  # a timeout needs a real socket
+        provider.inject(Fault.latency(1.0))
+        async with connected(make_server(api_url=f"{served}/api/v1", timeout_s=0.3)) as client:
+            found.append(await error(client, "list_snapshots", {}))
+    with refusing_port() as port:
+        async with connected(make_server(api_url=f"http://127.0.0.1:{port}/api/v1")) as client:
+            found.append(await error(client, "list_snapshots", {}))
+        async with connected(make_server(state_url=f"redis://127.0.0.1:{port}/0")) as client:
+            token = await preview_token(client, "delete_snapshot", 798)
+            confirmed = {"snapshot_id": 798, "confirm": True, "confirmation_token": token}
+            found.append(await error(client, "delete_snapshot", confirmed))
     return found
+
+
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """Port 9 on loopback, where nothing answers: held bound and not listening when this process may (so a
+    connection is refused for certain), and the same number every run, so the examples read the same."""
+    with socket.socket() as holder:
+        with suppress(OSError):  # not allowed to bind a low port: nothing listens there anyway
+            holder.bind(("127.0.0.1", REFUSING_PORT))
+        yield REFUSING_PORT
 
 
 async def fresh_examples() -> list[str]:
