@@ -129,3 +129,69 @@ def leaks(spans: Iterable[ReadableSpan], secrets: Iterable[str]) -> list[tuple[s
         for text in texts_of(span):
             found.extend((span.name, secret) for form, secret in forms.items() if form in text)
     return found
+
+
+# --- a local OTLP/HTTP receiver: what a server process exports, decoded ----------------------------------------
+
+
+class Received:
+    """The spans an OTLP receiver was sent, as (trace id, span id, parent span id, name, attributes)."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[int, int, int, str, dict[str, object]]] = []
+        self.lock = threading.Lock()
+
+    def add(self, body: bytes) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        found = []
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    attributes = {a.key: _value(a.value) for a in span.attributes}
+                    parent = int.from_bytes(span.parent_span_id, "big") if span.parent_span_id else 0
+                    found.append(
+                        (
+                            int.from_bytes(span.trace_id, "big"),
+                            int.from_bytes(span.span_id, "big"),
+                            parent,
+                            span.name,
+                            attributes,
+                        )
+                    )
+        with self.lock:
+            self.spans.extend(found)
+
+    def in_trace(self, trace_id: int) -> list[tuple[int, int, int, str, dict[str, object]]]:
+        with self.lock:
+            return [s for s in self.spans if s[0] == trace_id]
+
+
+def _value(value: object) -> object:
+    kind = value.WhichOneof("value")  # type: ignore[attr-defined]
+    return getattr(value, kind) if kind else None
+
+
+@contextmanager
+def otlp_receiver() -> Iterator[tuple[str, Received]]:
+    """An OTLP/HTTP endpoint on a loopback port (POST /v1/traces, protobuf); yields its base URL and what it got."""
+    import gzip
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from vps_snapshots_mcp.simulator.serve import serving_in_thread
+
+    received = Received()
+
+    async def traces(request: Request) -> Response:
+        body = await request.body()
+        received.add(gzip.decompress(body) if request.headers.get("content-encoding") == "gzip" else body)
+        return Response(b"", media_type="application/x-protobuf")
+
+    with serving_in_thread(Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])) as url:
+        yield url, received
