@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -46,9 +46,21 @@ _tracer = trace.get_tracer(TRACER_NAME)  # a proxy: it follows the provider conf
 EXTRA_HINT = "pip install 'vps-snapshots-mcp[otel]'"
 
 
+_on: list[bool] = []
+"""Holds True once a tracer provider is configured (the API sets the global one once: it stays)."""
+
+_OFF: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
+"""What a span is while tracing is off: reusable, nothing made, nothing attached to the context."""
+
+
 def tracing_off() -> bool:
     """True while no tracer provider is configured: every span would be the API's no-op one anyway."""
-    return isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
+    if _on:
+        return False
+    if isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider):
+        return True
+    _on.append(True)
+    return False
 
 
 def error_type(exc: BaseException) -> str:
@@ -57,15 +69,16 @@ def error_type(exc: BaseException) -> str:
     return code if isinstance(code, str) else type(exc).__qualname__
 
 
-@contextmanager
-def span(name: str, *, kind: SpanKind = SpanKind.INTERNAL) -> Iterator[Span]:
+def span(name: str, *, kind: SpanKind = SpanKind.INTERNAL) -> AbstractContextManager[Span]:
     """A child span of the current one; an exception escaping it sets `error.type` and the ERROR status.
 
-    No tracer provider: the invalid span, with nothing attached to the context at all.
+    No tracer provider: the invalid span, with nothing made and nothing attached to the context.
     """
-    if tracing_off():
-        yield INVALID_SPAN
-        return
+    return _OFF if tracing_off() else _span(name, kind)
+
+
+@contextmanager
+def _span(name: str, kind: SpanKind) -> Iterator[Span]:
     with _tracer.start_as_current_span(name, kind=kind, record_exception=False, set_status_on_exception=False) as s:
         try:
             yield s
@@ -84,10 +97,16 @@ def failed(s: Span, kind: str) -> None:
 # --- the provider's requests: HTTP client semantic conventions ----------------------------------------------
 
 
-@contextmanager
-def http_client_span(method: str, template: str, address: str, port: int, *, resend: int) -> Iterator[Span]:
+def http_client_span(
+    method: str, template: str, address: str, port: int, *, resend: int
+) -> AbstractContextManager[Span]:
     """One attempt of a provider request. `template` is the endpoint's path template: no id, no query."""
-    with span(f"{method} {template}", kind=SpanKind.CLIENT) as s:
+    return _OFF if tracing_off() else _http_client_span(method, template, address, port, resend)
+
+
+@contextmanager
+def _http_client_span(method: str, template: str, address: str, port: int, resend: int) -> Iterator[Span]:
+    with _span(f"{method} {template}", SpanKind.CLIENT) as s:
         if s.is_recording():
             s.set_attributes(
                 {
