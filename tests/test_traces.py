@@ -7,6 +7,7 @@ span's `traceparent` in each request's `_meta`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -178,6 +179,31 @@ async def test_a_replayed_token_is_refused_in_the_consent_span(
     assert [(s.attributes or {}).get("vps_snapshots.ledger.first_use") for s in children(spans, replay)] == [False]
     assert len(named(spans, RESTORE_POST)) == 1
     assert leaks(spans, [TOKEN, confirmation, *provider_words(provider)]) == []
+
+
+async def test_each_request_span_names_its_endpoint_template_never_the_path(
+    make_server: ServerFactory, provider: ProviderState
+) -> None:
+    with recording() as exporter:
+        async with connected(make_server()) as client:
+            assert not (await client.call_tool("create_snapshot", {"server_id": 12345, "name": "traced-one"})).is_error
+            confirmation = await preview_token(client, "delete_snapshot", 798)
+            arguments = {"snapshot_id": 798, "confirm": True, "confirmation_token": confirmation}
+            assert not (await client.call_tool("delete_snapshot", arguments)).is_error
+        spans = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
+
+    attributes = [dict(s.attributes or {}) for s in spans]
+    sent = {(str(a["http.request.method"]), str(a["url.template"])) for a in attributes}
+    assert sorted(sent) == [
+        ("DELETE", "/api/v1/snapshots/{id}/"),
+        ("GET", "/api/v1/snapshots/"),
+        ("POST", "/api/v1/snapshots/"),
+    ]
+    # Each template is the path the provider was sent, its ids in place of {id}.
+    patterns = {method: re.compile(re.escape(t).replace(re.escape("{id}"), "[0-9]+")) for method, t in sent}
+    assert all(patterns[r.method].fullmatch(r.path) for r in provider.requests), provider.requests
+    assert not any(char.isdigit() for _, template in sent for char in template.removeprefix("/api/v1/"))
+    assert leaks(spans, ["traced-one", "server_id", *provider_words(provider)]) == []
 
 
 def test_the_secret_scan_finds_a_secret_in_each_of_its_encodings() -> None:

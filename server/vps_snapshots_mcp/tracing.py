@@ -152,7 +152,7 @@ def configure(environ: Mapping[str, str], *, version: str = "") -> TracerProvide
     the SDK and its exporter read their own variables from it. Never raises: a missing extra or an exporter
     the variables name but nobody installed is one log line, and the server runs untraced.
     """
-    if not asked_for(environ):
+    if not asked_for(environ) or not tracing_off():  # not asked, or a provider set already (the one used)
         return None
     provider = tracer_provider_from(environ, version=version)
     if provider is not None:
