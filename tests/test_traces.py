@@ -22,6 +22,9 @@ from pydantic import SecretStr
 
 from vps_snapshots_mcp.simulator import ProviderState
 from vps_snapshots_mcp.simulator.faults import Fault
+from vps_snapshots_mcp.state import ApprovalRefused
+from vps_snapshots_mcp.state.memory import MemoryLedger
+from vps_snapshots_mcp.state.traced import traced
 
 from .support.http_serving import ServeFn
 from .support.mcp_client import connected, preview_token
@@ -204,6 +207,35 @@ async def test_each_request_span_names_its_endpoint_template_never_the_path(
     assert all(patterns[r.method].fullmatch(r.path) for r in provider.requests), provider.requests
     assert not any(char.isdigit() for _, template in sent for char in template.removeprefix("/api/v1/"))
     assert leaks(spans, ["traced-one", "server_id", *provider_words(provider)]) == []
+
+
+async def test_the_ledgers_spending_calls_are_spans_that_name_no_key() -> None:
+    now = 1_800_000_000.0
+    ledger = traced(MemoryLedger(wall=lambda: now))
+    assert traced(ledger) is ledger and ledger.description
+    with recording() as exporter:
+        assert await ledger.redeem("nonce:secret-key-0123", expires_at=now + 60) is True
+        assert await ledger.redeem("nonce:secret-key-0123", expires_at=now + 60) is False
+        approval = await ledger.propose("plan-digest-0123", expires_at=now + 60)
+        await ledger.approve(approval, by="oauth:https://id.example#alice")
+        await ledger.redeem_approval(approval, plan_digest="plan-digest-0123")
+        with pytest.raises(ApprovalRefused):
+            await ledger.redeem_approval(approval, plan_digest="plan-digest-0123")
+        assert await ledger.spend_change("static:bot", 12345, per_hour=1, per_server_per_hour=None) is None
+        assert await ledger.spend_change("static:bot", 12345, per_hour=1, per_server_per_hour=None) is not None
+        spans = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time or 0)
+
+    seen = [(s.name, {k: v for k, v in (s.attributes or {}).items() if k != "db.system.name"}) for s in spans]
+    assert seen == [
+        ("ledger redeem", {"db.operation.name": "redeem", "vps_snapshots.ledger.first_use": True}),
+        ("ledger redeem", {"db.operation.name": "redeem", "vps_snapshots.ledger.first_use": False}),
+        ("ledger redeem_approval", {"db.operation.name": "redeem_approval"}),
+        ("ledger redeem_approval", {"db.operation.name": "redeem_approval", "error.type": "ApprovalRefused"}),
+        ("ledger spend_change", {"db.operation.name": "spend_change", "vps_snapshots.ledger.counted": True}),
+        ("ledger spend_change", {"db.operation.name": "spend_change", "vps_snapshots.ledger.counted": False}),
+    ]
+    assert {(s.attributes or {})["db.system.name"] for s in spans} == {"memory"}
+    assert leaks(spans, ["secret-key-0123", "plan-digest-0123", approval, "alice", "static:bot"]) == []
 
 
 def test_the_secret_scan_finds_a_secret_in_each_of_its_encodings() -> None:
