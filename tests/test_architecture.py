@@ -66,6 +66,7 @@ def test_the_simulator_shares_no_code_with_the_client() -> None:
         "provider/text.py",
         "provider/facts.py",
         "audit_chain.py",
+        "tracing.py",
     ],
 )
 def test_leaf_modules_import_nothing_from_the_package(leaf: str) -> None:
@@ -96,6 +97,13 @@ def test_the_rooms_below_the_protocol_know_nothing_of_it(room: str) -> None:
     for name, imported in modules().items():
         if name.startswith(room):
             assert not any(i.startswith("vps_snapshots_mcp.protocol") for i in imported), (name, imported)
+
+
+def test_only_the_tracing_module_imports_opentelemetry() -> None:
+    # Spans are made through `tracing.py` alone (the API; the SDK only when OTEL_* variables ask for it), so the
+    # rooms that trace stay free of it and a second tracing library would be one module's change.
+    users = {name for name, imported in modules().items() if any(i.split(".")[0] == "opentelemetry" for i in imported)}
+    assert users == {"tracing.py"}, users
 
 
 def test_only_the_state_package_imports_redis() -> None:

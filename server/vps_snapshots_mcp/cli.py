@@ -160,6 +160,9 @@ def serve(args: argparse.Namespace) -> int:
         check_start(settings)  # an extra not installed, a ledger's missing directory, a port in use: one line now
     except SettingsError as exc:
         return _fail(str(exc))
+    from .tracing import configure as configure_tracing
+
+    configure_tracing(os.environ, version=__version__)  # the `otel` extra, when the OTEL_* variables ask for traces
     transport: Transport | None = None
     if settings.sandbox:
         transport = sandbox_transport(settings, seconds=settings.sandbox_seconds)

@@ -46,6 +46,7 @@ from .protocol.server import SERVER_NAME, SnapshotsServer
 from .protocol.streams import EVENT_TTL_S
 from .settings import Settings, SettingsError
 from .state import ConsentLedger, State, open_state, sqlite_path
+from .state.traced import traced
 from .timing import Timing
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ def compose(
 
     @asynccontextmanager
     async def lifespan(server: object) -> AsyncIterator[AppContext]:
-        consent_ledger = ledger or state.ledger
+        consent_ledger = traced(ledger or state.ledger)  # its spending calls in spans (no-op ones untraced)
         await consent_ledger.prepare()  # best effort: marks a new ledger's birth, names a Redis that may evict
         audit_log = AuditLog(settings.audit_log, now=timing.now) if settings.audit_log else None
         assert isinstance(server, SnapshotsServer)

@@ -25,6 +25,7 @@ import secrets
 from collections.abc import Callable
 from typing import Literal
 
+from .. import tracing
 from ..errors import ConfirmationInvalidError, StateUnavailableError
 from ..state import ConsentLedger, ConsentRefused, RedemptionUncertain
 from . import TOKEN_TTL_S, Action, wording
@@ -73,7 +74,30 @@ async def settle(
     """The consent this call carries, spent in `ledger` if it authorises the change.
 
     `sealed_round`: the key and expiry of the 2026-07-28 round the answer came in, None on earlier protocols.
+    Settled in a span of its own (`tracing.py`): the step, and what the consent came to (never a token or a key).
     """
+    with tracing.span(f"consent {action}") as span:
+        if span.is_recording():
+            span.set_attribute("vps_snapshots.consent.step", decided.step.value)
+        consent = await _settled(action, snapshot_id, decided, verified, answer, principal, ledger, sealed_round, wall)
+        if span.is_recording():
+            span.set_attribute("vps_snapshots.consent.outcome", type(consent).__name__.lower())
+            if isinstance(consent, Approved):
+                span.set_attribute("vps_snapshots.consent.by", consent.by)
+        return consent
+
+
+async def _settled(
+    action: Action,
+    snapshot_id: int,
+    decided: Decision,
+    verified: VerifiedToken | None,
+    answer: Answer | None,
+    principal: str,
+    ledger: ConsentLedger,
+    sealed_round: tuple[str, float] | None,
+    wall: Callable[[], float],
+) -> Consent:
     if decided.step is Step.PREVIEW:
         return Preview(
             user_will_be_asked=decided.user_will_be_asked, principal=principal, confirmable=decided.confirmable

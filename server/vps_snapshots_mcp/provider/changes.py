@@ -8,6 +8,15 @@ from typing import Literal
 
 Operation = Literal["list", "create", "restore", "delete"]
 
+ENDPOINTS: dict[Operation, str] = {
+    "list": "/snapshots/",
+    "create": "/snapshots/",
+    "restore": "/snapshots/{id}/restore/",
+    "delete": "/snapshots/{id}/",
+}
+"""Each operation's endpoint as a path template below the API's base URL (`client.py` builds the paths): what
+a trace or a metric names, never the path with its ids, nor a query."""
+
 
 @dataclass(frozen=True)
 class ChangeEvent:

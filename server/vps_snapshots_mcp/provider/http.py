@@ -71,11 +71,11 @@ import anyio
 import httpx2
 from pydantic import SecretStr
 
-from .. import __version__
+from .. import __version__, tracing
 from ..errors import ProviderError, UpstreamError
 from ..settings import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT_S
 from ..timing import Timing
-from .changes import ChangeEvent, ChangeObserver, Operation, unobserved
+from .changes import ENDPOINTS, ChangeEvent, ChangeObserver, Operation, unobserved
 from .failures import answer_error, connection_error, permanent_failure, timeout_error, too_large
 from .text import NotJson, clean, clean_json, decode_body, parse_clean_json, parse_json_text
 
@@ -220,6 +220,8 @@ class ProviderHttp:
         self.base_url = base_url.rstrip("/")
         base = urlsplit(self.base_url)
         self._origin = (base.scheme, base.netloc)
+        self._server = (base.hostname or "", base.port or (443 if base.scheme == "https" else 80))
+        self._templates = {operation: base.path + path for operation, path in ENDPOINTS.items()}
         self._timeout_s = timeout_s
         self._retry = retry or RetryPolicy()
         self.secrets = (token.get_secret_value(),)
@@ -285,7 +287,9 @@ class ProviderHttp:
                 observe(ChangeEvent(method, "sent", operation=operation))
             try:
                 async with self._in_flight:
-                    response = await self._request(method, url, params=params, json=json)
+                    response = await self._request(
+                        method, url, params=params, json=json, op=operation, resend=attempt - 1
+                    )
             except httpx2.TimeoutException as exc:
                 before_sending = isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout)
                 raise timeout_error(
@@ -326,7 +330,16 @@ class ProviderHttp:
                 target=target,
             )
 
-    async def _request(self, method: str, url: str, *, params: Mapping[str, Any] | None, json: Any) -> httpx2.Response:
+    async def _request(
+        self, method: str, url: str, *, params: Mapping[str, Any] | None, json: Any, op: Operation, resend: int
+    ) -> httpx2.Response:
+        """One attempt, in its own span (`tracing.py`): the endpoint's template, never the URL, its ids or query."""
+        with tracing.http_client_span(method, self._templates[op], *self._server, resend=resend) as span:
+            response = await self._exchange(method, url, params=params, json=json)
+            tracing.answered(span, response.status_code)
+            return response
+
+    async def _exchange(self, method: str, url: str, *, params: Mapping[str, Any] | None, json: Any) -> httpx2.Response:
         """One request, its answer read in full but never more than `max_response_bytes` (once decompressed)."""
         request = self._http.build_request(method, url, params=params, json=json)
         response = await self._http.send(request, stream=True)
