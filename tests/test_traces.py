@@ -248,3 +248,12 @@ def test_the_secret_scan_finds_a_secret_in_each_of_its_encodings() -> None:
         for text in (base64.b64encode(wrapped).decode(), base64.urlsafe_b64encode(wrapped).decode()):
             assert any(form in text for form in encodings(secret)), (prefix, text)
     assert any(form in f"x={quote(secret, safe='')}" for form in encodings(secret))
+
+
+def test_the_traced_ledger_passes_on_every_call_of_the_ledger() -> None:
+    # A call the wrapper lacks would be missing only where traces are on: every member of the port is passed on.
+    from vps_snapshots_mcp.state import ConsentLedger
+    from vps_snapshots_mcp.state.traced import TracedLedger
+
+    port = {name for name in vars(ConsentLedger) if not name.startswith("_")}
+    assert port <= set(vars(TracedLedger)), sorted(port - set(vars(TracedLedger)))

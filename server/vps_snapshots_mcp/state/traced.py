@@ -7,13 +7,13 @@
 Each names the backend (`db.system.name`: memory, sqlite, redis) and the operation
 (`db.operation.name`); a refusal sets `error.type` (the stable code, or the
 refusal's class). Never a key, a token, a principal or an approval id. The other
-calls (proposing, deciding, readiness) pass through untraced.
+calls (proposing, deciding, sign-in sessions, readiness) pass through untraced.
 """
 
 from __future__ import annotations
 
 from .. import tracing
-from . import ConsentLedger
+from . import ConsentLedger, PendingApproval
 
 
 class TracedLedger:
@@ -37,8 +37,18 @@ class TracedLedger:
                 span.set_attribute("vps_snapshots.ledger.first_use", first)
             return first
 
-    async def propose(self, plan_digest: str, *, expires_at: float) -> str:
-        return await self.inner.propose(plan_digest, expires_at=expires_at)
+    async def propose(
+        self, plan_digest: str, *, expires_at: float, plan: str = "", requester: str = "", protected: bool = False
+    ) -> str:
+        return await self.inner.propose(
+            plan_digest, expires_at=expires_at, plan=plan, requester=requester, protected=protected
+        )
+
+    async def approval(self, approval_id: str) -> PendingApproval | None:
+        return await self.inner.approval(approval_id)
+
+    async def pending_approvals(self) -> list[PendingApproval]:
+        return await self.inner.pending_approvals()
 
     async def approve(self, approval_id: str, *, by: str) -> None:
         await self.inner.approve(approval_id, by=by)
@@ -64,6 +74,15 @@ class TracedLedger:
             if span.is_recording():
                 span.set_attribute("vps_snapshots.ledger.counted", later is None)
             return later
+
+    async def open_session(self, key: str, record: str, *, idle_s: float, lifetime_s: float) -> None:
+        await self.inner.open_session(key, record, idle_s=idle_s, lifetime_s=lifetime_s)
+
+    async def session(self, key: str) -> str | None:
+        return await self.inner.session(key)
+
+    async def end_session(self, key: str) -> bool:
+        return await self.inner.end_session(key)
 
     async def prepare(self) -> None:
         await self.inner.prepare()
