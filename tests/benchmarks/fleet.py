@@ -86,7 +86,12 @@ def replica_command(api_url: str, state_url: str | None, *extra: str) -> tuple[l
 
 @contextmanager
 def replicas(
-    stack: ExitStack, count: int, command: tuple[list[str], dict[str, str]], caps: CpuCaps | None, cpus: float
+    stack: ExitStack,
+    count: int,
+    command: tuple[list[str], dict[str, str]],
+    caps: CpuCaps | None,
+    cpus: float,
+    first: int = 0,
 ) -> Iterator[list[Replica]]:
     """`count` replicas, each in its own cgroup capped at `cpus` when `caps` is given; removed on the way out."""
     made = []
@@ -94,7 +99,7 @@ def replicas(
         url, pid = stack.enter_context(http_process(*command))
         group = None
         if caps is not None:
-            group = stack.enter_context(caps.capped(f"replica{index}", cpus))
+            group = stack.enter_context(caps.capped(f"replica{first + index}", cpus))
             CpuCaps.move(group, pid)
         made.append(Replica(url, pid, group))
     yield made
@@ -122,6 +127,7 @@ def drive(spec: dict[str, Any], processes: int = 1) -> dict[str, Any]:
     seconds = max(r["seconds"] for r in results)
     return {
         "calls": sum(r["calls"] for r in results),
+        "all_calls": sum(r["all_calls"] for r in results),
         "calls_per_s": sum(r["calls"] for r in results) / seconds if seconds > 0 else 0.0,
         "p50_ms": percentile(latencies, 0.50) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
@@ -154,3 +160,15 @@ class CpuWatch:
         used = [(_process_cpu_s(pid) - before) / elapsed for pid, before in zip(self.pids, self.cpu, strict=True)]
         busy, total = (a - b for a, b in zip(_cpu_ticks(), self.machine, strict=True))
         return {"replica_cpu_cores": used, "machine_busy_cores": busy / total * (os.cpu_count() or 1) if total else 0}
+
+
+def redis_figures(url: str) -> dict[str, int]:
+    """Commands Redis has processed so far, and the memory it uses (bytes)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats, memory = client.info("stats"), client.info("memory")
+    finally:
+        client.close()
+    return {"commands": int(stats["total_commands_processed"]), "used_memory": int(memory["used_memory"])}

@@ -21,7 +21,17 @@ from typing import Any
 
 from ..support.redis_server import running_redis
 from .cgroups import CpuCaps
-from .fleet import AUTH_TOKEN, CpuWatch, drive, exactly_once, provider, provider_changes, replica_command, replicas
+from .fleet import (
+    AUTH_TOKEN,
+    CpuWatch,
+    drive,
+    exactly_once,
+    provider,
+    provider_changes,
+    redis_figures,
+    replica_command,
+    replicas,
+)
 from .light_load import SNAPSHOTS_EACH
 
 COUNTS = (1, 2, 4)
@@ -45,7 +55,11 @@ def scale_out(
                 throttled = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
                 spec = {"urls": [r.url for r in fleet], "clients": clients, "seconds": seconds,
                         "warmup_s": warmup_s, "mix": mix, "bearer": AUTH_TOKEN}  # fmt: skip
+                commands = redis_figures(redis.url)["commands"]
                 result = drive(spec, processes=max(1, count // 2))
+                # Every call, warm-up included, against every command (INFO itself is one).
+                commands = redis_figures(redis.url)["commands"] - commands - 1
+                result["redis_commands_per_call"] = commands / max(1, result["all_calls"])
                 result |= watch.stop()
                 after = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
                 result["throttled_s"] = [b - a for a, b in zip(throttled, after, strict=True)]
@@ -68,9 +82,10 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
             met = None if count == 1 else ratio >= (1.8 if count == 2 else 3.4)
             cpu = "/".join(f"{c:.2f}" for c in run["replica_cpu_cores"])
             out.append((
-                f"{count} replica(s), {mix}, {capped}: calls/s; p50/p99 ms; replica CPU; machine busy",
+                f"{count} replica(s), {mix}, {capped}: calls/s; p50/p99 ms; replica CPU; machine busy; "
+                "Redis commands a call",
                 f"{run['calls_per_s']:.0f}; {run['p50_ms']:.0f}/{run['p99_ms']:.0f}; {cpu}; "
-                f"{run['machine_busy_cores']:.2f}",
+                f"{run['machine_busy_cores']:.2f}; {run['redis_commands_per_call']:.2f}",
                 f"{one['calls_per_s']:.0f}; {one['p50_ms']:.0f}/{one['p99_ms']:.0f}",
                 f"{ratio:.2f}x", target, met,
             ))  # fmt: skip
