@@ -25,6 +25,16 @@ def _writable(path: Path) -> bool:
     return path.is_dir() and os.access(path, os.W_OK)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class CpuCaps:
     """Makes capped cgroups under the first writable hierarchy: cgroup v1's cpu controller, or cgroup v2."""
 
@@ -51,10 +61,12 @@ class CpuCaps:
                 self.unavailable = f"cgroups cannot be written here ({exc.strerror})"
 
     def remove_stale(self) -> None:
-        """Remove the cgroups a previous run left (it crashed): their processes go back to the root first."""
+        """Remove the cgroups a crashed run left (its pid, in the name, is gone): processes go back to the root."""
         assert self.root is not None
-        for stale in self.root.glob(f"{PREFIX}*"):
-            self._remove(stale)
+        for group in self.root.glob(f"{PREFIX}*"):
+            owner = group.name.removeprefix(PREFIX).partition("-")[0]
+            if not owner.isdigit() or not _alive(int(owner)):
+                self._remove(group)
 
     def _remove(self, group: Path) -> None:
         assert self.root is not None
