@@ -8,7 +8,8 @@ Kubernetes `limits.cpu: 250m` does), which it makes and removes; where cgroups c
 runs the replicas uncapped (the scaling figures then measure the machine, and are marked so). Measures:
 
     1. scale-out: 1, 2 and 4 capped replicas on one Redis, light clients round-robin (`scale_out`)
-    2. the team configuration against our bare server and the floor, over HTTP (`team_config`)
+    2. the team configuration against our bare server and the floor, over HTTP (`team_config`), and each
+       team part's cost per call on its own, in process (`team_parts`)
     3. a soak of two capped replicas under a mixed load (`soak`)
     4. the stdio measures kept: one call over the floor, cold start, `tools/list` bytes (`stdio`)
 
@@ -29,7 +30,7 @@ from typing import Any
 
 import anyio
 
-from . import scale_out, soak, team_config
+from . import scale_out, soak, team_config, team_parts
 from .cgroups import CpuCaps
 from .fleet import PROVIDER_TOKEN, provider
 from .run import machine
@@ -129,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         report["team"] = team
         rows += team_config.rows(team, args.team_clients)
         took["team"], clock = time.monotonic() - clock, time.monotonic()
+    if "team" not in args.skip:
+        parts = team_parts.measure(0.02 if args.quick else 1.0)
+        report["team_parts_us"] = parts
+        rows += [(f"team part on its own: {team_parts.LABELS[k]} (µs a call)", f"{v:.1f}", "", "", "", None)
+                 for k, v in parts.items()]  # fmt: skip
+        took["team_parts"], clock = time.monotonic() - clock, time.monotonic()
     if "soak" not in args.skip:
         soaked = soak.soak(caps if caps.root else None, cpus=args.cpus, seconds=args.soak_minutes * 60,
                            sample_s=args.sample_seconds, clients=args.soak_clients)  # fmt: skip
