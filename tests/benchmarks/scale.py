@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     counts, mixes = ((1, 2), ("consent",)) if args.quick else (scale_out.COUNTS, scale_out.MIXES)
     if args.quick:  # every measure once, briefly: CI proves it runs, in about a minute
-        args.seconds, args.soak_minutes, args.sample_seconds = 1.0, 0.2, 3.0
+        args.seconds, args.soak_minutes, args.sample_seconds = 2.0, 0.2, 3.0
         args.clients_per_replica, args.team_clients, args.soak_clients = 2, 4, 2
     warmup = 0.5 if args.quick else 3.0
     args.out.mkdir(parents=True, exist_ok=True)

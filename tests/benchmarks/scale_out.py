@@ -14,6 +14,7 @@ made by light JSON-RPC clients in processes of their own, uncapped. Two mixes:
 
 from __future__ import annotations
 
+import os
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
@@ -77,6 +78,11 @@ def scale_out(
     return runs
 
 
+def saturated(run: dict[str, Any]) -> bool:
+    """The machine, not the replicas' quota, was the limit: its cores were (nearly) all busy."""
+    return bool(run["machine_busy_cores"] >= 0.9 * (os.cpu_count() or 1))
+
+
 def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, str, bool | None]]:
     """Table rows: measure, value, against one replica, ratio, target, met."""
     out: list[tuple[str, str, str, str, str, bool | None]] = []
@@ -92,11 +98,11 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
             cpu = "/".join(f"{c:.2f}" for c in run["replica_cpu_cores"])
             out.append((
                 f"{count} replica(s), {mix}, {capped}: calls/s; p50/p99 ms; replica CPU; machine busy; "
-                "Redis commands a call",
+                "Redis commands a call (with those its scripts run)",
                 f"{run['calls_per_s']:.0f}; {run['p50_ms']:.0f}/{run['p99_ms']:.0f}; {cpu}; "
                 f"{run['machine_busy_cores']:.2f}; {run['redis_commands_per_call']:.2f}",
                 f"{one['calls_per_s']:.0f}; {one['p50_ms']:.0f}/{one['p99_ms']:.0f}",
-                f"{ratio:.2f}x", target, met,
+                f"{ratio:.2f}x" + (" (machine saturated)" if saturated(run) else ""), target, met,
             ))  # fmt: skip
             if count > 1:
                 out.append((f"{count} replicas, {mix}: p99 vs one replica at the same load per replica",

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..support.http_serving import jwks_issuer, mint
 from ..support.redis_server import running_redis
-from .fleet import PROVIDER_TOKEN, SECRET, CpuWatch, drive, provider
+from .fleet import PROVIDER_TOKEN, SECRET, CpuWatch, drive, provider, redis_figures
 from .http_load import http_process
 from .stdio import FLOOR, OURS, provider_env
 from .team_parts import policy_file
@@ -115,7 +115,11 @@ def team_configuration(*, clients: int, seconds: float, warmup_s: float) -> dict
         with http_process(arguments, team_env) as (url, pid):
             scope = "vps-snapshots snapshots:read snapshots:create snapshots:restore snapshots:delete"
             token = mint(key, iss=issuer, aud=url, sub=setting.subject, scope=scope, exp=2**31 - 1)
+            commands = redis_figures(redis.url)["commands"]
             results["team"] = _measure(url, pid, token, clients, seconds, warmup_s)
+            calls = results["team"]["load"]["all_calls"] + results["team"]["one_call"]["all_calls"]
+            used = redis_figures(redis.url)["commands"] - commands - 1
+            results["team"]["redis_commands_per_call"] = used / max(1, calls)  # sessions opened and closed too
     return results
 
 
@@ -136,6 +140,8 @@ def rows(results: dict[str, Any], clients: int) -> list[tuple[str, str, str, str
                 f"{over:+.2f} ms", "<= +1 ms", over <= 1.0))  # fmt: skip
     cpu = "; ".join(f"{k} {results[k]['load']['replica_cpu_cores'][0]:.2f}" for k in ("team", "bare", "floor"))
     out.append((f"server CPU at {clients} clients (cores)", cpu, "", "", "", None))
+    out.append(("team configuration: Redis commands a call (with its scripts' own; sessions opened and closed)",
+                f"{team.get('redis_commands_per_call', 0):.2f}", "", "", "", None))  # fmt: skip
     errors = sum(results[k][m]["errors"] for k in ("team", "bare", "floor") for m in ("load", "one_call"))
     out.append(("team configuration: errors", str(errors), "", "", "0", errors == 0))
     out.append(("team configuration: parts on", "; ".join(results["parts"]), "", "", "", None))
