@@ -1,0 +1,121 @@
+"""Scale-out: 1, 2 and 4 replicas, each capped like a pod, on one Redis, with light clients round-robin.
+
+Per replica count: a fresh Redis (the consent ledger; the replicas are stateless) and a fresh provider simulator,
+both uncapped; the replicas share one client token (one caller everywhere, so a confirmation token made by one
+replica is honoured by the next) and run `--consent token` (light clients cannot answer a question). The load
+grows with the replicas (`clients_per_replica` each), so a replica's load is the same in every run, and is
+made by light JSON-RPC clients in processes of their own, uncapped. Two mixes:
+
+- `lists`: list_snapshots only;
+- `consent`: six lists, a confirmed restore and a confirmed delete (each a preview, then the confirmation);
+  afterwards every confirmed consent is matched against the simulator's request log: exactly one provider
+  request each, and no other change.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from ..support.redis_server import running_redis
+from .cgroups import CpuCaps
+from .fleet import (
+    AUTH_TOKEN,
+    CpuWatch,
+    drive,
+    exactly_once,
+    provider,
+    provider_changes,
+    redis_figures,
+    replica_command,
+    replicas,
+)
+from .light_load import SNAPSHOTS_EACH
+
+COUNTS = (1, 2, 4)
+MIXES = ("lists", "consent")
+
+
+def scale_out(
+    caps: CpuCaps | None,
+    *,
+    cpus: float,
+    clients_per_replica: int,
+    seconds: float,
+    warmup_s: float,
+    counts: tuple[int, ...] = COUNTS,
+    mixes: tuple[str, ...] = MIXES,
+) -> dict[str, Any]:
+    """Every replica count and mix; `caps` None runs the replicas uncapped (where cgroups cannot be written)."""
+    runs: dict[str, Any] = {}
+    for count in counts:
+        clients = clients_per_replica * count
+        for mix in mixes:
+            with tempfile.TemporaryDirectory() as tmp, running_redis(Path(tmp)) as redis, ExitStack() as stack:
+                api = stack.enter_context(provider(servers=clients, snapshots_each=SNAPSHOTS_EACH))
+                command = replica_command(api, redis.url, "--stateless", "--consent", "token")
+                command[1]["VPS_MCP_AUTH_TOKEN"] = AUTH_TOKEN
+                fleet = stack.enter_context(replicas(stack, count, command, caps, cpus))
+                watch = CpuWatch([r.pid for r in fleet])
+                throttled = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
+                spec = {"urls": [r.url for r in fleet], "clients": clients, "seconds": seconds,
+                        "warmup_s": warmup_s, "mix": mix, "bearer": AUTH_TOKEN}  # fmt: skip
+                commands = redis_figures(redis.url)["commands"]
+                result = drive(spec, processes=max(1, count // 2))
+                # Every call, warm-up included, against every command (INFO itself is one).
+                commands = redis_figures(redis.url)["commands"] - commands - 1
+                result["redis_commands_per_call"] = commands / max(1, result["all_calls"])
+                result |= watch.stop()
+                after = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
+                result["throttled_s"] = [b - a for a, b in zip(throttled, after, strict=True)]
+                if mix == "consent":
+                    result["exactly_once"] = exactly_once(result["confirmed"], provider_changes(api)["changes"])
+                result["confirmed"] = len(result["confirmed"])
+                runs[f"{count}:{mix}"] = result
+    return runs
+
+
+def saturated(run: dict[str, Any]) -> bool:
+    """The machine, not the replicas' quota, was the limit: its cores were (nearly) all busy."""
+    return bool(run["machine_busy_cores"] >= 0.9 * (os.cpu_count() or 1))
+
+
+def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, str, bool | None]]:
+    """Table rows: measure, value, against one replica, ratio, target, met."""
+    out: list[tuple[str, str, str, str, str, bool | None]] = []
+    for mix in MIXES:
+        one = runs.get(f"1:{mix}")
+        for count in COUNTS:
+            run = runs.get(f"{count}:{mix}")
+            if one is None or run is None:
+                continue
+            ratio = run["calls_per_s"] / one["calls_per_s"] if one["calls_per_s"] else 0.0
+            target = {1: "", 2: ">= 1.8x", 4: ">= 3.4x"}[count]
+            met = None if count == 1 else ratio >= (1.8 if count == 2 else 3.4)
+            cpu = "/".join(f"{c:.2f}" for c in run["replica_cpu_cores"])
+            out.append((
+                f"{count} replica(s), {mix}, {capped}: calls/s; p50/p99 ms; replica CPU; machine busy; "
+                "Redis commands a call (with those its scripts run)",
+                f"{run['calls_per_s']:.0f}; {run['p50_ms']:.0f}/{run['p99_ms']:.0f}; {cpu}; "
+                f"{run['machine_busy_cores']:.2f}; {run['redis_commands_per_call']:.2f}",
+                f"{one['calls_per_s']:.0f}; {one['p50_ms']:.0f}/{one['p99_ms']:.0f}",
+                f"{ratio:.2f}x" + (" (machine saturated)" if saturated(run) else ""), target, met,
+            ))  # fmt: skip
+            if count > 1:
+                out.append((f"{count} replicas, {mix}: p99 vs one replica at the same load per replica",
+                            f"{run['p99_ms']:.0f} ms", f"{one['p99_ms']:.0f} ms", "", "not above",
+                            run["p99_ms"] <= one["p99_ms"]))  # fmt: skip
+            once = run.get("exactly_once")
+            if once:
+                out.append((
+                    f"{count} replica(s), consent: confirmed / provider changes / missing / extra",
+                    f"{once['confirmed']} / {once['provider_changes']} / {once['missing']} / {once['extra']}",
+                    "", "", "exactly one each",
+                    once["missing"] == 0 and once["extra"] == 0 and once["confirmed"] == once["provider_changes"],
+                ))  # fmt: skip
+    errors = sum(run["errors"] for run in runs.values())
+    out.append(("scale-out: errors in every run", str(errors), "", "", "0", errors == 0))
+    return out

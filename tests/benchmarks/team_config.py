@@ -1,0 +1,148 @@
+"""The configuration a team runs, against our bare configuration and the floor, over HTTP (stateful sessions).
+
+Three servers, each its own uncapped process against the same simulator, driven by light JSON-RPC clients
+(each opens a session, then calls list_snapshots on it, as the bare SDK server's tool does the same GET):
+
+- the floor: a bare SDK server (`floor_server.py http PORT stateful`);
+- ours, bare: nothing but the server;
+- ours, the team configuration: every part in `TEAM_PARTS` on at once.
+
+Measured: calls/s and p50/p99 at `clients` clients, and one call (one client, one call after another, median).
+Each part's own cost per call is measured in process by `team_parts`.
+
+A part is one line in `TEAM_PARTS`: the arguments and environment it adds to the server. Metrics and tracing
+are being added on other branches: when they land, each is one more line there (marked below).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..support.http_serving import jwks_issuer, mint
+from ..support.redis_server import running_redis
+from .fleet import PROVIDER_TOKEN, SECRET, CpuWatch, drive, provider, redis_figures
+from .http_load import http_process
+from .stdio import FLOOR, OURS, provider_env
+from .team_parts import policy_file
+
+
+@dataclass
+class Setting:
+    """Where a part's files, Redis and issuer are, for the part to name in its arguments."""
+
+    folder: Path
+    redis_url: str
+    issuer: str
+    subject: str = "operator-7"
+
+    @property
+    def principal(self) -> str:
+        return f"oauth:{self.issuer}#{self.subject}"
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    adds: Callable[[Setting], tuple[list[str], dict[str, str]]]
+
+
+def _oauth(s: Setting) -> tuple[list[str], dict[str, str]]:
+    jwks = f"{s.issuer}/jwks.json"
+    return ["--oauth-jwks-url", jwks, "--oauth-issuer", s.issuer, "--public-url", "http://127.0.0.1:{port}/mcp"], {}
+
+
+def _policy(s: Setting) -> tuple[list[str], dict[str, str]]:
+    text = policy_file(s.folder, 100).read_text().replace("token:alice", s.principal)
+    path = s.folder / "team-policy.toml"
+    path.write_text(text)
+    return ["--policy", str(path)], {}
+
+
+def _redis(s: Setting) -> tuple[list[str], dict[str, str]]:
+    return [], {"VPS_MCP_STATE_URL": s.redis_url, "VPS_MCP_CONFIRM_SECRET": SECRET}
+
+
+def _audit(s: Setting) -> tuple[list[str], dict[str, str]]:
+    return ["--audit-log", str(s.folder / "audit.jsonl")], {}
+
+
+TEAM_PARTS: list[Part] = [
+    Part("OAuth, RS256 access tokens checked against a JWKS", _oauth),
+    Part("a permissions file of 100 rules", _policy),
+    Part("the consent ledger and the event log in Redis", _redis),
+    Part("the hash-chained audit trail", _audit),
+    # Metrics, no exporter: one line here when it lands, e.g. Part("metrics", lambda s: (["--metrics"], {})),
+    # Tracing, no exporter: one line here when it lands, e.g. Part("tracing", lambda s: ([], {"OTEL_...": ...})),
+]
+
+
+def _measure(url: str, pid: int, bearer: str | None, clients: int, seconds: float, warmup_s: float) -> dict[str, Any]:
+    base = {"urls": [url], "mix": "lists", "sessions": True, "bearer": bearer, "warmup_s": warmup_s}
+    watch = CpuWatch([pid])
+    loaded = drive(base | {"clients": clients, "seconds": seconds})
+    loaded |= watch.stop()
+    one = drive(base | {"clients": 1, "seconds": seconds})
+    return {"load": loaded, "one_call": one}
+
+
+def team_configuration(*, clients: int, seconds: float, warmup_s: float) -> dict[str, Any]:
+    """The floor, ours bare and ours with every team part, one after another against one simulator."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        api = stack.enter_context(provider(servers=1, snapshots_each=1))
+        redis = stack.enter_context(running_redis(Path(tmp)))
+        issuer = stack.enter_context(jwks_issuer(key))
+        setting = Setting(Path(tmp), redis.url, issuer)
+        env = provider_env(api, PROVIDER_TOKEN) | {"VPS_MCP_LOG_LEVEL": "WARNING"}
+        results: dict[str, Any] = {"parts": [p.name for p in TEAM_PARTS]}
+        with http_process([*FLOOR, "http", "{port}", "stateful"], env) as (url, pid):
+            results["floor"] = _measure(url, pid, None, clients, seconds, warmup_s)
+        ours = [*OURS, "--transport", "http", "--port", "{port}"]
+        with http_process(ours, env) as (url, pid):
+            results["bare"] = _measure(url, pid, None, clients, seconds, warmup_s)
+        arguments, team_env = list(ours), dict(env)
+        for part in TEAM_PARTS:
+            more, more_env = part.adds(setting)
+            arguments += more
+            team_env |= more_env
+        with http_process(arguments, team_env) as (url, pid):
+            scope = "vps-snapshots snapshots:read snapshots:create snapshots:restore snapshots:delete"
+            token = mint(key, iss=issuer, aud=url, sub=setting.subject, scope=scope, exp=2**31 - 1)
+            commands = redis_figures(redis.url)["commands"]
+            results["team"] = _measure(url, pid, token, clients, seconds, warmup_s)
+            calls = results["team"]["load"]["all_calls"] + results["team"]["one_call"]["all_calls"]
+            used = redis_figures(redis.url)["commands"] - commands - 1
+            results["team"]["redis_commands_per_call"] = used / max(1, calls)  # sessions opened and closed too
+    return results
+
+
+def rows(results: dict[str, Any], clients: int) -> list[tuple[str, str, str, str, str, bool | None]]:
+    team, bare, floor = (results[k] for k in ("team", "bare", "floor"))
+    out: list[tuple[str, str, str, str, str, bool | None]] = []
+
+    def shown(run: dict[str, Any]) -> str:
+        return f"{run['calls_per_s']:.0f}; {run['p50_ms']:.1f}/{run['p99_ms']:.1f}"
+
+    ratio = team["load"]["calls_per_s"] / bare["load"]["calls_per_s"] if bare["load"]["calls_per_s"] else 0.0
+    out.append((f"team configuration, {clients} clients: calls/s; p50/p99 ms", shown(team["load"]),
+                f"bare {shown(bare['load'])}; floor {shown(floor['load'])}", f"{ratio:.2f}x bare", ">= 0.85x",
+                ratio >= 0.85))  # fmt: skip
+    over = team["one_call"]["p50_ms"] - bare["one_call"]["p50_ms"]
+    out.append(("team configuration, one call (ms, median)", f"{team['one_call']['p50_ms']:.2f}",
+                f"bare {bare['one_call']['p50_ms']:.2f}; floor {floor['one_call']['p50_ms']:.2f}",
+                f"{over:+.2f} ms", "<= +1 ms", over <= 1.0))  # fmt: skip
+    cpu = "; ".join(f"{k} {results[k]['load']['replica_cpu_cores'][0]:.2f}" for k in ("team", "bare", "floor"))
+    out.append((f"server CPU at {clients} clients (cores)", cpu, "", "", "", None))
+    out.append(("team configuration: Redis commands a call (with its scripts' own; sessions opened and closed)",
+                f"{team.get('redis_commands_per_call', 0):.2f}", "", "", "", None))  # fmt: skip
+    errors = sum(results[k][m]["errors"] for k in ("team", "bare", "floor") for m in ("load", "one_call"))
+    out.append(("team configuration: errors", str(errors), "", "", "0", errors == 0))
+    out.append(("team configuration: parts on", "; ".join(results["parts"]), "", "", "", None))
+    return out

@@ -1,0 +1,74 @@
+"""CI proves the scale benchmark runs end to end, briefly, and asserts only what is exact: counts, never times."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .cgroups import PREFIX, V1_CPU, V2_ROOT
+from .fleet import exactly_once
+from .soak import growth
+
+
+def test_every_confirmed_consent_must_reach_the_provider_exactly_once() -> None:
+    confirmed = [("delete", 7), ("restore", 8), ("restore", 8)]
+    changes = [["DELETE", "/api/v1/snapshots/7/"], ["POST", "/api/v1/snapshots/8/restore/"]]
+    assert exactly_once(confirmed, changes) == {"confirmed": 3, "provider_changes": 2, "missing": 1, "extra": 0}
+    twice = [*changes, ["POST", "/api/v1/snapshots/8/restore/"], ["DELETE", "/api/v1/snapshots/7/"]]
+    assert exactly_once(confirmed, twice)["extra"] == 1
+    created = [*changes, ["POST", "/api/v1/snapshots/8/restore/"], ["POST", "/api/v1/snapshots/"]]
+    assert exactly_once(confirmed, created) == {"confirmed": 3, "provider_changes": 3, "missing": 0, "extra": 0}
+
+
+def test_memory_growth_counts_from_the_first_sample_after_the_settling_time() -> None:
+    samples = [
+        {"at_s": 0.0, "replica_rss_mb": [50.0, 50.0], "redis_used_mb": 1.0},
+        {"at_s": 120.0, "replica_rss_mb": [70.0, 71.0], "redis_used_mb": 3.0},
+        {"at_s": 240.0, "replica_rss_mb": [71.5, 71.0], "redis_used_mb": 3.5},
+    ]
+    found = growth(samples, 120.0)
+    assert found["replica_growth_mb"] == [1.5, 0.0] and found["redis_growth_mb"] == 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.benchmark
+@pytest.mark.timeout(600)
+def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.scale", "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        cwd=Path(__file__).parent.parent.parent,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = (tmp_path / "scale.md").read_text()
+    for measure in ("1 replica(s), consent", "2 replica(s), consent", "exactly one each",
+                    "team configuration, 4 clients", "team configuration, one call", "soak, ", "audit verify",
+                    "stdio, one call, 2025-11-25", "stdio, cold start", "team part on its own: OAuth",
+                    "stdio, tools/list result, 2026-07-28"):  # fmt: skip
+        assert measure in table and measure in done.stdout, measure
+    assert "Redis " in table.splitlines()[0] and " cores" in table.splitlines()[0]
+    report = json.loads((tmp_path / "scale.json").read_text())
+    for run in report["scale_out"].values():
+        assert run["errors"] == 0, run["error_samples"]
+        once = run["exactly_once"]
+        assert once["confirmed"] > 0 and once["missing"] == 0 and once["extra"] == 0, once
+    team = report["team"]
+    assert all(team[k][m]["errors"] == 0 for k in ("team", "bare", "floor") for m in ("load", "one_call")), team
+    soaked = report["soak"]
+    assert soaked["errors"] == 0, soaked["error_samples"]
+    assert soaked["created"] > 0 and soaked["exactly_once"]["missing"] == soaked["exactly_once"]["extra"] == 0
+    assert all(code == 0 for code, _ in soaked["audit_verify"]), soaked["audit_verify"]
+    assert all(lines > 0 for lines in soaked["audit_lines"])
+    assert report["stdio"]["tools_list_2025-11-25"]["ours"] <= 7168
+    assert report["stdio"]["tools_list_2026-07-28"]["ours"] <= 7168
+    assert soaked["resumed"] > 0  # a stream dropped and resumed
+    for root in (V1_CPU, V2_ROOT):  # every cgroup the run made is gone
+        assert not list(root.glob(f"{PREFIX}*"))
