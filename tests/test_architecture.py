@@ -67,6 +67,7 @@ def test_the_simulator_shares_no_code_with_the_client() -> None:
         "provider/facts.py",
         "audit_chain.py",
         "tracing.py",
+        "logs.py",
     ],
 )
 def test_leaf_modules_import_nothing_from_the_package(leaf: str) -> None:

@@ -142,7 +142,7 @@ def test_the_image_installs_the_extras_the_deployment_needs() -> None:
     containerfile = (MANIFESTS / "kubernetes" / "Containerfile").read_text()
     [install] = [line for line in containerfile.splitlines() if "pip install" in line]
     assert state_url.startswith("redis://")
-    assert '".[redis]"' in install, install  # the checked-out source, with the extra
+    assert '".[redis,otel]"' in install, install  # the checked-out source, with the extras (traces on demand)
     assert "USER 10001" in containerfile and "HEALTHCHECK" in containerfile
 
 
