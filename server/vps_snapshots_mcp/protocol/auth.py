@@ -15,9 +15,12 @@ token stays server-side configuration.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -102,14 +105,35 @@ class StaticTokenMiddleware:
         return None
 
 
+VERIFIED_FOR_S = 60.0
+"""How long a verified access token is taken without checking its signature again (never past its `exp`): a key
+removed from the issuer's JWKS stops its tokens within the key set's five minutes plus this minute."""
+VERIFIED_KEPT = 4096
+"""How many verified tokens are remembered (the least recently used are forgotten first)."""
+
+
 class JwtTokenVerifier:
     """Verify JWT access tokens against a JWKS URL, the issuer and this server's URL as audience."""
 
-    def __init__(self, *, jwks_url: str, issuer: str, audience: str, groups_claim: str = "groups") -> None:
-        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=10)
+    def __init__(
+        self,
+        *,
+        jwks_url: str,
+        issuer: str,
+        audience: str,
+        groups_claim: str = "groups",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # The key set is kept five minutes (`lifespan`); no per-kid cache (`cache_keys`), which would trust a key
+        # the issuer removed until the process ends.
+        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=False, lifespan=300, timeout=10)
         self._issuer = issuer
         self._audience = audience
         self._groups_claim = groups_claim
+        self._clock = clock
+        self._verified: OrderedDict[bytes, tuple[float, AccessToken]] = OrderedDict()
+        """Tokens verified lately, by their digest: (until when, what they grant). A client sends the same token
+        on every request; its signature is checked once a minute, not per request (`VERIFIED_FOR_S`)."""
 
     async def signing_keys(self) -> int:
         """How many signing keys the JWKS URL serves now (`doctor`); `jwt.PyJWKClientError` when it cannot be read
@@ -117,6 +141,21 @@ class JwtTokenVerifier:
         return len(await anyio.to_thread.run_sync(self._jwks.get_signing_keys, True))
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        digest = hashlib.sha256(token.encode()).digest()
+        now = self._clock()
+        held = self._verified.get(digest)
+        if held is not None and now < held[0]:
+            self._verified.move_to_end(digest)
+            return held[1]
+        self._verified.pop(digest, None)
+        access = await self._verify(token)
+        if access is not None and access.expires_at is not None and now < access.expires_at:
+            self._verified[digest] = (min(now + VERIFIED_FOR_S, float(access.expires_at)), access)
+            while len(self._verified) > VERIFIED_KEPT:
+                self._verified.popitem(last=False)
+        return access
+
+    async def _verify(self, token: str) -> AccessToken | None:
         try:
             claims = await verified_claims(self._jwks, token, audience=self._audience, issuer=self._issuer)
         except jwt.PyJWKClientError as exc:
