@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import anyio
 
 from .errors import ProviderConnectionError, ProviderTimeoutError, RateLimitedError, SnapshotsError, UpstreamError
+from .metrics import Metrics
 from .models import Snapshot
 from .provider import SnapshotsProvider
 from .provider.text import plain_or_quoted
@@ -71,7 +72,8 @@ class SnapshotWatches:
     the watch.
     """
 
-    def __init__(self, client: SnapshotsProvider, timing: Timing) -> None:
+    def __init__(self, client: SnapshotsProvider, timing: Timing, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics
         self._client = client
         self._timing = timing
         self._watches: dict[int, _Watch] = {}
@@ -86,6 +88,8 @@ class SnapshotWatches:
         watch = self._watches.get(snapshot.id)
         if watch is None:
             watch = self._watches[snapshot.id] = _Watch(snapshot, self._timing)
+            self._count(pollers=1)
+        self._count(waits=1)
         started = self._timing.monotonic()
         deadline = started + timeout_s
         watch.deadlines.append(deadline)
@@ -95,6 +99,13 @@ class SnapshotWatches:
             watch.deadlines.remove(deadline)
             if not watch.deadlines:
                 del self._watches[snapshot.id]
+                self._count(pollers=-1)
+            self._count(waits=-1)
+
+    def _count(self, *, waits: int = 0, pollers: int = 0) -> None:
+        if self._metrics is not None:
+            self._metrics.waits.inc(waits)
+            self._metrics.pollers.inc(pollers)
 
     async def _wait(
         self, watch: _Watch, snapshot: Snapshot, started: float, deadline: float, report: Report

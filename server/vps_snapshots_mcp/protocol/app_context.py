@@ -23,6 +23,7 @@ from mcp.server.mcpserver import Context
 
 from ..access import AccessPolicy
 from ..audit import Attempt
+from ..metrics import Metrics
 from ..policy import Action
 from ..settings import Settings
 from ..timing import Timing
@@ -49,7 +50,10 @@ class AppContext:
         ledger: ConsentLedger,
         open_client: Callable[[str | None], SnapshotsProvider],
         access: AccessPolicy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
+        """The server's instruments (`metrics.py`); a throwaway set where none is given."""
         self.settings = settings
         self.timing = timing
         self.tokens = tokens
@@ -119,7 +123,7 @@ class Lane:
     def watches(self) -> SnapshotWatches:
         from ..waiting import SnapshotWatches
 
-        return SnapshotWatches(self.client, self._app.timing)
+        return SnapshotWatches(self.client, self._app.timing, self._app.metrics)
 
     @cached_property
     def operations(self) -> Operations:

@@ -1,4 +1,4 @@
-"""The streamable HTTP transport: MCP at `/mcp`, `GET /healthz` and `/readyz`, Host/Origin checks, a body limit.
+"""The streamable HTTP transport: MCP at `/mcp`, `/healthz`, `/readyz`, `/metrics`, Host/Origin checks, a body limit.
 
 The composition root (`compose.py`) says what to serve: the routes beside
 `/mcp`, the event log, and the client authentication.
@@ -22,16 +22,19 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, request_response
 from starlette.types import ASGIApp
 
 from .. import __version__
 from ..access import AccessPolicy
+from ..metrics import Metrics
 from ..settings import Settings
 from ..state import ConsentLedger, EventLog
 from . import sdk as sdk_seam
 from .streams import RETRY_MS, NoStreams, ResumableStreams
 
 MCP_PATH = "/mcp"
+METRICS_PATH = "/metrics"
 READY_DEADLINE_S = 3.0
 """`/readyz` answers within this whatever the state store does (a Redis PING gives up after 2 s): a probe's
 timeout must be longer."""
@@ -81,7 +84,23 @@ def health_route() -> HttpRoute:
     return HttpRoute("/healthz", ("GET",), healthz)
 
 
-def ready_route(ledger: ConsentLedger) -> HttpRoute:
+def metrics_endpoint(metrics: Metrics) -> Callable[[Request], Awaitable[Response]]:
+    """`GET /metrics`: the server's metrics in the Prometheus text format (protected as /mcp is: `http_app`)."""
+
+    async def exposition(request: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    return exposition
+
+
+def metrics_app(metrics: Metrics) -> ASGIApp:
+    """The `--metrics-port` listener: `/metrics` alone, no MCP and no client authentication (loopback unless
+    `--metrics-host` says otherwise)."""
+    return Starlette(routes=[Route(METRICS_PATH, metrics_endpoint(metrics), methods=["GET"])])
+
+
+def ready_route(ledger: ConsentLedger, metrics: Metrics | None = None) -> HttpRoute:
     """`GET /readyz`: 200 while the consent ledger's store can be reached, 503 naming it (never its password) while
     it cannot, so a pod whose every restore would be refused `state_unavailable` takes no traffic. Open like
     `/healthz` (auth.OPEN_PATHS); cheap, bounded by `READY_DEADLINE_S`; it spends no consent."""
@@ -90,6 +109,8 @@ def ready_route(ledger: ConsentLedger) -> HttpRoute:
         why: str | None = f"the consent ledger ({ledger.description}) did not answer within {READY_DEADLINE_S:g} s"
         with anyio.move_on_after(READY_DEADLINE_S):
             why = await ledger.unavailable()
+        if metrics is not None:
+            metrics.ledger_up.set(why is None)
         if why is None:
             return JSONResponse({"status": "ready", "ledger": ledger.description})
         return JSONResponse({"status": "unavailable", "ledger": ledger.description, "reason": why}, status_code=503)
@@ -105,6 +126,7 @@ def http_app(
     events: EventLog,
     wrap: Callable[[ASGIApp], ASGIApp] | None,
     access: AccessPolicy | None = None,
+    metrics: Metrics | None = None,
 ) -> ASGIApp:
     """The ASGI app serving `server` over streamable HTTP, with `routes` beside it, wrapped by `wrap` (client
     authentication by a static token); stateful sessions resume dropped streams from `events`. With client
@@ -118,7 +140,7 @@ def http_app(
     resumable = None
     if not settings.stateless:
         sdk_seam.self_check()
-        resumable = ResumableStreams(events)
+        resumable = ResumableStreams(events, metrics)
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=settings.stateless,
@@ -128,6 +150,9 @@ def http_app(
         transport_security=transport_security(settings),
         host=settings.host,
     )
+    if metrics is not None:
+        assert isinstance(app, Starlette)
+        app.router.routes.insert(0, guarded_like_mcp(server, METRICS_PATH, metrics_endpoint(metrics)))
     if resumable is not None:
         sdk_seam.store_events_per_session(server.session_manager, resumable.for_session)
     if access is not None and settings.client_auth_enabled:
@@ -140,28 +165,62 @@ def http_app(
     return app
 
 
-def serve_http(app: ASGIApp, settings: Settings) -> None:
-    """Serve `app` until interrupted."""
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,  # access lines would carry paths and client addresses into stdout
-        server_header=False,
-        lifespan="on",
-    )
-    uvicorn.Server(config).run()
+def guarded_like_mcp(server: MCPServer[Any], path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
+    """`GET path` answered by `endpoint` behind the OAuth check the SDK puts before /mcp (the same scopes and
+    WWW-Authenticate); with a static token, `StaticTokenMiddleware` guards every path but `auth.OPEN_PATHS`."""
+    auth = server.settings.auth  # set with OAuth (compose.client_authentication), with its token verifier
+    if auth is None:
+        return Route(path, endpoint, methods=["GET"])
+    from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
+    from mcp.server.auth.routes import build_resource_metadata_url
+
+    metadata = build_resource_metadata_url(auth.resource_server_url) if auth.resource_server_url else None
+    guarded = RequireAuthMiddleware(request_response(endpoint), auth.required_scopes or [], metadata)
+    return Route(path, guarded, methods=["GET"])
+
+
+def serve_http(app: ASGIApp, settings: Settings, metrics: ASGIApp | None = None) -> None:
+    """Serve `app` until interrupted; and `metrics` on `--metrics-host`:`--metrics-port` when given."""
+
+    def config(app: ASGIApp, host: str, port: int, lifespan: str) -> uvicorn.Config:
+        return uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            access_log=False,  # access lines would carry paths and client addresses into stdout
+            server_header=False,
+            lifespan=lifespan,  # type: ignore[arg-type]
+        )
+
+    main = uvicorn.Server(config(app, settings.host, settings.port, "on"))
+    if metrics is None or settings.metrics_port is None:
+        main.run()
+        return
+    side = uvicorn.Server(config(metrics, settings.metrics_host, settings.metrics_port, "off"))
+
+    async def serve(server: uvicorn.Server, other: uvicorn.Server) -> None:
+        await server.serve()
+        other.should_exit = True  # either one stopping (a signal reaches one of them) stops both
+
+    async def both() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(serve, side, main)
+            await serve(main, side)
+
+    anyio.run(both)
 
 
 __all__ = [
     "LOOPBACK_HOSTS",
     "MCP_PATH",
+    "METRICS_PATH",
     "READY_DEADLINE_S",
     "ASGIApp",
     "HttpRoute",
     "health_route",
     "http_app",
+    "metrics_app",
     "ready_route",
     "serve_http",
     "transport_security",

@@ -8,6 +8,14 @@ from typing import Literal
 
 Operation = Literal["list", "create", "restore", "delete"]
 
+ENDPOINTS: dict[Operation, str] = {
+    "list": "/snapshots/",
+    "create": "/snapshots/",
+    "restore": "/snapshots/{id}/restore/",
+    "delete": "/snapshots/{id}/",
+}
+"""Each operation's endpoint as a template (what metrics label a request with: never the path with its ids)."""
+
 
 @dataclass(frozen=True)
 class ChangeEvent:
