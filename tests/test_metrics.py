@@ -160,3 +160,32 @@ async def test_a_thousand_calls_on_a_thousand_snapshots_leave_no_id_in_any_label
     assert values["url_template"] == {"/snapshots/"}
     previews = 'vps_snapshots_consent_total{action="restore",channel="",stage="previewed"} 250.0'
     assert previews in exposition
+
+
+@pytest.mark.slow
+async def test_a_call_refused_for_its_scope_is_counted_as_forbidden(
+    oauth_server: str, issuer: str, signing_key: rsa.RSAPrivateKey
+) -> None:
+    viewer = mint(signing_key, iss=issuer, aud=f"{oauth_server}/mcp", scope="vps-snapshots snapshots:read")
+    bearer = {"Authorization": f"Bearer {viewer}"}
+    headers = bearer | {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "restore_snapshot"}}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        refused = await http.post(f"{oauth_server}/mcp", json=call, headers=headers)
+        exposition = (await http.get(f"{oauth_server}/metrics", headers=bearer)).text
+    assert refused.status_code == 403
+    counted = [
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "mcp_server_operation_duration_seconds_count"
+        and sample.labels
+        == {"mcp_method_name": "tools/call", "gen_ai_tool_name": "restore_snapshot", "error_type": "forbidden"}
+    ]
+    assert counted == [1.0]
+
+
+def test_every_label_of_every_metric_has_a_closed_set() -> None:
+    metrics = Metrics(tools=["list_snapshots"], endpoints=["/snapshots/"])
+    labels = {label for metric in metrics.described() for label in metric.labels}
+    assert labels == set(metrics.label_sets())

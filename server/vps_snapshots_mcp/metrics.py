@@ -44,6 +44,8 @@ OUTCOMES = frozenset({"", "tool_error", *ERROR_CODES, *JSONRPC_ERRORS})
 """`error.type`: "" for success (OpenTelemetry leaves it unset, and Prometheus drops an empty label, so both
 read alike), a stable error code (`errors.py`) for a tool error, a JSON-RPC code for a protocol error."""
 
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
 STATUS_CLASSES = frozenset({"1xx", "2xx", "3xx", "4xx", "5xx", "none"})
 """A provider answer's status class; "none" when no answer came (timeout, connection failure)."""
 
@@ -182,6 +184,21 @@ class Metrics:
         """The registry in the Prometheus text format, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE
 
+    def label_sets(self) -> dict[str, frozenset[str]]:
+        """Each label and the closed set its values come from (the docs list them)."""
+        return {
+            "mcp_method_name": MCP_METHODS,
+            "gen_ai_tool_name": self.tools,
+            "error_type": OUTCOMES,
+            "http_request_method": HTTP_METHODS,
+            "url_template": self.endpoints,
+            "status_class": STATUS_CLASSES,
+            "reason": RETRY_REASONS,
+            "action": ACTIONS,
+            "channel": CHANNELS,
+            "stage": CONSENT_STAGES,
+        }
+
     def described(self) -> list[MetricDoc]:
         """Every metric with its labels and meaning, as the docs list them."""
         kinds = {Histogram: "histogram", Counter: "counter", Gauge: "gauge"}
@@ -192,7 +209,5 @@ class Metrics:
                 docs.append(MetricDoc(name, kinds[type(value)], tuple(value._labelnames), value._documentation))
         return docs
 
-
-HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 __all__ = ["CONSENT_STAGES", "OTHER", "Channel", "ConsentStage", "MetricDoc", "Metrics", "bounded"]

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..access import ACTION_SCOPES, ACTIONS, AccessPolicy
 from ..audit import Actor, AuditLog, record_denial, trace_id_of
+from ..metrics import Metrics
 from ..settings import Settings
 from .principal import (
     GROUPS_CLAIM,
@@ -203,7 +204,9 @@ class ScopeGate:
         connect_scope: str | None,
         metadata_url: str | None,
         audit_log: Callable[[], AuditLog | None] = lambda: None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._app = app
         self._access = access
         self._audit_log = audit_log
@@ -247,6 +250,8 @@ class ScopeGate:
                 snapshot_id=_plain_id(arguments.get("snapshot_id")),
             )
             await self._refuse(tool, needed, scope, receive, send)
+            if self._metrics is not None:  # counted as the adapter's forbidden is: a call refused for permission
+                self._metrics.operation_done("tools/call", tool, "forbidden", 0.0)
             return
 
         async def replay() -> Message:
@@ -297,6 +302,7 @@ def gate_scopes(
     *,
     path: str,
     audit_log: Callable[[], AuditLog | None] = lambda: None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Put the scope gate in front of the MCP endpoint of `app` (inside the SDK's OAuth middleware, so the caller
     is known) and, with OAuth, publish every action scope in the protected-resource metadata."""
@@ -321,6 +327,7 @@ def gate_scopes(
                 connect_scope=settings.oauth_scope if settings.oauth_enabled else None,
                 metadata_url=metadata_url,
                 audit_log=audit_log,
+                metrics=metrics,
             )
             return
     raise RuntimeError(f"the MCP endpoint {path} is not a route of the app")  # the SDK changed: fail at start

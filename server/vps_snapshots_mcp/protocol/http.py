@@ -159,7 +159,8 @@ def http_app(
         from .auth import gate_scopes
 
         assert isinstance(app, Starlette)
-        gate_scopes(app, access, settings, path=MCP_PATH, audit_log=lambda: getattr(server, "audit_log", None))
+        audit_log = lambda: getattr(server, "audit_log", None)  # noqa: E731 - read when a call is refused
+        gate_scopes(app, access, settings, path=MCP_PATH, audit_log=audit_log, metrics=metrics)
     if wrap is not None:
         app = wrap(app)
     return app
