@@ -10,24 +10,29 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from mcp.client.context import ClientRequestContext
+from mcp_types import ElicitRequestParams, ElicitResult
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from vps_snapshots_mcp.compose import compose
+from vps_snapshots_mcp.consent import TOKEN_TTL_S
 from vps_snapshots_mcp.metrics import OTHER, Metrics, bounded
 from vps_snapshots_mcp.provider.client import asgi_transport
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app
-from vps_snapshots_mcp.simulator.state import SimServer, SimSnapshot
+from vps_snapshots_mcp.simulator.state import SimServer, SimSnapshot, seeded_state
+from vps_snapshots_mcp.timing import Timing
 
 from .support.http_serving import ServeFn, mint
-from .support.mcp_client import connected
+from .support.mcp_client import connected, preview_token, says_yes, text_of
 from .support.processes import http_server
-from .support.redis_server import free_port
-from .support.world import BASE_URL, TOKEN
+from .support.redis_server import free_port, running_redis
+from .support.world import BASE_URL, TOKEN, SimTime
 
 pytestmark = [pytest.mark.anyio]
 
@@ -189,3 +194,90 @@ def test_every_label_of_every_metric_has_a_closed_set() -> None:
     metrics = Metrics(tools=["list_snapshots"], endpoints=["/snapshots/"])
     labels = {label for metric in metrics.described() for label in metric.labels}
     assert labels == set(metrics.label_sets())
+
+
+def funnel_of(metrics: Metrics) -> dict[tuple[str, str, str], float]:
+    """The consent funnel's counts by (action, channel, stage)."""
+    return {
+        (s.labels["action"], s.labels["channel"], s.labels["stage"]): s.value
+        for family in text_string_to_metric_families(metrics.exposition()[0].decode())
+        for s in family.samples
+        if s.name == "vps_snapshots_consent_total"
+    }
+
+
+async def says_no(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+    return ElicitResult(action="decline")
+
+
+@pytest.mark.slow
+async def test_the_consent_funnel_counts_each_stage_once_on_both_revisions(tmp_path: Path) -> None:
+    clock = ManualClock(datetime(2026, 11, 27, 12, tzinfo=UTC))
+    provider = seeded_state(clock=clock)
+    with running_redis(tmp_path) as redis_server:
+        settings = Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL, transport="http", state_url=redis_server.url)
+        simulator = asgi_transport(create_app(provider, token=TOKEN))
+        composed = compose(settings, transport=simulator, timing=Timing(now=clock))
+        assert composed.metrics is not None
+        async with connected(composed.server, mode="auto", elicit=says_yes) as client:  # rounds: asked once
+            assert not (await client.call_tool("restore_snapshot", {"snapshot_id": 801, "confirm": True})).is_error
+        async with connected(composed.server, mode="legacy", elicit=says_no) as client:  # a question mid-call
+            assert not (await client.call_tool("delete_snapshot", {"snapshot_id": 798, "confirm": True})).is_error
+        async with connected(composed.server, mode="legacy") as client:  # no elicitation: tokens
+            stale = await preview_token(client, "delete_snapshot", 798)
+            clock.advance(TOKEN_TTL_S + 1)
+            late = await client.call_tool(
+                "delete_snapshot", {"snapshot_id": 798, "confirm": True, "confirmation_token": stale}
+            )
+            assert text_of(late).startswith("confirmation_invalid:")
+            fresh = await preview_token(client, "delete_snapshot", 798)
+            redis_server.stop()
+            down = await client.call_tool(
+                "delete_snapshot", {"snapshot_id": 798, "confirm": True, "confirmation_token": fresh}
+            )
+            assert text_of(down).startswith("state_unavailable:"), text_of(down)
+    assert funnel_of(composed.metrics) == {
+        ("restore", "form", "asked"): 1.0,
+        ("restore", "form", "approved"): 1.0,
+        ("restore", "form", "redeemed"): 1.0,
+        ("delete", "form", "asked"): 1.0,
+        ("delete", "form", "declined"): 1.0,
+        ("delete", "", "previewed"): 2.0,
+        ("delete", "token", "expired"): 1.0,
+        ("delete", "token", "approved"): 1.0,
+        ("delete", "token", "state_unavailable"): 1.0,
+    }
+
+
+@pytest.mark.slow
+async def test_reads_shared_in_flight_and_waits_with_their_pollers_are_counted() -> None:
+    clock = ManualClock(datetime(2026, 11, 27, 12, tzinfo=UTC))
+    provider = seeded_state(clock=clock)
+    sim_time = SimTime(clock)
+    settings = Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL, transport="http")
+    composed = compose(settings, transport=asgi_transport(create_app(provider, token=TOKEN)), timing=sim_time.timing())
+    metrics = composed.metrics
+    assert metrics is not None
+    seen: list[tuple[float | None, float | None]] = []
+
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(
+            (
+                metrics.registry.get_sample_value("vps_snapshots_waits"),
+                metrics.registry.get_sample_value("vps_snapshots_wait_pollers"),
+            )
+        )
+
+    async with connected(composed.server, mode="legacy") as client:
+        provider.latency_s = 0.3  # real time: the three reads overlap, and two of them share the first one's
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(client.call_tool, "get_snapshot", {"snapshot_id": 801})
+        provider.latency_s = 0.0
+        arguments = {"server_id": 12345, "name": "waited-for", "wait": True}
+        created = await client.call_tool("create_snapshot", arguments, progress_callback=progress)
+        assert not created.is_error, text_of(created)
+    assert metrics.registry.get_sample_value("vps_snapshots_provider_reads_shared_total") == 2.0
+    assert seen[0] == (1.0, 1.0) and set(seen) <= {(1.0, 1.0), (0.0, 0.0)}  # while it waited: one call, one poller
+    assert metrics.registry.get_sample_value("vps_snapshots_waits") == 0.0
+    assert metrics.registry.get_sample_value("vps_snapshots_wait_pollers") == 0.0

@@ -151,6 +151,9 @@ async def _spend(
     except RedemptionUncertain as uncertain:
         stage("state_unavailable")
         raise StateUnavailableError(wording.ledger_uncertain(str(uncertain), action, snapshot_id)) from None
+    except StateUnavailableError:  # the ledger could not be reached: nothing was recorded
+        stage("state_unavailable")
+        raise
     if not first:
         stage("refused_replayed")
         raise ConfirmationInvalidError(wording.already_used(action, snapshot_id))
