@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -156,19 +156,32 @@ class Metrics:
             registry=r,
         )
         self.ledger_up.set(1)
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
+        """Each labelled child made once: `labels()` validates and locks on every call; bounded, as the labels are."""
+
+    def _child(self, metric: Histogram | Counter | Gauge, *values: str) -> Any:
+        key = (metric._name, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     # --- recording: one call per site ---------------------------------------------------------------------------
 
     def operation_done(self, method: str, tool: str, error_type: str, seconds: float) -> None:
-        self.operation.labels(
-            bounded(method, MCP_METHODS), bounded(tool, self.tools), bounded(error_type, OUTCOMES)
+        self._child(
+            self.operation, bounded(method, MCP_METHODS), bounded(tool, self.tools), bounded(error_type, OUTCOMES)
         ).observe(seconds)
+
+    def requests_in_flight(self, method: str) -> Any:
+        """The in-flight gauge of one MCP method (its `inc()` when a request starts, `dec()` when it ends)."""
+        return self._child(self.in_flight, bounded(method, MCP_METHODS))
 
     def provider_request(self, method: str, template: str, status: int | None, seconds: float, size: int) -> None:
         template = bounded(template, self.endpoints)
-        self.provider.labels(bounded(method, HTTP_METHODS), template, status_class(status)).observe(seconds)
+        self._child(self.provider, bounded(method, HTTP_METHODS), template, status_class(status)).observe(seconds)
         if size:
-            self.bytes_read.labels(template).inc(size)
+            self._child(self.bytes_read, template).inc(size)
 
     def provider_retry(self, method: str, template: str, reason: str) -> None:
         self.retries.labels(
@@ -176,8 +189,8 @@ class Metrics:
         ).inc()
 
     def consent(self, action: str, channel: str, stage: str) -> None:
-        self.consent_events.labels(
-            bounded(action, ACTIONS), bounded(channel, CHANNELS), bounded(stage, CONSENT_STAGES)
+        self._child(
+            self.consent_events, bounded(action, ACTIONS), bounded(channel, CHANNELS), bounded(stage, CONSENT_STAGES)
         ).inc()
 
     def exposition(self) -> tuple[bytes, str]:

@@ -15,7 +15,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import ValidationError
 
-from ..metrics import MCP_METHODS, Metrics, bounded
+from ..metrics import Metrics
 
 
 class MeteredRequests(ServerMiddleware[Any]):
@@ -29,7 +29,7 @@ class MeteredRequests(ServerMiddleware[Any]):
         name = ctx.params.get("name") if ctx.params and method == "tools/call" else None
         tool = name if isinstance(name, str) else ""
         outcome = "other"
-        in_flight = self._metrics.in_flight.labels(bounded(method, MCP_METHODS))
+        in_flight = self._metrics.requests_in_flight(method)
         in_flight.inc()
         started = time.perf_counter()
         try:
