@@ -7,6 +7,8 @@ real MCP client, the simulator, JWTs signed by a local JWKS issuer.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -283,3 +285,26 @@ async def test_reads_shared_in_flight_and_waits_with_their_pollers_are_counted()
     assert seen[0] == (1.0, 1.0) and set(seen) <= {(1.0, 1.0), (0.0, 0.0)}  # while it waited: one call, one poller
     assert metrics.registry.get_sample_value("vps_snapshots_waits") == 0.0
     assert metrics.registry.get_sample_value("vps_snapshots_wait_pollers") == 0.0
+
+
+@pytest.mark.slow
+def test_stdio_never_loads_the_metrics_library_not_even_at_a_call() -> None:
+    script = (
+        "import sys, anyio\n"
+        "from pydantic import SecretStr\n"
+        "from vps_snapshots_mcp.compose import compose\n"
+        "from vps_snapshots_mcp.provider.client import asgi_transport\n"
+        "from vps_snapshots_mcp.settings import Settings\n"
+        "from vps_snapshots_mcp.simulator import create_app, seeded_state\n"
+        "from mcp import Client\n"
+        f"settings = Settings(api_token=SecretStr({TOKEN!r}), api_url={BASE_URL!r})\n"
+        f"server = compose(settings, transport=asgi_transport(create_app(seeded_state(), token={TOKEN!r}))).server\n"
+        "async def call():\n"
+        "    async with Client(server, mode='legacy') as client:\n"
+        "        await client.call_tool('restore_snapshot', {'snapshot_id': 801})\n"
+        "anyio.run(call)\n"
+        "print('prometheus_client' in sys.modules, 'vps_snapshots_mcp.metrics' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]

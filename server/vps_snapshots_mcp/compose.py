@@ -35,12 +35,10 @@ from .access import EVERYONE, AccessPolicy
 from .audit import AuditLog
 from .consent.tokens import ConfirmationTokens
 from .errors import ForbiddenError, SnapshotsError
-from .metrics import Metrics
 from .protocol import host_logging as client_logging
 from .protocol import sdk
 from .protocol.app_context import AppContext
 from .protocol.instructions import instructions_for
-from .protocol.metered import MeteredRequests
 from .protocol.principal import current_principal
 from .protocol.prompts import register_completion
 from .protocol.published import published_tools
@@ -53,6 +51,7 @@ from .state import ConsentLedger, State, open_state, sqlite_path
 from .timing import Timing
 
 if TYPE_CHECKING:
+    from .metrics import Metrics
     from .protocol.http import ASGIApp, HttpRoute
     from .provider.client import SnapshotsClient, Transport
 
@@ -167,7 +166,9 @@ def compose(
     access = AccessPolicy.from_settings(settings)
     published = published_tools(access, EVERYONE)
     metrics = None
-    if settings.transport == "http":
+    if settings.transport == "http":  # stdio keeps none, and never loads the metrics library
+        from .metrics import Metrics
+
         metrics = Metrics(tools=(tool["name"] for tool in published), endpoints=ENDPOINTS.values())
     open_client = provider_factory(settings, settings.api_token, transport, timing, metrics)
     live: list[AppContext] = []  # the running lifespan's context, for handlers that get no request context
@@ -227,6 +228,8 @@ def compose(
         **auth.sdk_options,
     )
     if metrics is not None:
+        from .protocol.metered import MeteredRequests
+
         server.middleware.insert(0, MeteredRequests(metrics))  # outermost: it times what the others do too
     register_completion(server, list_servers)
     sdk.install_before_request_state_boundary(server, RoundMemory(security))

@@ -21,15 +21,18 @@ import copy
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 
 from .errors import ProviderConnectionError, ProviderTimeoutError, RateLimitedError, SnapshotsError, UpstreamError
-from .metrics import Metrics
 from .models import Snapshot
 from .provider import SnapshotsProvider
 from .provider.text import plain_or_quoted
 from .timing import Timing
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ from mcp.server.mcpserver import Context
 
 from ..access import AccessPolicy
 from ..audit import Attempt
-from ..metrics import Metrics
 from ..policy import Action
 from ..settings import Settings
 from ..timing import Timing
@@ -32,6 +31,7 @@ from .provider_errors import Worded
 
 if TYPE_CHECKING:
     from ..consent.tokens import ConfirmationTokens
+    from ..metrics import Metrics
     from ..operations import Operations
     from ..provider import SnapshotsProvider
     from ..state import ConsentLedger
@@ -52,8 +52,8 @@ class AppContext:
         access: AccessPolicy | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        self.metrics = metrics or Metrics()
-        """The server's instruments (`metrics.py`); a throwaway set where none is given."""
+        self.metrics = metrics
+        """The server's instruments (`metrics.py`): HTTP only; None on stdio, which keeps none."""
         self.settings = settings
         self.timing = timing
         self.tokens = tokens
@@ -64,6 +64,11 @@ class AppContext:
         """One per provider credential in use (None: the server's own token)."""
         self.attempts: dict[int, Attempt] = {}
         """The audit event of each tools/call in progress, by its Context (see `attempt_of`)."""
+
+    def count_consent(self, action: str, channel: str, stage: str) -> None:
+        """A stage of the consent funnel, into the metrics if there are any."""
+        if self.metrics is not None:
+            self.metrics.consent(action, channel, stage)
 
     def lane(self) -> Lane:
         """The provider account the calling principal's calls use (forbidden when the policy gives it two)."""

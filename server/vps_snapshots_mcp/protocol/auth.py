@@ -19,7 +19,7 @@ import hmac
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import jwt
@@ -34,7 +34,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..access import ACTION_SCOPES, ACTIONS, AccessPolicy
 from ..audit import Actor, AuditLog, record_denial, trace_id_of
-from ..metrics import Metrics
 from ..settings import Settings
 from .principal import (
     GROUPS_CLAIM,
@@ -45,6 +44,9 @@ from .principal import (
     static_token_principal,
 )
 from .tokens_file import TokensFile
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 logger = logging.getLogger(__name__)
 

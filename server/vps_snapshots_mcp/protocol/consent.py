@@ -146,7 +146,7 @@ def _verified(
                 token, action, snapshot, principal=current_principal().key, safety_snapshot=safety_snapshot
             )
         except ConfirmationInvalidError:
-            app.metrics.consent(action, "token", "expired" if app.tokens.expired(token) else "refused_invalid")
+            app.count_consent(action, "token", "expired" if app.tokens.expired(token) else "refused_invalid")
             raise
 
 
@@ -177,7 +177,7 @@ def _question(
     if decided.step is not Step.ASK:
         return NotAsked()
     if sealed_round() is None:  # asked now, not answered: on 2026-07-28 this resolver runs again with the answer
-        app_of(ctx).metrics.consent(action, "form", "asked")
+        app_of(ctx).count_consent(action, "form", "asked")
     return Elicit(elicitation_message(action, snapshot, safety_snapshot=safety_snapshot), ConsentForm)
 
 
@@ -254,5 +254,5 @@ async def _settle(
             ledger=app.ledger,
             sealed_round=(sealed.key, sealed.expires_at) if sealed else None,
             wall=app.timing.wall,
-            funnel=lambda channel, stage: app.metrics.consent(action, channel, stage),
+            funnel=lambda channel, stage: app.count_consent(action, channel, stage),
         )

@@ -32,14 +32,17 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp_types import JSONRPCMessage, jsonrpc_message_adapter
 
-from ..metrics import Metrics
 from ..state import MARGIN_S, EventLog
 from .principal import current_principal
 from .schemas import MAX_WAIT_S
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 logger = logging.getLogger(__name__)
 

@@ -32,12 +32,11 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, ValidationError
 
 from ..errors import NotFoundError, UpstreamError
-from ..metrics import Metrics
 from ..models import CreatedSnapshot, RestoreStarted, ServerRef, Snapshot
 from ..settings import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -57,6 +56,9 @@ from .http import (
     asgi_transport,
 )
 from .single_flight import SingleFlight
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 logger = logging.getLogger(__name__)
 

@@ -64,7 +64,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -73,12 +73,14 @@ from pydantic import SecretStr
 
 from .. import __version__
 from ..errors import ProviderError, UpstreamError
-from ..metrics import Metrics
 from ..settings import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT_S
 from ..timing import Timing
 from .changes import ENDPOINTS, ChangeEvent, ChangeObserver, Operation, unobserved
 from .failures import answer_error, connection_error, permanent_failure, timeout_error, too_large
 from .text import NotJson, clean, clean_json, decode_body, parse_clean_json, parse_json_text
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 # The provider client's log keeps one name, whichever of its modules writes: hosts and operators filter on it.
 logger = logging.getLogger("vps_snapshots_mcp.provider.client")
