@@ -24,7 +24,7 @@ from vps_snapshots_mcp.protocol.published import TOOLS_JSON
 from vps_snapshots_mcp.settings import configuration_reference
 
 from .support.cli_reference import subcommand_reference
-from .support.doc_tables import error_table, module_map, tools_table
+from .support.doc_tables import error_table, metric_table, module_map, tools_table
 from .support.error_examples import fresh_examples, rendered
 from .support.tool_definitions import derived_tools
 
@@ -33,6 +33,7 @@ COMMAND = ".venv/bin/python -m tests.regenerate"
 TOOLS_DOC = ROOT / "docs" / "tools.md"
 README = ROOT / "README.md"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
+OBSERVABILITY = ROOT / "docs" / "observability.md"
 HINT = f"a generated file is out of date: run `{COMMAND}` and review the diff"
 _OLD_COMMAND = "UPDATE_DOCS=1 .venv/bin/pytest tests/test_settings.py"  # what settings.py's header said before
 
@@ -94,6 +95,10 @@ async def _architecture(current: str) -> str:
     return replace_block(current, "module-map", module_map())
 
 
+async def _observability(current: str) -> str:
+    return replace_block(current, "metric-table", metric_table())
+
+
 GENERATED = (
     Generated(TOOLS_JSON, "the tool table in protocol/tools.py (what the SDK derives, compacted)", _tools_json),
     Generated(
@@ -104,6 +109,7 @@ GENERATED = (
     Generated(TOOLS_DOC, "tools.json, the error tree, a session against the simulator", _tools_doc),
     Generated(README, "a session against the simulator (one error example)", _readme),
     Generated(ARCHITECTURE, "the package tree (the module map)", _architecture),
+    Generated(OBSERVABILITY, "the instruments in metrics.py (the metric table)", _observability),
 )
 
 

@@ -82,6 +82,7 @@ async def test_approved_on_the_page_the_delete_runs_once(
                 assert any("notifications/elicitation/complete" in note for note in heard), heard
             again = await delete_798(c)  # a new call is a new approval, and the snapshot is gone
             assert again.is_error
+        assert url_funnel(composition) == {"asked": 1, "approved": 1, "redeemed": 1}
     assert mutations(provider) == DELETE_798
 
 
@@ -101,6 +102,7 @@ async def test_declined_on_the_page_nothing_runs(
             url, bearer(signing_key, issuer, f"{url}/mcp", "alice"), mode=mode, browser=Browser(decline)
         ) as c:
             result = await delete_798(c)
+        assert url_funnel(composition) == {"asked": 1, "declined": 1}
     assert result.is_error and text_of(result).startswith("confirmation_invalid: ")
     assert "declined on the approval page" in text_of(result) and "Nothing was changed" in text_of(result)
     assert mutations(provider) == []
@@ -249,3 +251,15 @@ async def test_a_call_cancelled_while_it_waits_withdraws_its_approval(
         assert held is not None and held.status == "declined"
         assert not (await page(composition).approve(seen[0], Person(f"oauth:{issuer}#alice"))).allowed
     assert mutations(provider) == []
+
+
+def url_funnel(composition: Any) -> dict[str, int]:
+    """The consent funnel's url channel as the server's metrics counted it (stages counted at least once)."""
+    counts: dict[str, int] = {}
+    for family in composition.metrics.registry.collect():
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "vps_snapshots_consent_total" and labels.get("channel") == "url" and sample.value:
+                assert labels["action"] == "delete", labels
+                counts[labels["stage"]] = int(sample.value)
+    return counts

@@ -205,3 +205,17 @@ def test_only_the_operations_ask_the_provider_for_a_change() -> None:
                 callers.add(str(path.relative_to(PACKAGE)))
     # The worded port (protocol/provider_errors.py) only passes each call through to the provider.
     assert callers == {"operations.py", "protocol/provider_errors.py"}, callers
+
+
+def test_only_the_metrics_module_imports_the_metrics_library() -> None:
+    users = {
+        name for name, imported in modules().items() if any(i.split(".")[0] == "prometheus_client" for i in imported)
+    }
+    assert users == {"metrics.py"}, users
+
+
+def test_the_metrics_module_imports_only_the_error_codes_and_no_sdk_or_web() -> None:
+    imported = modules()["metrics.py"]
+    ours = {i for i in imported if i.startswith("vps_snapshots_mcp")}
+    assert ours <= {"vps_snapshots_mcp.errors", "vps_snapshots_mcp.errors.ERROR_CODES"}, ours
+    assert not {i for i in imported if i.split(".")[0] in ("mcp", "mcp_types", "starlette", "uvicorn", "httpx2")}

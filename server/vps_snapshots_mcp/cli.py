@@ -185,7 +185,7 @@ def serve(args: argparse.Namespace) -> int:
             __version__, settings.host, settings.port, MCP_PATH, auth,
             ", stateless" if settings.stateless else "", ledger, mode,
         )  # fmt: skip
-        serve_http(composed.http_app(), settings)
+        serve_http(composed.http_app(), settings, composed.metrics_app())
         return 0
     logger.info("vps-snapshots-mcp %s on stdio (consent ledger: %s); mode: %s", __version__, ledger, mode)
     composed.server.run("stdio")

@@ -6,7 +6,9 @@
     provider        the provider client factory: a client is made at the first call that needs one, one per
                     provider credential (the server's token, or a token file a `--policy` rule names)
     client auth     HTTP only: a static bearer token (middleware) or an OAuth verifier (the SDK's auth)
-    routes          HTTP routes beside /mcp: /healthz, /readyz (the ledger); an approval page or /metrics join the list
+    metrics         HTTP only: the server's instruments in a registry of its own (`metrics.py`), served at /metrics
+                    (guarded like /mcp) and on --metrics-port; fed by an MCP middleware and the rooms that count
+    routes          HTTP routes beside /mcp: /healthz, /readyz (the ledger); an approval page joins the list
     server          the protocol adapter (`protocol/server.py`), with the SDK seam checked (`protocol/sdk.py`)
 
 `check_start(settings)` is what can be found wrong before serving (one line each, exit 2 in the CLI);
@@ -44,12 +46,14 @@ from .protocol.published import published_tools
 from .protocol.rounds import RoundMemory, request_state_security, sealed_round
 from .protocol.server import SERVER_NAME, SnapshotsServer
 from .protocol.streams import EVENT_TTL_S
+from .provider.changes import ENDPOINTS
 from .settings import Settings, SettingsError
 from .state import ConsentLedger, State, open_state, sqlite_path
 from .state.traced import traced
 from .timing import Timing
 
 if TYPE_CHECKING:
+    from .metrics import Metrics
     from .protocol.http import ASGIApp, HttpRoute
     from .protocol.web.signin import SignIn
     from .provider.client import SnapshotsClient, Transport
@@ -84,12 +88,21 @@ class Composition:
         app = self.running()
         return app.approvals if app is not None else None
 
+    metrics: Metrics | None = None
+    """The server's instruments: on the HTTP transport only (stdio has nowhere to serve them)."""
+
     def http_routes(self) -> list[HttpRoute]:
-        """The HTTP routes beside /mcp (the place for an approval page or /metrics)."""
+        """The HTTP routes beside /mcp (the place for an approval page); /metrics is added by `http_app`."""
         from .protocol.http import health_route, ready_route
 
         signin = self.signin.routes() if self.signin is not None else []
-        return [health_route(), ready_route(self.ledger), *signin]
+        return [health_route(), ready_route(self.ledger, self.metrics), *signin]
+
+    def metrics_app(self) -> ASGIApp | None:
+        """The `--metrics-port` listener's app (/metrics alone), or None without metrics."""
+        from .protocol.http import metrics_app
+
+        return metrics_app(self.metrics) if self.metrics is not None else None
 
     def http_app(self) -> ASGIApp:
         """The ASGI app serving the server over streamable HTTP, client authentication included."""
@@ -102,6 +115,7 @@ class Composition:
             events=self.state.events,
             wrap=self.client_auth.wrap,
             access=self.access,
+            metrics=self.metrics,
         )
 
 
@@ -187,7 +201,14 @@ def compose(
     tokens = ConfirmationTokens(secret, wall=timing.wall)
     assert settings.api_token is not None, "Settings guarantees a token"
     state = open_state(settings.state_url, wall=timing.wall, event_ttl_s=EVENT_TTL_S)
-    open_client = provider_factory(settings, settings.api_token, transport, timing)
+    access = AccessPolicy.from_settings(settings)
+    published = published_tools(access, EVERYONE)
+    metrics = None
+    if settings.transport == "http":  # stdio keeps none, and never loads the metrics library
+        from .metrics import Metrics
+
+        metrics = Metrics(tools=(tool["name"] for tool in published), endpoints=ENDPOINTS.values())
+    open_client = provider_factory(settings, settings.api_token, transport, timing, metrics)
     live: list[AppContext] = []  # the running lifespan's context, for handlers that get no request context
 
     @asynccontextmanager
@@ -216,6 +237,7 @@ def compose(
             access=access,
             open_client=open_client,
             approvals=approvals,
+            metrics=metrics,
         )
         live.append(app)
         try:
@@ -242,8 +264,6 @@ def compose(
         return sorted(access.visible(seen, lambda server: server[0], current_principal()))
 
     auth = client_authentication(settings, timing)
-    access = AccessPolicy.from_settings(settings)
-    published = published_tools(access, EVERYONE)
     security = request_state_security(secret)
     server = SnapshotsServer(
         SERVER_NAME,
@@ -257,6 +277,10 @@ def compose(
         request_state_security=security,
         **auth.sdk_options,
     )
+    if metrics is not None:
+        from .protocol.metered import MeteredRequests
+
+        server.middleware.insert(0, MeteredRequests(metrics))  # outermost: it times what the others do too
     register_completion(server, list_servers)
     sdk.install_before_request_state_boundary(server, RoundMemory(security))
     client_logging.install(server, settings.log_level, *settings.secrets())
@@ -276,6 +300,7 @@ def compose(
         ledger=ledger or state.ledger,
         signin=signin_for(settings, ledger or state.ledger),
         running=lambda: live[-1] if live else None,
+        metrics=metrics,
     )
 
 
@@ -300,7 +325,11 @@ def build_server(
 
 
 def provider_factory(
-    settings: Settings, api_token: SecretStr, transport: Transport | None, timing: Timing
+    settings: Settings,
+    api_token: SecretStr,
+    transport: Transport | None,
+    timing: Timing,
+    metrics: Metrics | None = None,
 ) -> Callable[[str | None], SnapshotsClient]:
     """Makes the provider client the settings describe, with `api_token` or the token in the file `credential`
     (a policy's rule names it); called at the first call that needs one for that credential (see app_context)."""
@@ -319,6 +348,7 @@ def provider_factory(
             max_concurrency=settings.max_concurrency,
             max_response_bytes=settings.max_response_bytes,
             max_records=settings.max_records,
+            metrics=metrics,
         )
 
     return open_client

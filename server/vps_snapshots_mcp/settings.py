@@ -99,6 +99,10 @@ def _parse_optional(text: str, name: str) -> str | None:
     return text.strip() or None
 
 
+def _parse_optional_int(text: str, name: str) -> int | None:
+    return _parse_int(text, name) if text.strip() else None
+
+
 def _parse_csv(text: str, name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -440,6 +444,24 @@ class Settings:
     port: int = setting(
         8000, flag="--port", env="VPS_MCP_PORT", parse=_parse_int, metavar="PORT", section="http", help="port"
     )
+    metrics_port: int | None = setting(
+        None,
+        flag="--metrics-port",
+        env="VPS_MCP_METRICS_PORT",
+        parse=_parse_optional_int,
+        metavar="PORT",
+        section="http",
+        help="also serve /metrics, alone and without client authentication, on this port (for an in-cluster "
+        "scraper; /metrics on --port needs the bearer token)",
+    )
+    metrics_host: str = setting(
+        "127.0.0.1",
+        flag="--metrics-host",
+        env="VPS_MCP_METRICS_HOST",
+        metavar="HOST",
+        section="http",
+        help="address the --metrics-port listener binds (loopback unless set: a pod's IP lets the cluster scrape it)",
+    )
     stateless: bool = setting(
         False,
         flag="--stateless",
@@ -627,6 +649,10 @@ class Settings:
     def _check_http(self) -> None:
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"--port must be 0-65535, got {self.port}")
+        if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
+            raise SettingsError(f"--metrics-port must be 1-65535, got {self.metrics_port}")
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise SettingsError(f"--metrics-port must differ from --port ({self.port})")
         if self.confirm_secret is not None and self.state_url is None:
             raise SettingsError(
                 "VPS_MCP_CONFIRM_SECRET is set (replicas), but consent is recorded in this process's memory, so "

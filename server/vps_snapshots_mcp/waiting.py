@@ -21,6 +21,7 @@ import copy
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -29,6 +30,9 @@ from .models import Snapshot
 from .provider import SnapshotsProvider
 from .provider.text import plain_or_quoted
 from .timing import Timing
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +75,8 @@ class SnapshotWatches:
     the watch.
     """
 
-    def __init__(self, client: SnapshotsProvider, timing: Timing) -> None:
+    def __init__(self, client: SnapshotsProvider, timing: Timing, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics
         self._client = client
         self._timing = timing
         self._watches: dict[int, _Watch] = {}
@@ -86,6 +91,8 @@ class SnapshotWatches:
         watch = self._watches.get(snapshot.id)
         if watch is None:
             watch = self._watches[snapshot.id] = _Watch(snapshot, self._timing)
+            self._count(pollers=1)
+        self._count(waits=1)
         started = self._timing.monotonic()
         deadline = started + timeout_s
         watch.deadlines.append(deadline)
@@ -95,6 +102,13 @@ class SnapshotWatches:
             watch.deadlines.remove(deadline)
             if not watch.deadlines:
                 del self._watches[snapshot.id]
+                self._count(pollers=-1)
+            self._count(waits=-1)
+
+    def _count(self, *, waits: int = 0, pollers: int = 0) -> None:
+        if self._metrics is not None:
+            self._metrics.waits.inc(waits)
+            self._metrics.pollers.inc(pollers)
 
     async def _wait(
         self, watch: _Watch, snapshot: Snapshot, started: float, deadline: float, report: Report

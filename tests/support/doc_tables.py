@@ -170,3 +170,30 @@ def module_map(package: Path = PACKAGE) -> str:
     root = sum(1 for p in paths if p.parent == package and p.name != "__init__.py")
     rows.append(f"| {len(paths)} files, {root} modules at the root | {total} | |")
     return "\n".join(rows) + "\n"
+
+
+# --- the metrics table (docs/observability.md) -------------------------------------------------------------------
+
+
+def metric_table() -> str:
+    """One row per metric the server exports: its name, kind, labels and meaning, read from `metrics.Metrics`."""
+    from pydantic import SecretStr
+
+    from vps_snapshots_mcp.compose import compose
+    from vps_snapshots_mcp.settings import Settings
+
+    from .world import BASE_URL, TOKEN
+
+    settings = Settings(api_token=SecretStr(TOKEN), api_url=BASE_URL, transport="http")
+    metrics = compose(settings).metrics  # as the server makes them: its tools and endpoints are the closed sets
+    assert metrics is not None
+    rows = ["| metric | kind | labels | meaning |", "|---|---|---|---|"]
+    for metric in metrics.described():
+        labels = ", ".join(f"`{label}`" for label in metric.labels) or "none"
+        meaning = metric.meaning.replace("|", "\\|")
+        rows.append(f"| `{metric.name}` | {metric.kind} | {labels} | {meaning} |")
+    rows += ["", "| label | its closed set (anything else is counted as `other`) |", "|---|---|"]
+    for label, values in metrics.label_sets().items():
+        shown = ", ".join(f"`{value}`" if value else '`""`' for value in sorted(values))
+        rows.append(f"| `{label}` | {shown} |")
+    return "\n".join(rows) + "\n"

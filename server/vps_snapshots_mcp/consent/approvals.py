@@ -173,6 +173,15 @@ def may_decide(
     return Verdict(True, "you asked for it")
 
 
+class _Refused(Exception):
+    """A redemption refused: why (`Refusal` or ours), and the coded error the caller is given."""
+
+    def __init__(self, reason: str, error: ConfirmationInvalidError) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+
+
 class Approvals:
     """The approval service: one per server process, shared by the tools and the approval page."""
 
@@ -232,8 +241,20 @@ class Approvals:
         finally:
             self._waking.pop(approval_id, None)  # nothing is kept for an approval nobody waits for
 
-    async def redeem(self, approval_id: str, plan: Plan) -> str:
-        """Spend the approval for `plan` as it is now, once; who approved it. Refused (coded) otherwise."""
+    async def redeem(self, approval_id: str, plan: Plan, count: Callable[[str], None] = lambda stage: None) -> str:
+        """Spend the approval for `plan` as it is now, once; who approved it. Refused (coded) otherwise.
+
+        `count`: told the consent funnel's stage it ended in (redeemed, refused_replayed, refused_invalid, expired).
+        """
+        try:
+            approver = await self._redeem(approval_id, plan)
+        except _Refused as refused:
+            count({"used": "refused_replayed", "expired": "expired"}.get(refused.reason, "refused_invalid"))
+            raise refused.error from None
+        count("redeemed")
+        return approver
+
+    async def _redeem(self, approval_id: str, plan: Plan) -> str:
         held = await self.view(approval_id)
         reason = None
         if held is None:
@@ -253,7 +274,9 @@ class Approvals:
                 ) from None
         if reason == "expired" and held is not None:
             await self._record("expired", held, None)
-        raise ConfirmationInvalidError(wording.approval_refused(reason, plan.action, plan.snapshot_id))
+        raise _Refused(
+            reason, ConfirmationInvalidError(wording.approval_refused(reason, plan.action, plan.snapshot_id))
+        )
 
     async def expired(self, view: ApprovalView) -> None:
         """A waiting call saw it expire undecided: audited once by that call."""

@@ -37,6 +37,14 @@ logger = logging.getLogger(__name__)
 Answer = Literal["yes", "declined", "cancelled"]
 """What the user answered when asked; None where nobody was asked."""
 
+Funnel = Callable[[str, str], None]
+"""Told each stage of the consent funnel a call passes, as (channel, stage): `metrics.Metrics.consent`'s closed
+sets (the composition root binds it to the server's metrics and the call's action)."""
+
+
+def unmeasured(channel: str, stage: str) -> None:
+    """The funnel of a call nobody counts."""
+
 
 def needs_verifying(decided: Decision, token: str | None) -> bool:
     """Whether this call's token must be verified: where it confirms, or where the user is asked about it.
@@ -70,6 +78,7 @@ async def settle(
     ledger: ConsentLedger,
     sealed_round: tuple[str, float] | None,
     wall: Callable[[], float],
+    funnel: Funnel = unmeasured,
 ) -> Consent:
     """The consent this call carries, spent in `ledger` if it authorises the change.
 
@@ -79,7 +88,9 @@ async def settle(
     with tracing.span(f"consent {action}") as span:
         if span.is_recording():
             span.set_attribute("vps_snapshots.consent.step", decided.step.value)
-        consent = await _settled(action, snapshot_id, decided, verified, answer, principal, ledger, sealed_round, wall)
+        consent = await _settled(
+            action, snapshot_id, decided, verified, answer, principal, ledger, sealed_round, wall, funnel
+        )
         if span.is_recording():
             span.set_attribute("vps_snapshots.consent.outcome", type(consent).__name__.lower())
             if isinstance(consent, Approved):
@@ -97,26 +108,34 @@ async def _settled(
     ledger: ConsentLedger,
     sealed_round: tuple[str, float] | None,
     wall: Callable[[], float],
+    funnel: Funnel,
 ) -> Consent:
     if decided.step is Step.PREVIEW:
+        funnel("", "previewed")
         return Preview(
             user_will_be_asked=decided.user_will_be_asked, principal=principal, confirmable=decided.confirmable
         )
     refused = refusal(decided, action, snapshot_id)
     if refused is not None:
+        funnel("", "refused_invalid")
         raise refused
     if decided.step is Step.TOKEN:
         assert verified is not None, "a TOKEN step has a token, verified before it is settled"
         if verified.user_will_be_asked:
+            funnel("token", "refused_invalid")
             raise ConfirmationInvalidError(wording.question_promised(action))
-        await _spend(ledger, verified, action, snapshot_id)
+        funnel("token", "approved")
+        await _spend(ledger, verified, action, snapshot_id, lambda stage: funnel("token", stage))
         logger.info("%s of snapshot %s confirmed by token", action, snapshot_id)
         return Approved(by="token")
     if answer != "yes":
+        funnel("form", "declined")
         return await _declined(ledger, verified, "cancelled" if answer == "cancelled" else "declined")
     # A mid-call question (before 2026-07-28) cannot be replayed; a sealed round expires when it says.
+    funnel("form", "approved")
     round_key, expires_at = sealed_round or (f"legacy:{secrets.token_hex(16)}", wall() + TOKEN_TTL_S)
-    await _spend(ledger, VerifiedToken(ledger_key=f"round:{round_key}", expires_at=expires_at), action, snapshot_id)
+    spent = VerifiedToken(ledger_key=f"round:{round_key}", expires_at=expires_at)
+    await _spend(ledger, spent, action, snapshot_id, lambda stage: funnel("form", stage))
     if verified is not None:
         await _spend(ledger, verified, action, snapshot_id)  # the token the model carried is used up too
     logger.info("%s of snapshot %s confirmed by the user through elicitation", action, snapshot_id)
@@ -141,15 +160,30 @@ async def _declined(
     return Declined(answer=answer)
 
 
-async def _spend(ledger: ConsentLedger, consent: VerifiedToken, action: Action, snapshot_id: int) -> None:
+async def _spend(
+    ledger: ConsentLedger,
+    consent: VerifiedToken,
+    action: Action,
+    snapshot_id: int,
+    stage: Callable[[str], None] = lambda stage: None,
+) -> None:
+    """Spend `consent` once; `stage` is told how that went (redeemed, refused_replayed, refused_invalid,
+    state_unavailable)."""
     # Tokens and sealed rounds both live TOKEN_TTL_S: when it was given follows from when it expires.
     try:
         first = await ledger.redeem(
             consent.ledger_key, expires_at=consent.expires_at, issued_at=consent.expires_at - TOKEN_TTL_S
         )
     except ConsentRefused as refused:
+        stage("refused_invalid")
         raise ConfirmationInvalidError(wording.ledger_refused(str(refused), action, snapshot_id)) from None
     except RedemptionUncertain as uncertain:
+        stage("state_unavailable")
         raise StateUnavailableError(wording.ledger_uncertain(str(uncertain), action, snapshot_id)) from None
+    except StateUnavailableError:  # the ledger could not be reached: nothing was recorded
+        stage("state_unavailable")
+        raise
     if not first:
+        stage("refused_replayed")
         raise ConfirmationInvalidError(wording.already_used(action, snapshot_id))
+    stage("redeemed")

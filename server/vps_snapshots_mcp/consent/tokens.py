@@ -141,6 +141,18 @@ class ConfirmationTokens:
             raise ConfirmationInvalidError(wording.token_expired(payload["e"], action, snapshot_id))
         return payload
 
+    def expired(self, token: str) -> bool:
+        """Whether `token` is one of ours whose time ran out (what a refusal is counted as, in the metrics)."""
+        body = token.partition(".")[2].partition(".")[0]
+        try:
+            payload = json.loads(_unb64(body))
+        except (ValueError, binascii.Error):
+            return False
+        signed = hmac.compare_digest(token.rpartition(".")[2].encode(), self._sign(body).encode())
+        return (
+            signed and isinstance(payload, dict) and isinstance(payload.get("e"), int) and payload["e"] < self._wall()
+        )
+
     def _principal_tag(self, principal: str) -> str:
         """Names the caller in a token without revealing who it is: a digest under the server's key."""
         return _b64(hmac.new(self._key, b"principal\x00" + principal.encode(), hashlib.sha256).digest()[:12])

@@ -32,6 +32,7 @@ from .provider_errors import Worded
 if TYPE_CHECKING:
     from ..consent.approvals import Approvals
     from ..consent.tokens import ConfirmationTokens
+    from ..metrics import Metrics
     from ..operations import Operations
     from ..provider import SnapshotsProvider
     from ..state import ConsentLedger
@@ -51,7 +52,10 @@ class AppContext:
         open_client: Callable[[str | None], SnapshotsProvider],
         access: AccessPolicy | None = None,
         approvals: Approvals | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
+        """The server's instruments (`metrics.py`): HTTP only; None on stdio, which keeps none."""
         self.settings = settings
         self.timing = timing
         self.tokens = tokens
@@ -70,6 +74,11 @@ class AppContext:
         """One per provider credential in use (None: the server's own token)."""
         self.attempts: dict[int, Attempt] = {}
         """The audit event of each tools/call in progress, by its Context (see `attempt_of`)."""
+
+    def count_consent(self, action: str, channel: str, stage: str) -> None:
+        """A stage of the consent funnel, into the metrics if there are any."""
+        if self.metrics is not None:
+            self.metrics.consent(action, channel, stage)
 
     def lane(self) -> Lane:
         """The provider account the calling principal's calls use (forbidden when the policy gives it two)."""
@@ -129,7 +138,7 @@ class Lane:
     def watches(self) -> SnapshotWatches:
         from ..waiting import SnapshotWatches
 
-        return SnapshotWatches(self.client, self._app.timing)
+        return SnapshotWatches(self.client, self._app.timing, self._app.metrics)
 
     @cached_property
     def operations(self) -> Operations:

@@ -36,7 +36,7 @@ from mcp_types.version import is_version_at_least
 from ..consent import Action, wording
 from ..consent.approvals import ApprovalView, Plan, Proposed
 from ..consent.decision import APPROVAL_TOKEN_PREFIX, Approved, Consent, Decision, Declined, Preview, Step
-from ..errors import ConfirmationInvalidError
+from ..errors import ConfirmationInvalidError, StateUnavailableError
 from ..state import approval_key
 from .app_context import AppContext, app_of
 from .principal import current_principal
@@ -78,15 +78,42 @@ async def approval_consent(
     safety_snapshot: bool,
     ctx: Context[AppContext, Any],
 ) -> Consent:
-    """The consent of a call a person approves on the approval page (steps PREVIEW in url mode, APPROVE, REDEEM)."""
-    approvals = app_of(ctx).approvals
+    """The consent of a call a person approves on the approval page (steps PREVIEW in url mode, APPROVE, REDEEM).
+
+    Each stage is counted in the consent funnel on the `url` channel (`metrics.py`): asked when a person is sent
+    to the page, declined or expired as decided there, redeemed or refused when the call executes."""
+    app = app_of(ctx)
+    try:
+        return await _approval_consent(action, snapshot, decided, token, safety_snapshot, ctx)
+    except ApprovalRound:
+        app.count_consent(action, "url", "asked")
+        raise
+    except StateUnavailableError:
+        app.count_consent(action, "url", "state_unavailable")
+        raise
+
+
+async def _approval_consent(
+    action: Action,
+    snapshot: Snapshot,
+    decided: Decision,
+    token: str | None,
+    safety_snapshot: bool,
+    ctx: Context[AppContext, Any],
+) -> Consent:
+    app = app_of(ctx)
+    approvals = app.approvals
     plan = Plan.of(action, snapshot, principal=current_principal().key, safety_snapshot=safety_snapshot)
     if decided.step is Step.PREVIEW:
         proposed = await approvals.propose(plan)
+        app.count_consent(action, "url", "previewed")
+        app.count_consent(action, "url", "asked")
         return Preview(user_will_be_asked=False, principal=plan.principal, approval=proposed)
     if decided.step is Step.REDEEM:
         assert token is not None
-        approver = await approvals.redeem(token.removeprefix(APPROVAL_TOKEN_PREFIX), plan)
+        approver = await approvals.redeem(
+            token.removeprefix(APPROVAL_TOKEN_PREFIX), plan, lambda stage: app.count_consent(action, "url", stage)
+        )
         return Approved(by="approval", approver=approver)
     message = wording.approval_request(action, snapshot, safety_snapshot=safety_snapshot)
     if _input_required(ctx):
@@ -99,12 +126,15 @@ async def approval_consent(
                 "cancelled" if isinstance(answer, ElicitResult) and answer.action == "cancel" else "declined"
             )
             await approvals.decline_for_client(approval_id, said)
+            app.count_consent(action, "url", "declined")
             return Declined(answer=said)
         return await _decided(app_of(ctx), approval_id, plan, await approvals.wait_decided(approval_id))
     proposed = await approvals.propose(plan)
+    app.count_consent(action, "url", "asked")
     elicitation_id = approval_key(proposed.approval_id)[:32]
     opened = await ctx.elicit_url(message, proposed.link, elicitation_id)
     if opened.action != "accept":
+        app.count_consent(action, "url", "declined")
         await approvals.decline_for_client(
             proposed.approval_id, "cancelled" if opened.action == "cancel" else "declined"
         )
@@ -125,12 +155,16 @@ async def _decided(app: AppContext, approval_id: str, plan: Plan, view: Approval
         await app.approvals.expired(view)
     if view is None or view.status in ("expired", "declined"):
         reason = "unknown" if view is None else view.status
+        app.count_consent(plan.action, "url", "refused_invalid" if view is None else view.status)
         raise ConfirmationInvalidError(wording.approval_refused(reason, plan.action, plan.snapshot_id))
+    app.count_consent(plan.action, "url", "approved")
     from .consent import look_up  # the same look-up the call began with, fresh
 
     now = await look_up(app, plan.snapshot_id, fresh=True)
     fresh = Plan.of(plan.action, now, principal=plan.principal, safety_snapshot=plan.safety_snapshot)
-    approver = await app.approvals.redeem(approval_id, fresh)
+    approver = await app.approvals.redeem(
+        approval_id, fresh, lambda stage: app.count_consent(plan.action, "url", stage)
+    )
     return Approved(by="approval", approver=approver)
 
 

@@ -22,7 +22,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import jwt
@@ -47,6 +47,9 @@ from .principal import (
     static_token_principal,
 )
 from .tokens_file import TokensFile
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +260,9 @@ class ScopeGate:
         connect_scope: str | None,
         metadata_url: str | None,
         audit_log: Callable[[], AuditLog | None] = lambda: None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._app = app
         self._access = access
         self._audit_log = audit_log
@@ -301,6 +306,8 @@ class ScopeGate:
                 snapshot_id=_plain_id(arguments.get("snapshot_id")),
             )
             await self._refuse(tool, needed, scope, receive, send)
+            if self._metrics is not None:  # counted as the adapter's forbidden is: a call refused for permission
+                self._metrics.operation_done("tools/call", tool, "forbidden", 0.0)
             return
 
         async def replay() -> Message:
@@ -351,6 +358,7 @@ def gate_scopes(
     *,
     path: str,
     audit_log: Callable[[], AuditLog | None] = lambda: None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Put the scope gate in front of the MCP endpoint of `app` (inside the SDK's OAuth middleware, so the caller
     is known) and, with OAuth, publish every action scope in the protected-resource metadata."""
@@ -375,6 +383,7 @@ def gate_scopes(
                 connect_scope=settings.oauth_scope if settings.oauth_enabled else None,
                 metadata_url=metadata_url,
                 audit_log=audit_log,
+                metrics=metrics,
             )
             return
     raise RuntimeError(f"the MCP endpoint {path} is not a route of the app")  # the SDK changed: fail at start

@@ -36,7 +36,7 @@ from ..consent.decision import Approved, Consent, Decision, Declined, Preview, S
 from ..consent.settle import Answer, needs_verifying, settle
 from ..consent.tokens import Action, VerifiedToken
 from ..consent.wording import elicitation_message, quota_full
-from ..errors import InvalidStateError
+from ..errors import ConfirmationInvalidError, InvalidStateError
 from ..models import Snapshot
 from ..operations import concerning
 from ..provider.facts import SNAPSHOTS_PER_SERVER
@@ -142,10 +142,15 @@ def _verified(
 ) -> VerifiedToken | None:
     if token is None or not needs_verifying(decided, token):
         return None
+    app = app_of(ctx)
     with concerning(snapshot):
-        return app_of(ctx).tokens.verify(
-            token, action, snapshot, principal=current_principal().key, safety_snapshot=safety_snapshot
-        )
+        try:
+            return app.tokens.verify(
+                token, action, snapshot, principal=current_principal().key, safety_snapshot=safety_snapshot
+            )
+        except ConfirmationInvalidError:
+            app.count_consent(action, "token", "expired" if app.tokens.expired(token) else "refused_invalid")
+            raise
 
 
 async def restore_token(
@@ -170,10 +175,12 @@ async def delete_token(
 
 
 def _question(
-    action: Action, snapshot: Snapshot, decided: Decision, safety_snapshot: bool
+    action: Action, snapshot: Snapshot, decided: Decision, safety_snapshot: bool, ctx: Context[AppContext, Any]
 ) -> Elicit[ConsentForm] | NotAsked:
     if decided.step is not Step.ASK:
         return NotAsked()
+    if sealed_round() is None:  # asked now, not answered: on 2026-07-28 this resolver runs again with the answer
+        app_of(ctx).count_consent(action, "form", "asked")
     return Elicit(elicitation_message(action, snapshot, safety_snapshot=safety_snapshot), ConsentForm)
 
 
@@ -182,18 +189,20 @@ async def restore_question(
     decided: Annotated[Decision, Resolve(call_decision)],
     verified: Annotated[VerifiedToken | None, Resolve(restore_token)],  # a token that does not fit asks nobody
     safety_snapshot: bool,
+    ctx: Context[AppContext, Any],
 ) -> Elicit[ConsentForm] | NotAsked:
     """Ask the user about a restore when, and only when, the call needs it."""
-    return _question("restore", snapshot, decided, safety_snapshot)
+    return _question("restore", snapshot, decided, safety_snapshot, ctx)
 
 
 async def delete_question(
     snapshot: Annotated[Snapshot, Resolve(target_snapshot)],
     decided: Annotated[Decision, Resolve(call_decision)],
     verified: Annotated[VerifiedToken | None, Resolve(delete_token)],  # a token that does not fit asks nobody
+    ctx: Context[AppContext, Any],
 ) -> Elicit[ConsentForm] | NotAsked:
     """Ask the user about a delete when, and only when, the call needs it."""
-    return _question("delete", snapshot, decided, False)
+    return _question("delete", snapshot, decided, False, ctx)
 
 
 async def restore_consent(
@@ -262,4 +271,5 @@ async def _settle(
             ledger=app.ledger,
             sealed_round=(sealed.key, sealed.expires_at) if sealed else None,
             wall=app.timing.wall,
+            funnel=lambda channel, stage: app.count_consent(action, channel, stage),
         )

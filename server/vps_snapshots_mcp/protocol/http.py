@@ -1,4 +1,4 @@
-"""The streamable HTTP transport: MCP at `/mcp`, `GET /healthz` and `/readyz`, Host/Origin checks, a body limit.
+"""The streamable HTTP transport: MCP at `/mcp`, `/healthz`, `/readyz`, `/metrics`, Host/Origin checks, a body limit.
 
 The composition root (`compose.py`) says what to serve: the routes beside
 `/mcp`, the event log, and the client authentication.
@@ -25,13 +25,14 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Route, request_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..access import AccessPolicy
 from ..audit import trace_id_of
 from ..logs import bound_fields
+from ..metrics import Metrics
 from ..settings import Settings
 from ..state import ConsentLedger, EventLog
 from . import sdk as sdk_seam
@@ -39,6 +40,7 @@ from .streams import RETRY_MS, NoStreams, ResumableStreams
 
 access_logger = logging.getLogger("vps_snapshots_mcp.access")
 MCP_PATH = "/mcp"
+METRICS_PATH = "/metrics"
 READY_DEADLINE_S = 3.0
 """`/readyz` answers within this whatever the state store does (a Redis PING gives up after 2 s): a probe's
 timeout must be longer."""
@@ -88,7 +90,23 @@ def health_route() -> HttpRoute:
     return HttpRoute("/healthz", ("GET",), healthz)
 
 
-def ready_route(ledger: ConsentLedger) -> HttpRoute:
+def metrics_endpoint(metrics: Metrics) -> Callable[[Request], Awaitable[Response]]:
+    """`GET /metrics`: the server's metrics in the Prometheus text format (protected as /mcp is: `http_app`)."""
+
+    async def exposition(request: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    return exposition
+
+
+def metrics_app(metrics: Metrics) -> ASGIApp:
+    """The `--metrics-port` listener: `/metrics` alone, no MCP and no client authentication (loopback unless
+    `--metrics-host` says otherwise)."""
+    return Starlette(routes=[Route(METRICS_PATH, metrics_endpoint(metrics), methods=["GET"])])
+
+
+def ready_route(ledger: ConsentLedger, metrics: Metrics | None = None) -> HttpRoute:
     """`GET /readyz`: 200 while the consent ledger's store can be reached, 503 naming it (never its password) while
     it cannot, so a pod whose every restore would be refused `state_unavailable` takes no traffic. Open like
     `/healthz` (auth.OPEN_PATHS); cheap, bounded by `READY_DEADLINE_S`; it spends no consent."""
@@ -97,6 +115,8 @@ def ready_route(ledger: ConsentLedger) -> HttpRoute:
         why: str | None = f"the consent ledger ({ledger.description}) did not answer within {READY_DEADLINE_S:g} s"
         with anyio.move_on_after(READY_DEADLINE_S):
             why = await ledger.unavailable()
+        if metrics is not None:
+            metrics.ledger_up.set(why is None)
         if why is None:
             return JSONResponse({"status": "ready", "ledger": ledger.description})
         return JSONResponse({"status": "unavailable", "ledger": ledger.description, "reason": why}, status_code=503)
@@ -112,6 +132,7 @@ def http_app(
     events: EventLog,
     wrap: Callable[[ASGIApp], ASGIApp] | None,
     access: AccessPolicy | None = None,
+    metrics: Metrics | None = None,
 ) -> ASGIApp:
     """The ASGI app serving `server` over streamable HTTP, with `routes` beside it, wrapped by `wrap` (client
     authentication by a static token); stateful sessions resume dropped streams from `events`. With client
@@ -126,7 +147,7 @@ def http_app(
     resumable = None
     if not settings.stateless:
         sdk_seam.self_check()
-        resumable = ResumableStreams(events)
+        resumable = ResumableStreams(events, metrics)
     app: ASGIApp = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=settings.stateless,
@@ -136,13 +157,17 @@ def http_app(
         transport_security=transport_security(settings),
         host=settings.host,
     )
+    if metrics is not None:
+        assert isinstance(app, Starlette)
+        app.router.routes.insert(0, guarded_like_mcp(server, METRICS_PATH, metrics_endpoint(metrics)))
     if resumable is not None:
         sdk_seam.store_events_per_session(server.session_manager, resumable.for_session)
     if access is not None and settings.client_auth_enabled:
         from .auth import gate_scopes
 
         assert isinstance(app, Starlette)
-        gate_scopes(app, access, settings, path=MCP_PATH, audit_log=lambda: getattr(server, "audit_log", None))
+        audit_log = lambda: getattr(server, "audit_log", None)  # noqa: E731 - read when a call is refused
+        gate_scopes(app, access, settings, path=MCP_PATH, audit_log=audit_log, metrics=metrics)
     assert isinstance(app, Starlette)
     served = app.routes
     if wrap is not None:
@@ -201,31 +226,65 @@ class AccessLog:
             )
 
 
-def serve_http(app: ASGIApp, settings: Settings) -> None:
-    """Serve `app` until interrupted; uvicorn's own records go to the root logger (`log_config=None`), in the
-    format the command line set up."""
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # no handlers of its own: its records propagate to ours (one format, redacted)
-        access_log=False,  # ours instead (AccessLog): uvicorn's would carry the query string
-        server_header=False,
-        lifespan="on",
-    )
-    uvicorn.Server(config).run()
+def guarded_like_mcp(server: MCPServer[Any], path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
+    """`GET path` answered by `endpoint` behind the OAuth check the SDK puts before /mcp (the same scopes and
+    WWW-Authenticate); with a static token, `StaticTokenMiddleware` guards every path but `auth.OPEN_PATHS`."""
+    auth = server.settings.auth  # set with OAuth (compose.client_authentication), with its token verifier
+    if auth is None:
+        return Route(path, endpoint, methods=["GET"])
+    from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
+    from mcp.server.auth.routes import build_resource_metadata_url
+
+    metadata = build_resource_metadata_url(auth.resource_server_url) if auth.resource_server_url else None
+    guarded = RequireAuthMiddleware(request_response(endpoint), auth.required_scopes or [], metadata)
+    return Route(path, guarded, methods=["GET"])
+
+
+def serve_http(app: ASGIApp, settings: Settings, metrics: ASGIApp | None = None) -> None:
+    """Serve `app` until interrupted; and `metrics` on `--metrics-host`:`--metrics-port` when given. uvicorn's own
+    records go to the root logger (`log_config=None`), in the format the command line set up."""
+
+    def config(app: ASGIApp, host: str, port: int, lifespan: str) -> uvicorn.Config:
+        return uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # no handlers of its own: its records propagate to ours (one format, redacted)
+            access_log=False,  # ours instead (AccessLog): uvicorn's would carry the query string
+            server_header=False,
+            lifespan=lifespan,  # type: ignore[arg-type]
+        )
+
+    main = uvicorn.Server(config(app, settings.host, settings.port, "on"))
+    if metrics is None or settings.metrics_port is None:
+        main.run()
+        return
+    side = uvicorn.Server(config(metrics, settings.metrics_host, settings.metrics_port, "off"))
+
+    async def serve(server: uvicorn.Server, other: uvicorn.Server) -> None:
+        await server.serve()
+        other.should_exit = True  # either one stopping (a signal reaches one of them) stops both
+
+    async def both() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(serve, side, main)
+            await serve(main, side)
+
+    anyio.run(both)
 
 
 __all__ = [
     "LOOPBACK_HOSTS",
     "MCP_PATH",
+    "METRICS_PATH",
     "READY_DEADLINE_S",
     "ASGIApp",
     "AccessLog",
     "HttpRoute",
     "health_route",
     "http_app",
+    "metrics_app",
     "ready_route",
     "serve_http",
     "transport_security",

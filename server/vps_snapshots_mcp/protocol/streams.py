@@ -31,6 +31,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp_types import JSONRPCMessage, jsonrpc_message_adapter
@@ -38,6 +40,9 @@ from mcp_types import JSONRPCMessage, jsonrpc_message_adapter
 from ..state import MARGIN_S, EventLog
 from .principal import current_principal
 from .schemas import MAX_WAIT_S
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +62,10 @@ def new_event_id() -> str:
 class SessionStreams(EventStore):
     """The event store of one MCP session, opened by one principal: it keeps and replays that session's events."""
 
-    def __init__(self, log: EventLog, *, session_id: str, principal: str) -> None:
+    def __init__(
+        self, log: EventLog, *, session_id: str, principal: str, ended: Callable[[], None] = lambda: None
+    ) -> None:
+        self._ended = ended
         self._log = log
         self._principal = principal
         digest = hashlib.sha256(b"vps-snapshots-mcp/stream-session/v1\x00" + principal.encode() + b"\x00")
@@ -98,6 +106,7 @@ class SessionStreams(EventStore):
 
     async def forget(self) -> None:
         """The session ended: nobody can resume its streams any more, so its events go."""
+        self._ended()
         try:
             await self._log.forget(self._key)
         except Exception as exc:
@@ -107,12 +116,18 @@ class SessionStreams(EventStore):
 class ResumableStreams:
     """The event log shared by every session, and a `SessionStreams` for each session as it opens."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventLog, metrics: Metrics | None = None) -> None:
         self._log = log
+        self._metrics = metrics
+        """Counts the sessions open (`mcp_server_sessions_open`): each opens here and ends in its store's forget."""
 
     def for_session(self, session_id: str) -> SessionStreams:
         """The store of a session being opened, for the principal of the request opening it."""
-        return SessionStreams(self._log, session_id=session_id, principal=current_principal().key)
+        if self._metrics is None:
+            return SessionStreams(self._log, session_id=session_id, principal=current_principal().key)
+        self._metrics.sessions.inc()
+        ended = self._metrics.sessions.dec
+        return SessionStreams(self._log, session_id=session_id, principal=current_principal().key, ended=ended)
 
 
 class NoStreams(EventStore):

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, ValidationError
 
@@ -56,6 +56,9 @@ from .http import (
     asgi_transport,
 )
 from .single_flight import SingleFlight
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +93,11 @@ class SnapshotsClient:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_records: int = DEFAULT_MAX_RECORDS,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._http = ProviderHttp(
+            metrics=metrics,
             base_url=base_url,
             token=token,
             timeout_s=timeout_s,
@@ -125,7 +131,10 @@ class SnapshotsClient:
         """
         if fresh:
             return await self._list(server_id)
-        return list(await self._lists.run(server_id, lambda: self._list(server_id)))
+        snapshots, shared = await self._lists.run_telling(server_id, lambda: self._list(server_id))
+        if shared and self._metrics is not None:
+            self._metrics.shared_reads.inc()
+        return list(snapshots)
 
     async def _list(self, server_id: int | None) -> list[Snapshot]:
         url = self._snapshots_url

@@ -64,7 +64,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -78,6 +78,9 @@ from ..timing import Timing
 from .changes import ENDPOINTS, ChangeEvent, ChangeObserver, Operation, unobserved
 from .failures import answer_error, connection_error, permanent_failure, timeout_error, too_large
 from .text import NotJson, clean, clean_json, decode_body, parse_clean_json, parse_json_text
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 # The provider client's log keeps one name, whichever of its modules writes: hosts and operators filter on it.
 logger = logging.getLogger("vps_snapshots_mcp.provider.client")
@@ -216,7 +219,9 @@ class ProviderHttp:
         rand: Callable[[], float] = random.random,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self.base_url = base_url.rstrip("/")
         base = urlsplit(self.base_url)
         self._origin = (base.scheme, base.netloc)
@@ -291,11 +296,13 @@ class ProviderHttp:
                         method, url, params=params, json=json, op=operation, resend=attempt - 1
                     )
             except httpx2.TimeoutException as exc:
+                self._measure(method, operation, None, started)
                 before_sending = isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout)
                 raise timeout_error(
                     before_sending=before_sending, method=method, operation=operation, timeout_s=self._timeout_s
                 ) from None
             except httpx2.TransportError as exc:
+                self._measure(method, operation, None, started, retry="" if last_attempt else "connection")
                 if last_attempt:
                     raise self._connection_error(exc, method, operation) from None
                 delay = policy.backoff_s(attempt, self._rand)
@@ -307,6 +314,7 @@ class ProviderHttp:
                 continue
 
             status = response.status_code
+            self._measure(method, operation, status, started, len(response.content))
             if logger.isEnabledFor(logging.DEBUG):  # its arguments cost a URL parse
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 logger.debug("%s %s -> %d (%.0f ms)", method, _path(url), status, elapsed_ms)
@@ -315,6 +323,7 @@ class ProviderHttp:
             if status in policy.retry_statuses and not last_attempt:
                 wait = self._retry_delay(response, attempt)
                 if wait is not None:
+                    self._measure(method, operation, None, None, retry=str(status))
                     logger.info(
                         "%s %s: HTTP %d; retrying in %.1f s (attempt %d of %d)",
                         method, _path(url), status, wait, attempt + 1, policy.max_attempts,
@@ -366,6 +375,23 @@ class ProviderHttp:
             if key.lower() not in ("content-encoding", "content-length", "transfer-encoding")
         ]
         return httpx2.Response(response.status_code, headers=headers, content=bytes(body), request=request)
+
+    def _measure(
+        self,
+        method: str,
+        operation: Operation,
+        status: int | None,
+        started: float | None,
+        size: int = 0,
+        retry: str = "",
+    ) -> None:
+        """One attempt (`started`) or a retry (`retry`: why) into the metrics, labelled by the endpoint's template."""
+        if self._metrics is not None:
+            template = ENDPOINTS[operation]
+            if started is not None:
+                self._metrics.provider_request(method, template, status, time.perf_counter() - started, size)
+            if retry:
+                self._metrics.provider_retry(method, template, retry)
 
     def _retry_delay(self, response: httpx2.Response, attempt: int) -> float | None:
         """Seconds to wait before the next attempt, or None when Retry-After asks for too long."""

@@ -1,0 +1,76 @@
+"""What metrics cost one call: `python -m tests.benchmarks.metrics_cost`.
+
+The same `get_snapshot` call through a real MCP client on a server in memory, with metrics on (the HTTP
+transport's composition) and off (stdio's), interleaved round by round so both see the same machine; and each
+recording on its own, in microseconds (median of 7 rounds). The call's one provider read is on the in-process
+simulator. Reported, never asserted: docs/performance.md holds the last run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Literal
+
+import anyio
+from mcp import Client
+from pydantic import SecretStr
+
+from vps_snapshots_mcp.compose import compose
+from vps_snapshots_mcp.metrics import Metrics
+from vps_snapshots_mcp.provider.client import asgi_transport
+from vps_snapshots_mcp.settings import Settings
+from vps_snapshots_mcp.simulator import create_app, seeded_state
+
+from .team_parts import per_call_us
+
+TOKEN = "bench-token-0123456789"
+URL = "https://provider.bench/api/v1"
+ROUNDS = 7
+CALLS = 300
+
+
+async def call_ms(client: Client) -> float:
+    started = time.perf_counter()
+    for _ in range(CALLS):
+        await client.call_tool("get_snapshot", {"snapshot_id": 801})
+    return (time.perf_counter() - started) / CALLS * 1000
+
+
+async def calls() -> tuple[float, float]:
+    """Median ms per call with metrics on and off."""
+    medians: dict[str, list[float]] = {"http": [], "stdio": []}
+    clients: dict[str, Client] = {}
+    transports: tuple[Literal["http", "stdio"], ...] = ("http", "stdio")
+    for transport in transports:
+        settings = Settings(api_token=SecretStr(TOKEN), api_url=URL, transport=transport, log_level="WARNING")
+        composed = compose(settings, transport=asgi_transport(create_app(seeded_state(), token=TOKEN)))
+        assert (composed.metrics is not None) == (transport == "http")
+        clients[transport] = Client(composed.server, mode="legacy")
+    async with clients["http"] as on, clients["stdio"] as off:
+        for client in (on, off):
+            await call_ms(client)  # warm: the tools load at the first call
+        for _ in range(ROUNDS):
+            medians["http"].append(await call_ms(on))
+            medians["stdio"].append(await call_ms(off))
+    return statistics.median(medians["http"]), statistics.median(medians["stdio"])
+
+
+def main() -> None:
+    on, off = anyio.run(calls)
+    metrics = Metrics(tools=["get_snapshot"], endpoints=["/snapshots/"])
+    operation = per_call_us(lambda: metrics.operation_done("tools/call", "get_snapshot", "", 0.001))
+    provider = per_call_us(lambda: metrics.provider_request("GET", "/snapshots/", 200, 0.001, 1234))
+    consent = per_call_us(lambda: metrics.consent("restore", "token", "redeemed"))
+    scrape = per_call_us(lambda: metrics.exposition(), calls=200)
+    print(f"one get_snapshot call, metrics on:  {on:.3f} ms")
+    print(f"one get_snapshot call, metrics off: {off:.3f} ms")
+    print(f"difference:                         {(on - off) * 1000:+.1f} µs")
+    print(f"recording an MCP operation:         {operation:.2f} µs")
+    print(f"recording a provider request:       {provider:.2f} µs")
+    print(f"counting a consent stage:           {consent:.2f} µs")
+    print(f"one scrape (the exposition):        {scrape:.0f} µs")
+
+
+if __name__ == "__main__":
+    main()
