@@ -1,9 +1,12 @@
-"""What metrics cost one call: `python -m tests.benchmarks.metrics_cost`.
+"""What metrics and tracing cost one call: `python -m tests.benchmarks.metrics_cost`.
 
 The same `get_snapshot` call through a real MCP client on a server in memory, with metrics on (the HTTP
 transport's composition) and off (stdio's), interleaved round by round so both see the same machine; and each
-recording on its own, in microseconds (median of 7 rounds). The call's one provider read is on the in-process
-simulator. Reported, never asserted: docs/performance.md holds the last run.
+recording on its own, in microseconds (median of 7 rounds). Then the same rounds again with the OpenTelemetry
+SDK's tracer provider installed (every span recorded, the SDK's own span per message included, and exported
+by the batch processor to an exporter that drops them): tracing is process-wide, so these rounds come after.
+The call's one provider read is on the in-process simulator. Reported, never asserted: docs/performance.md
+holds the last run.
 """
 
 from __future__ import annotations
@@ -56,8 +59,25 @@ async def calls() -> tuple[float, float]:
     return statistics.median(medians["http"]), statistics.median(medians["stdio"])
 
 
+def traced() -> None:
+    """Install the SDK's tracer provider, spans batched to an exporter that drops them (no network)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Dropped(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    trace.set_tracer_provider(provider)
+
+
 def main() -> None:
     on, off = anyio.run(calls)
+    traced()
+    both, traced_only = anyio.run(calls)
     metrics = Metrics(tools=["get_snapshot"], endpoints=["/snapshots/"])
     operation = per_call_us(lambda: metrics.operation_done("tools/call", "get_snapshot", "", 0.001))
     provider = per_call_us(lambda: metrics.provider_request("GET", "/snapshots/", 200, 0.001, 1234))
@@ -66,6 +86,8 @@ def main() -> None:
     print(f"one get_snapshot call, metrics on:  {on:.3f} ms")
     print(f"one get_snapshot call, metrics off: {off:.3f} ms")
     print(f"difference:                         {(on - off) * 1000:+.1f} µs")
+    print(f"metrics and tracing on:             {both:.3f} ms ({(both - off) * 1000:+.1f} µs over both off)")
+    print(f"tracing on, no metrics:             {traced_only:.3f} ms ({(traced_only - off) * 1000:+.1f} µs)")
     print(f"recording an MCP operation:         {operation:.2f} µs")
     print(f"recording a provider request:       {provider:.2f} µs")
     print(f"counting a consent stage:           {consent:.2f} µs")
