@@ -192,7 +192,7 @@ def test_a_redis_url_without_the_redis_extra_names_the_extra(good: dict[str, str
     code, lines = doctor(env=good | {"VPS_MCP_STATE_URL": "redis://127.0.0.1:6379/0"}, launcher=("-c", NO_REDIS))
     assert code == 1
     failed = [line for line in lines if line.startswith("FAIL")]
-    assert failed[0].startswith("FAIL extras:") and "pip install 'vps-snapshots-mcp[redis]'" in failed[0]
+    assert failed[0].startswith("FAIL extras:") and "pip install -e '.[redis]' in the clone" in failed[0]
     assert failed[1:] == ["FAIL state: not checked: see extras"], lines
 
 

@@ -82,7 +82,7 @@ def test_a_redis_state_url_without_the_redis_extra_names_the_extra(transport: st
         env={"VPS_MCP_STATE_URL": "redis://127.0.0.1:6379/0"},
         launcher=("-c", NO_REDIS),
     )
-    assert "VPS_MCP_STATE_URL" in line and "pip install 'vps-snapshots-mcp[redis]'" in line
+    assert "VPS_MCP_STATE_URL" in line and "pip install -e '.[redis]' in the clone" in line
 
 
 # --- the token file -------------------------------------------------------------------------------

@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
             description="MCP server for VPS snapshots: list, create, restore and delete, with confirmation. "
             "The default command: 'vps-snapshots-mcp --sandbox' is 'vps-snapshots-mcp serve --sandbox'.",
             epilog=f"Each option also reads the environment variable in brackets; a flag wins. Read only from "
-            f"the environment: {env_only_help()}. Every setting: docs/configuration.md. Other commands: "
-            f"'{PROG} sandbox' serves the provider simulator; '{PROG} demo' plays a runbook; '{PROG} doctor' "
+            f"the environment: {env_only_help()}. Every setting: docs/configuration.md (in the repository and the "
+            f"source distribution). Other commands: '{PROG} sandbox' serves the provider simulator; "
+            f"'{PROG} demo' plays a runbook; '{PROG} doctor' "
             "checks these settings (the token, the URL, the ledger, the audit trail) before you serve.",
         )
     )

@@ -119,7 +119,8 @@ class Composition:
         )
 
 
-REDIS_EXTRA = "pip install 'vps-snapshots-mcp[redis]'"
+REDIS_EXTRA = "pip install -e '.[redis]' in the clone (uvx: --with redis)"
+"""How to install the redis extra where the server is installed today (from a clone, or with uvx)."""
 
 
 def check_start(settings: Settings) -> None:
