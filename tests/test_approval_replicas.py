@@ -149,7 +149,7 @@ async def test_replica_a_proposes_replica_b_approves_and_it_runs_once(
     alice = Person(f"oauth:{issuer}#alice")
     token = bearer(signing_key, issuer, public, "alice")
     ledger_b = open_ledger(redis_server.url, wall=Timing().wall)  # replica B's page, on the shared ledger
-    replica_b_page = Approvals(ledger_b, AccessPolicy(), wall=Timing().wall, public_url=public)
+    replica_b_page = Approvals(ledger_b, AccessPolicy(), wall=Timing().wall, site_url=public.removesuffix("/mcp"))
     arguments = {"snapshot_id": 798, "confirm": True}
     original = replace(provider.snapshots[798])
     try:

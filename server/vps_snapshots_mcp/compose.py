@@ -202,7 +202,7 @@ def compose(
             consent_ledger,
             access,
             wall=timing.wall,
-            public_url=settings.public_url,
+            site_url=settings.site_url,
             expiry_s=settings.approval_expiry,
             audit=audit_log,
             notify=Webhooks(access),

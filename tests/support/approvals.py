@@ -34,6 +34,7 @@ SCOPES = "vps-snapshots snapshots:read snapshots:restore snapshots:delete"
 class Person:
     principal_key: str
     scopes: frozenset[str] | None = None
+    groups: frozenset[str] = frozenset()
 
 
 Serve = Callable[..., AbstractContextManager[tuple[str, Composition]]]
@@ -61,7 +62,7 @@ def page(composition: Composition, ledger: ConsentLedger | None = None) -> Appro
         ledger or composition.ledger,
         composition.access,
         wall=time.time,
-        public_url=composition.settings.public_url,
+        site_url=composition.settings.site_url,
     )
 
 
