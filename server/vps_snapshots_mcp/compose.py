@@ -87,8 +87,16 @@ class Composition:
         """The HTTP routes beside /mcp (the place for an approval page or /metrics)."""
         from .protocol.http import health_route, ready_route
 
-        signin = self.signin.routes() if self.signin is not None else []
-        return [health_route(), ready_route(self.ledger), *signin]
+        pages: list[HttpRoute] = []
+        if self.signin is not None:
+            from .protocol.web.pages import ApprovalPages
+
+            assert self.settings.site_url is not None
+            pages = [
+                *self.signin.routes(),
+                *ApprovalPages(self.signin, self.approvals, site_url=self.settings.site_url).routes(),
+            ]
+        return [health_route(), ready_route(self.ledger), *pages]
 
     def http_app(self) -> ASGIApp:
         """The ASGI app serving the server over streamable HTTP, client authentication included."""
