@@ -101,12 +101,14 @@ async def test_alice_approves_over_http_with_the_csrf_token_and_the_delete_runs_
             ({"decision": "approve"}, {}),
             ({"decision": "approve", "csrf": "0" * 64}, {}),
             ({"decision": "approve", "csrf": csrf}, {"Origin": "https://evil.example"}),
+            ({"decision": "approve", "csrf": csrf}, {"Sec-Fetch-Site": "same-site"}),
         ):
             refused = alice.post(link, data=data, headers=extra)
             assert refused.status_code == 403 and "Nothing has changed" in refused.text, refused.text
         assert 'id="status">pending<' in alice.get(link).text
         assert mutations(provider) == []
-        approved = alice.post(link, data={"decision": "approve", "csrf": csrf})
+        same_origin = {"Origin": deployment.url, "Sec-Fetch-Site": "same-origin"}
+        approved = alice.post(link, data={"decision": "approve", "csrf": csrf}, headers=same_origin)
         assert approved.status_code == 200 and "You approved" in approved.text, approved.text
         replayed = alice.post(link, data={"decision": "approve", "csrf": csrf})
         assert replayed.status_code == 403 and "Nothing was decided" in replayed.text

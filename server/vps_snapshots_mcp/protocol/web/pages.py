@@ -7,8 +7,8 @@
     POST /approve/<id>        decision=approve|decline with the session's CSRF token -> `Approvals.approve/decline`
 
 Not signed in: a GET is sent to sign in and back (`/approve/login?next=/approve/<id>`), a POST is refused (403).
-A POST also needs the session's CSRF token and, when the browser names one, an Origin of this site: a page of
-another site can neither read the plan nor decide it. The URL holds only the opaque id.
+A POST also needs the session's CSRF token and, when the browser says where it comes from (`Sec-Fetch-Site`,
+`Origin`), this site: a page of another site can neither read the plan nor decide it. The URL holds only the opaque id.
 
 Every provider string (the provider may be hostile) is escaped for HTML and made inert: control, format and bidi
 characters are shown as `\\uXXXX` escapes, each string is isolated (`<bdi>`) and long ones wrap. The pages carry
@@ -38,13 +38,15 @@ logger = logging.getLogger(__name__)
 _ID = re.compile(r"[A-Za-z0-9_\-]{20,100}")
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 STYLE_PAGES = STYLE + (
-    "h1{font-size:1.5rem;margin-bottom:.25rem}dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem}"
+    "body{overflow-wrap:anywhere}h1{font-size:1.5rem;margin-bottom:.25rem}"
+    "dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.35rem 1rem}"
     "dt{font-weight:600;color:#333}dd{margin:0;overflow-wrap:anywhere;word-break:break-word}"
     "bdi{unicode-bidi:isolate;overflow-wrap:anywhere}code{background:#f3f3f3;padding:0 .2rem}"
     ".danger{color:#b00020;border:2px solid #b00020;border-radius:6px;padding:.6rem .8rem;font-weight:600}"
     ".notice{border:2px solid #555;border-radius:6px;padding:.6rem .8rem;background:#f7f7f7}"
-    ".decide{display:flex;gap:1rem;margin:1.2rem 0}.decide button{font-size:1.05rem;padding:.5rem 1.2rem;"
-    "border-radius:6px;border:1px solid #333;cursor:pointer}.approve{background:#b00020;color:#fff}"
+    ".decide{display:flex;gap:1rem;margin:1.2rem 0}"
+    "button.approve,button.decline{font-size:1.05rem;padding:.5rem 1.2rem;border-radius:6px;border:1px solid #333;"
+    "cursor:pointer}.approve{background:#b00020;color:#fff}"
     ".decline{background:#fff;color:#000}footer{margin-top:2rem;border-top:1px solid #ddd;padding-top:.6rem;"
     "font-size:.9rem;color:#444}footer form{display:inline}li{margin:.4rem 0;overflow-wrap:anywhere}"
 )
@@ -214,7 +216,7 @@ class ApprovalPages:
                 f'type="submit" id="approve">Approve: {action.lower()} now</button></form>'
                 f'<form method="post" action="{target}"><input type="hidden" name="csrf" value="{csrf}">'
                 f'<input type="hidden" name="decision" value="decline"><button class="decline" type="submit" '
-                f'id="decline">Decline</button></form></div><p>{html.escape(verdict.reason.capitalize())}.</p>'
+                f'id="decline">Decline</button></form></div><p>Why you may decide: {html.escape(verdict.reason)}.</p>'
             )
         elif asked and view.status == "pending":  # the one who asked on a protected server: may withdraw only
             csrf = html.escape(self._signin.csrf_token(request, person))
@@ -237,8 +239,14 @@ class ApprovalPages:
         return self._approvals()
 
     def _same_origin(self, request: Request) -> bool:
+        """False when the browser says the POST comes from elsewhere: `Sec-Fetch-Site` other than same-origin,
+        or an `Origin` of another site ("null" is what a browser sends under Referrer-Policy no-referrer).
+        A client that says neither is judged by the CSRF token alone."""
+        fetched_from = request.headers.get("sec-fetch-site")
+        if fetched_from is not None and fetched_from != "same-origin":
+            return False
         origin = request.headers.get("origin")
-        return origin is None or origin == self._origin
+        return origin in (None, "null", self._origin)
 
     def _page(self, request: Request, person: Person | None, title: str, body: str, *, status: int = 200) -> Response:
         footer = ""
