@@ -159,8 +159,9 @@ class ApprovalPages:
             title, words = (
                 "Approved",
                 (
-                    f"You approved: {view.plan.action} of snapshot {view.plan.snapshot_id}. The waiting call runs it "
-                    "once, if the snapshot is still what you saw; you can close this page."
+                    f"You approved: {view.plan.action} of snapshot {view.plan.snapshot_id}. It runs once, when the "
+                    "assistant's call goes on (or it calls again), and only if the snapshot is still what you saw. "
+                    "You can close this page."
                 ),
             )
         else:
@@ -183,7 +184,7 @@ class ApprovalPages:
             return self._page(request, person, "Approval", body, status=403)
         action = _WHAT[plan.action].upper()
         requester = "you" if asked else shown(view.requester)
-        safety = "not taken"
+        safety = "none (a delete takes none)"
         if plan.action == "restore":
             safety = "yes: a snapshot of the server as it is now is taken first" if plan.safety_snapshot else "no"
         rows = [
