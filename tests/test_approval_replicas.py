@@ -26,6 +26,8 @@ from .support.approvals import (
     DELETE_798,
     RESTORE_801,
     REVISIONS,
+    SIGNIN,
+    SIGNIN_ENVIRONMENT,
     Browser,
     Person,
     Serve,
@@ -145,11 +147,12 @@ async def test_replica_a_proposes_replica_b_approves_and_it_runs_once(
         "VPS_MCP_OAUTH_JWKS_URL": f"{issuer}/jwks.json",
         "VPS_MCP_OAUTH_ISSUER": issuer,
         "VPS_MCP_CONSENT": "url",
+        **SIGNIN_ENVIRONMENT,
     }
     alice = Person(f"oauth:{issuer}#alice")
     token = bearer(signing_key, issuer, public, "alice")
     ledger_b = open_ledger(redis_server.url, wall=Timing().wall)  # replica B's page, on the shared ledger
-    replica_b_page = Approvals(ledger_b, AccessPolicy(), wall=Timing().wall, public_url=public)
+    replica_b_page = Approvals(ledger_b, AccessPolicy(), wall=Timing().wall, site_url=public.removesuffix("/mcp"))
     arguments = {"snapshot_id": 798, "confirm": True}
     original = replace(provider.snapshots[798])
     try:
@@ -187,7 +190,7 @@ async def test_replica_a_proposes_replica_b_approves_and_it_runs_once(
 async def test_auto_sends_a_url_client_to_the_page_and_keeps_the_token_for_others(
     serve: Serve, provider: ProviderState, issuer: str, signing_key: rsa.RSAPrivateKey
 ) -> None:
-    oauth = {"oauth_jwks_url": f"{issuer}/jwks.json", "oauth_issuer": issuer}
+    oauth = {"oauth_jwks_url": f"{issuer}/jwks.json", "oauth_issuer": issuer, **SIGNIN}
     with serve(public_url=lambda base: f"{base}/mcp", **oauth) as (url, composition):
         alice = Person(f"oauth:{issuer}#alice")
         service = page(composition)

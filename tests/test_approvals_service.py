@@ -18,6 +18,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,8 +26,9 @@ from starlette.routing import Route
 
 from vps_snapshots_mcp.access import AccessPolicy
 from vps_snapshots_mcp.audit import AuditLog
-from vps_snapshots_mcp.consent.approvals import Approvals, Plan, approval_link, page_base
+from vps_snapshots_mcp.consent.approvals import Approvals, Plan, approval_link
 from vps_snapshots_mcp.policy import PolicySource
+from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator.serve import serving_in_thread
 from vps_snapshots_mcp.state import ConsentLedger, open_ledger
 from vps_snapshots_mcp.timing import Timing
@@ -38,13 +40,14 @@ from .support.redis_server import RedisServer
 pytestmark = pytest.mark.anyio
 
 ALICE, BOB, CAROL = "oauth:https://id#alice", "oauth:https://id#bob", "oauth:https://id#carol"
-PUBLIC = "https://snapshots.example/mcp"
+SITE = "https://snapshots.example"
 
 
 @dataclass(frozen=True)
 class Person:
     principal_key: str
     scopes: frozenset[str] | None = None
+    groups: frozenset[str] = frozenset()
 
 
 def policy(tmp_path: Path, *, webhooks: tuple[str, ...] = ()) -> AccessPolicy:
@@ -72,7 +75,7 @@ actions = ["read", "approve"]
 
 
 def service(ledger: ConsentLedger, access: AccessPolicy, **options: object) -> Approvals:
-    return Approvals(ledger, access, wall=Timing().wall, public_url=PUBLIC, **options)  # type: ignore[arg-type]
+    return Approvals(ledger, access, wall=Timing().wall, site_url=SITE, **options)  # type: ignore[arg-type]
 
 
 def restore_plan(principal: str = ALICE) -> Plan:
@@ -80,9 +83,14 @@ def restore_plan(principal: str = ALICE) -> Plan:
 
 
 def test_the_link_lives_beside_the_mcp_endpoint_and_holds_only_the_id() -> None:
-    assert page_base("https://snapshots.example/mcp") == "https://snapshots.example"
-    assert page_base("https://example.com/tools/mcp/") == "https://example.com/tools"
-    assert approval_link(PUBLIC, "abc") == "https://snapshots.example/approve/abc"
+    # one base for the link and the sign-in's callback: the settings' site URL (the public URL without /mcp)
+    def site(public_url: str) -> str | None:
+        return Settings(api_token=SecretStr("t"), public_url=public_url).site_url
+
+    assert site("https://snapshots.example/mcp") == "https://snapshots.example"
+    assert site("https://example.com/tools/mcp/") == "https://example.com/tools"
+    assert approval_link(SITE, "abc") == "https://snapshots.example/approve/abc"
+    assert approval_link(f"{SITE}/", "abc") == "https://snapshots.example/approve/abc"
 
 
 def test_the_plan_digest_binds_action_target_date_server_caller_and_options() -> None:
@@ -119,6 +127,26 @@ async def test_on_an_unprotected_server_only_the_one_who_asked_approves(tmp_path
     assert not again.allowed and "approved" in again.reason  # decided once
     held = await ledger.approval(proposed.approval_id)
     assert held is not None and (held.status, held.by) == ("approved", ALICE)
+
+
+async def test_a_policy_rule_on_a_group_grants_approve_to_a_person_in_it(tmp_path: Path) -> None:
+    # A person signed in on the page carries their groups (the IdP's groups claim): a rule naming the group
+    # grants "approve" as it would for an MCP caller in that group.
+    path = tmp_path / "groups.toml"
+    path.write_text(
+        '[approval]\nprotected_servers = [12345]\n\n[[rule]]\nprincipals = ["' + ALICE + '"]\nservers = "all"\n'
+        'actions = "all"\n\n[[rule]]\ngroups = ["approvers"]\nservers = [12345]\nactions = ["read", "approve"]\n'
+    )
+    access = AccessPolicy(policy=PolicySource(str(path)))
+    approvals = service(open_ledger(None, wall=Timing().wall), access)
+    proposed = await approvals.propose(restore_plan())
+    view = await approvals.view(proposed.approval_id)
+    assert view is not None
+    dave = "oauth:https://id#dave"
+    assert not approvals.may_decide(dave, None, view).allowed
+    assert approvals.may_decide(dave, None, view, groups=frozenset({"approvers"})).allowed
+    assert not (await approvals.approve(proposed.approval_id, Person(dave, None, frozenset({"operators"})))).allowed
+    assert (await approvals.approve(proposed.approval_id, Person(dave, None, frozenset({"approvers"})))).allowed
 
 
 async def test_on_a_protected_server_four_eyes_approve(tmp_path: Path) -> None:

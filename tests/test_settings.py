@@ -263,8 +263,26 @@ def test_consent_url_needs_http_with_oauth_and_a_public_url() -> None:
         public_url="https://mcp.example/mcp",
         oauth_jwks_url="https://id.example/jwks",
         oauth_issuer="https://id.example",
+        approval_client_id="approval-page",
+        approval_client_secret=SecretStr("from-the-identity-provider"),
     )
     assert chosen.approval_pages and chosen.approval_expiry == 600
     assert not Settings(api_token=token, api_url=api).approval_pages  # stdio keeps today's flows
     with pytest.raises(SettingsError, match="--approval-expiry"):
         Settings(api_token=token, api_url=api, approval_expiry=5)
+
+
+def test_the_approval_pages_exist_only_with_their_sign_in() -> None:
+    # Without the page's OpenID Connect client (--approval-client-id) no page is served: `auto` must not send a
+    # client that opens URLs to it, and `--consent url` is refused at start, naming what is missing.
+    oauth = {
+        "api_token": SecretStr("t" * 20),
+        "api_url": "https://provider.test/api/v1",
+        "transport": "http",
+        "public_url": "https://mcp.example/mcp",
+        "oauth_jwks_url": "https://id.example/jwks",
+        "oauth_issuer": "https://id.example",
+    }
+    assert not Settings(**oauth).approval_pages  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match=r"--consent url .* HTTP transport with OAuth .*\(--approval-client-id\)"):
+        Settings(**oauth, consent="url")  # type: ignore[arg-type]

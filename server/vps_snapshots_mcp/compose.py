@@ -95,8 +95,16 @@ class Composition:
         """The HTTP routes beside /mcp (the place for an approval page); /metrics is added by `http_app`."""
         from .protocol.http import health_route, ready_route
 
-        signin = self.signin.routes() if self.signin is not None else []
-        return [health_route(), ready_route(self.ledger, self.metrics), *signin]
+        pages: list[HttpRoute] = []
+        if self.signin is not None:
+            from .protocol.web.pages import ApprovalPages
+
+            assert self.settings.site_url is not None
+            pages = [
+                *self.signin.routes(),
+                *ApprovalPages(self.signin, self.approvals, site_url=self.settings.site_url).routes(),
+            ]
+        return [health_route(), ready_route(self.ledger, self.metrics), *pages]
 
     def metrics_app(self) -> ASGIApp | None:
         """The `--metrics-port` listener's app (/metrics alone), or None without metrics."""
@@ -225,7 +233,7 @@ def compose(
             consent_ledger,
             access,
             wall=timing.wall,
-            public_url=settings.public_url,
+            site_url=settings.site_url,
             expiry_s=settings.approval_expiry,
             audit=audit_log,
             notify=Webhooks(access),

@@ -348,9 +348,9 @@ class Settings:
         parse=_choices(get_args(ConsentMode)),
         choices=get_args(ConsentMode),
         help="who confirms restore/delete: auto (ask the user when the client can, else the token; over HTTP "
-        "with OAuth, the approval page for clients that open URLs), elicitation (always ask the user; refuse "
-        "clients that cannot), token (a token alone suffices; weaker), url (a person approves on the approval page, "
-        "signed in: HTTP with OAuth only)",
+        "with OAuth and the approval page's sign-in, the page for clients that open URLs), elicitation (always ask "
+        "the user; refuse clients that cannot), token (a token alone suffices; weaker), url (a person approves on "
+        "the approval page, signed in: HTTP with OAuth and --approval-client-id only)",
     )
     approval_expiry: int = setting(
         600,
@@ -628,10 +628,11 @@ class Settings:
             raise SettingsError("VPS_MCP_CONFIRM_SECRET must be at least 16 characters")
         _check_between("--max-concurrency", self.max_concurrency, 1, 1000)
         _check_between("--approval-expiry", self.approval_expiry, 30, 86400)
-        if self.consent == "url" and not (self.transport == "http" and self.oauth_enabled):
+        if self.consent == "url" and not (self.transport == "http" and self.signin_enabled):
             raise SettingsError(
                 "--consent url sends people to an approval page they sign in to: it needs the HTTP transport with "
-                "OAuth (--oauth-issuer, --oauth-jwks-url) and --public-url"
+                "OAuth (--oauth-issuer, --oauth-jwks-url) and --public-url, and the page's sign-in "
+                "(--approval-client-id)"
             )
         _check_between("--max-response-bytes", self.max_response_bytes, 1024, 1024**3)
         _check_between("--max-records", self.max_records, 1, 1_000_000)
@@ -729,8 +730,9 @@ class Settings:
 
     @property
     def approval_pages(self) -> bool:
-        """Whether people can approve on the approval page: HTTP with OAuth (whose issuer signs them in)."""
-        return self.transport == "http" and self.oauth_enabled
+        """Whether people can approve on the approval page: HTTP with OAuth and the page's sign-in (its OpenID
+        Connect client, `--approval-client-id`); without it no page is served, so nobody is sent to one."""
+        return self.transport == "http" and self.signin_enabled
 
     @property
     def client_auth_enabled(self) -> bool:

@@ -16,6 +16,7 @@ from mcp import Client
 from mcp.client.context import ClientRequestContext
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitRequestURLParams, ElicitResult
+from pydantic import SecretStr
 
 from vps_snapshots_mcp.compose import Composition
 from vps_snapshots_mcp.consent.approvals import Approvals
@@ -34,16 +35,23 @@ SCOPES = "vps-snapshots snapshots:read snapshots:restore snapshots:delete"
 class Person:
     principal_key: str
     scopes: frozenset[str] | None = None
+    groups: frozenset[str] = frozenset()
 
 
 Serve = Callable[..., AbstractContextManager[tuple[str, Composition]]]
 
 
+SIGNIN = {"approval_client_id": "approval-page", "approval_client_secret": SecretStr("the-idp-gave-this-secret")}
+"""The approval page's sign-in (its OpenID Connect client): without it no page is served, nobody is sent to one.
+These tests approve through the service; the sign-in itself: tests/test_signin*.py, test_approval_page*.py."""
+SIGNIN_ENVIRONMENT = {"VPS_MCP_APPROVAL_CLIENT_ID": "approval-page", "VPS_MCP_APPROVAL_CLIENT_SECRET": "the-idp-gave"}
+
+
 def in_url_mode(serve: Serve, issuer: str) -> Serve:
-    """`serve` with `--consent url`, OAuth trusting `issuer`, and the public URL its own."""
+    """`serve` with `--consent url`, OAuth trusting `issuer`, the page's sign-in, and the public URL its own."""
 
     def start(**settings: Any) -> AbstractContextManager[tuple[str, Composition]]:
-        oauth = {"oauth_jwks_url": f"{issuer}/jwks.json", "oauth_issuer": issuer}
+        oauth = {"oauth_jwks_url": f"{issuer}/jwks.json", "oauth_issuer": issuer, **SIGNIN}
         return serve(public_url=lambda base: f"{base}/mcp", consent="url", **oauth, **settings)
 
     return start
@@ -61,7 +69,7 @@ def page(composition: Composition, ledger: ConsentLedger | None = None) -> Appro
         ledger or composition.ledger,
         composition.access,
         wall=time.time,
-        public_url=composition.settings.public_url,
+        site_url=composition.settings.site_url,
     )
 
 

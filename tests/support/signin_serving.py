@@ -61,8 +61,11 @@ def signin_deployment(provider: ProviderState, workdir: Path, **overrides: Any) 
             "log_level": "DEBUG",
         }
         ledger = overrides.pop("ledger", None)
+        timing = overrides.pop("timing", None)
         settings = Settings(**(fields | overrides))
-        composed = compose(settings, transport=asgi_transport(create_app(provider, token=TOKEN)), ledger=ledger)
+        composed = compose(
+            settings, transport=asgi_transport(create_app(provider, token=TOKEN)), ledger=ledger, timing=timing
+        )
         with serving_in_thread(composed.http_app(), sock=sock, lifespan="on") as url:
             yield Deployment(url, idp, composed)
 
@@ -97,8 +100,11 @@ def replica_process(port: int, environment: dict[str, str], log: Path) -> Iterat
 
 
 @contextmanager
-def replicas(api_url: str, state_url: str, workdir: Path, count: int = 2) -> Iterator[tuple[Issuer, list[str]]]:
-    """`count` replicas sharing `state_url`, each registered at one IdP with its own callback; their URLs."""
+def replicas(
+    api_url: str, state_url: str, workdir: Path, count: int = 2, environment: dict[str, str] | None = None
+) -> Iterator[tuple[Issuer, list[str]]]:
+    """`count` replicas sharing `state_url`, each registered at one IdP with its own callback (and `environment`
+    added to each one's); their URLs."""
     ports = [free_port() for _ in range(count)]
     bases = [f"http://127.0.0.1:{port}" for port in ports]
     callbacks = tuple(f"{base}/approve/callback" for base in bases)
@@ -117,6 +123,7 @@ def replicas(api_url: str, state_url: str, workdir: Path, count: int = 2) -> Ite
                         "VPS_MCP_OAUTH_JWKS_URL": idp.jwks_url,
                         "VPS_MCP_APPROVAL_CLIENT_ID": client.client_id,
                         "VPS_MCP_APPROVAL_CLIENT_SECRET": client.client_secret,
+                        **(environment or {}),
                     },
                     workdir / f"replica-{port}.log",
                 )

@@ -6,7 +6,7 @@ page. The call proposes a pending approval in the consent ledger (`state/`)
 holding the plan's digest (`Plan.digest`: the action, the snapshot id and its
 `created_at`, the server id, who asked, and whether a safety snapshot is taken
 first) and what a person deciding is shown (`Plan`), then sends the user to
-`{base}/approve/{id}`. The page (a web room of its own) shows `view(id)`, asks
+`{site_url}/approve/{id}`. The page (a web room of its own) shows `view(id)`, asks
 `may_decide`, and calls `approve` or `decline`, which write the ledger, say so
 in the audit trail and wake the call waiting for it (`wait_decided`): in this
 process at once (an event), on another replica at its next look at the ledger
@@ -28,13 +28,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Literal, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
 from ..errors import ConfirmationInvalidError, StateUnavailableError
+from ..policy import Caller, PlainCaller
 from ..state import ApprovalRefused, ConsentLedger, PendingApproval, RedemptionUncertain, approval_key
 from . import Action, wording
 
@@ -129,6 +129,9 @@ class Person(Protocol):
     def principal_key(self) -> str: ...
     @property
     def scopes(self) -> frozenset[str] | None: ...
+    @property
+    def groups(self) -> frozenset[str]:
+        """The groups their sign-in carried (the issuer's groups claim), for a policy rule naming a group."""
 
 
 @dataclass(frozen=True)
@@ -138,37 +141,31 @@ class Proposed:
     expires_at: float
 
 
-def page_base(public_url: str) -> str:
-    """The server's public base from its public MCP URL (`--public-url`, ending in /mcp): the pages live beside it."""
-    parts = urlsplit(public_url)
-    path = parts.path.rstrip("/")
-    path = path[: -len("/mcp")] if path.endswith("/mcp") else path
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-
-
-def approval_link(public_url: str, approval_id: str) -> str:
-    """The link a person opens: only the opaque id, nothing that authenticates."""
-    return f"{page_base(public_url)}/approve/{approval_id}"
+def approval_link(site_url: str, approval_id: str) -> str:
+    """The link a person opens (`site_url`: `Settings.site_url`, where the sign-in's callback lives too): only the
+    opaque id, nothing that authenticates."""
+    return f"{site_url.rstrip('/')}/approve/{approval_id}"
 
 
 def may_decide(
-    person: str,
+    person: str | Caller,
     scopes: frozenset[str] | None,
     view: ApprovalView,
-    holds_approve: Callable[[str, frozenset[str] | None, int | None], bool],
+    holds_approve: Callable[[str | Caller, frozenset[str] | None, int | None], bool],
 ) -> Verdict:
-    """Whether `person` (a principal key) may approve it: the one who asked, or on a protected server someone
-    else holding the approve permission (`holds_approve(person, scopes, server_id)`)."""
+    """Whether `person` (a principal key, or a caller with its groups) may approve it: the one who asked, or on a
+    protected server someone else holding the approve permission (`holds_approve(person, scopes, server_id)`)."""
+    key = person if isinstance(person, str) else person.key
     server = f"server {view.plan.server_id}" if view.plan.server_id is not None else "this server"
     if view.status != "pending":
         return Verdict(False, f"this approval is {view.status}: nothing more can be decided")
     if view.protected:
-        if person == view.requester:
+        if key == view.requester:
             return Verdict(False, f"{server} is protected: a second person must approve, never the one who asked")
         if not holds_approve(person, scopes, view.plan.server_id):
             return Verdict(False, f"{server} is protected: only a person holding the approve permission may approve")
         return Verdict(True, f"{server} is protected: you hold the approve permission")
-    if person != view.requester:
+    if key != view.requester:
         return Verdict(False, "only the person who asked may approve it, signed in as themselves")
     return Verdict(True, "you asked for it")
 
@@ -191,7 +188,7 @@ class Approvals:
         access: AccessPolicy,
         *,
         wall: Callable[[], float],
-        public_url: str | None,
+        site_url: str | None,
         expiry_s: float = DEFAULT_EXPIRY_S,
         audit: AuditLog | None = None,
         notify: Callable[[ApprovalView, str], Awaitable[None]] | None = None,
@@ -200,7 +197,7 @@ class Approvals:
         self._ledger = ledger
         self._access = access
         self._wall = wall
-        self._public_url = public_url
+        self._site_url = site_url
         self.expiry_s = expiry_s
         self._audit = audit
         self._notify = notify
@@ -208,8 +205,8 @@ class Approvals:
         self._waking: dict[str, anyio.Event] = {}
 
     def link(self, approval_id: str) -> str:
-        assert self._public_url is not None, "approval pages need --public-url"
-        return approval_link(self._public_url, approval_id)
+        assert self._site_url is not None, "approval pages need --public-url"
+        return approval_link(self._site_url, approval_id)
 
     # --- the call: propose, wait, redeem ---------------------------------------------------------
 
@@ -292,8 +289,12 @@ class Approvals:
         """Every approval still pending, soonest to expire first (the page filters by `may_decide`)."""
         return [v for held in await self._ledger.pending_approvals() if (v := self._viewed(held)) is not None]
 
-    def may_decide(self, person: str, scopes: frozenset[str] | None, view: ApprovalView) -> Verdict:
-        return may_decide(person, scopes, view, self._access.may_approve)
+    def may_decide(
+        self, person: str, scopes: frozenset[str] | None, view: ApprovalView, *, groups: frozenset[str] = frozenset()
+    ) -> Verdict:
+        """Whether `person` (a principal key; `groups`: those their sign-in carried) may approve `view`."""
+        caller = replace(PlainCaller.of_key(person), groups=groups) if groups else person
+        return may_decide(caller, scopes, view, self._access.may_approve)
 
     async def approve(self, approval_id: str, person: Person) -> Verdict:
         """Approve it as `person`, if they may: the ledger first, then the audit line, then the waiting call."""
@@ -319,7 +320,7 @@ class Approvals:
         view = await self.view(approval_id)
         if view is None:
             return Verdict(False, "no such approval is held")
-        verdict = self.may_decide(person.principal_key, person.scopes, view)
+        verdict = self.may_decide(person.principal_key, person.scopes, view, groups=person.groups)
         if not approve and not verdict.allowed and view.status == "pending" and person.principal_key == view.requester:
             verdict = Verdict(True, "you asked for it, and may withdraw it")
         if not verdict.allowed:
@@ -375,5 +376,4 @@ __all__ = [
     "Verdict",
     "approval_link",
     "may_decide",
-    "page_base",
 ]

@@ -65,7 +65,7 @@ class AppContext:
             from ..consent.approvals import Approvals
 
             approvals = Approvals(
-                ledger, self.access, wall=timing.wall, public_url=settings.public_url, expiry_s=settings.approval_expiry
+                ledger, self.access, wall=timing.wall, site_url=settings.site_url, expiry_s=settings.approval_expiry
             )
         self.approvals = approvals
         """The approval service (`--consent url`): the tools propose and redeem, the approval page decides."""

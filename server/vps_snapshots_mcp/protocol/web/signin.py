@@ -5,7 +5,6 @@
     GET  /approve/callback                  the issuer's answer: the login taken once, the code exchanged,
                                             the ID token checked (oidc.py); a session opened; back to `next`
     POST /approve/logout                    (CSRF token) the session ended in the ledger, for every replica
-    GET  /approve/                          who you are (the approval page lists pending approvals here)
 
 The session is a random 256-bit id in a cookie (HttpOnly, SameSite=Lax, Path=/; Secure with the `__Host-` prefix
 when the public URL is https); the ledger keeps only its digest, with an idle (30 min) and an absolute (8 h)
@@ -164,10 +163,9 @@ class SignIn:
 
     def routes(self) -> list[HttpRoute]:
         return [
-            HttpRoute(f"{PREFIX}/login", ("GET",), self._guarded(self.login)),
-            HttpRoute(f"{PREFIX}/callback", ("GET",), self._guarded(self.callback)),
-            HttpRoute(f"{PREFIX}/logout", ("POST",), self._guarded(self.logout)),
-            HttpRoute(f"{PREFIX}/", ("GET",), self._guarded(self.landing)),
+            HttpRoute(f"{PREFIX}/login", ("GET",), self.guarded(self.login)),
+            HttpRoute(f"{PREFIX}/callback", ("GET",), self.guarded(self.callback)),
+            HttpRoute(f"{PREFIX}/logout", ("POST",), self.guarded(self.logout)),
         ]
 
     # --- the routes -------------------------------------------------------------------------------------
@@ -244,21 +242,11 @@ class SignIn:
         self._clear_cookie(response, self.session_cookie)
         return response
 
-    async def landing(self, request: Request) -> Response:
-        person = await self.signed_in(request)
-        if person is None:
-            return RedirectResponse(self.login_url(f"{PREFIX}/"), status_code=303, headers=security_headers())
-        body = (
-            f'<h1>Approvals</h1><p id="who">Signed in as <strong>{html.escape(person.name)}</strong> '
-            f"({html.escape(person.subject)} at {html.escape(person.issuer)}).</p>"
-            f'<form method="post" action="{PREFIX}/logout"><input type="hidden" name="csrf" '
-            f'value="{self.csrf_token(request, person)}"><button type="submit">Sign out</button></form>'
-        )
-        return html_page("Approvals", body)
-
     # --- helpers ----------------------------------------------------------------------------------------
 
-    def _guarded(self, endpoint: Endpoint) -> Endpoint:
+    def guarded(self, endpoint: Endpoint) -> Endpoint:
+        """`endpoint` answering 503 when the ledger is unreachable, 502 when the identity provider is."""
+
         async def guarded(request: Request) -> Response:
             try:
                 return await endpoint(request)
