@@ -16,7 +16,8 @@ from vps_snapshots_mcp.provider.client import RetryPolicy, SnapshotsClient
 from vps_snapshots_mcp.simulator import ManualClock, ProviderState, create_app, seeded_state
 from vps_snapshots_mcp.simulator.serve import serving_in_thread
 
-from .support.http_serving import ServeFn, jwks_issuer, serving_over_http
+from .support.approvals import Serve, in_url_mode
+from .support.http_serving import ServeFn, jwks_issuer, serving_composed, serving_over_http
 from .support.redis_server import RedisServer, running_redis
 from .support.world import NOW, TOKEN, ServerFactory, SimTime, SleepRecorder, make_client, server_factory
 
@@ -79,6 +80,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def serve(provider: ProviderState) -> ServeFn:
     """Start the MCP server over HTTP with these settings; yields its base URL (no /mcp)."""
     return serving_over_http(provider)
+
+
+@pytest.fixture
+def serve_composed(provider: ProviderState) -> Serve:
+    """As `serve`, yielding the composition too (its approval service, as the approval page uses it)."""
+    return serving_composed(provider)
+
+
+@pytest.fixture
+def url_mode(serve_composed: Serve, issuer: str) -> Serve:
+    """`serve_composed` with `--consent url`, OAuth trusting `issuer` and the approval page's sign-in."""
+    return in_url_mode(serve_composed, issuer)
 
 
 @pytest.fixture(scope="module")

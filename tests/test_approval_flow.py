@@ -26,32 +26,19 @@ from .support.approvals import (
     REVISIONS,
     Browser,
     Person,
-    Serve,
     Shifted,
     approval_id_of,
     bearer,
     connect,
     delete_798,
-    in_url_mode,
     mutations,
     page,
     preview_798,
     restore_801,
 )
-from .support.http_serving import serving_composed
 from .support.mcp_client import text_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
-
-
-@pytest.fixture
-def serve(provider: ProviderState) -> Serve:
-    return serving_composed(provider)
-
-
-@pytest.fixture
-def url_mode(serve: Serve, issuer: str) -> Serve:
-    return in_url_mode(serve, issuer)
 
 
 # --- a client that opens URLs: the user is sent to the page, the call waits, then executes once -----------

@@ -35,29 +35,17 @@ from .support.approvals import (
     bearer,
     connect,
     delete_798,
-    in_url_mode,
     mutations,
     page,
     preview_798,
     restore_801,
 )
-from .support.http_serving import serving_composed
 from .support.mcp_client import text_of
 from .support.processes import http_server
 from .support.redis_server import RedisServer
 from .support.world import TOKEN
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
-
-
-@pytest.fixture
-def serve(provider: ProviderState) -> Serve:
-    return serving_composed(provider)
-
-
-@pytest.fixture
-def url_mode(serve: Serve, issuer: str) -> Serve:
-    return in_url_mode(serve, issuer)
 
 
 # --- 2026-07-28 by hand: the round, the retry, and the same retry replayed ---------------------------
@@ -188,10 +176,10 @@ async def test_replica_a_proposes_replica_b_approves_and_it_runs_once(
 
 
 async def test_auto_sends_a_url_client_to_the_page_and_keeps_the_token_for_others(
-    serve: Serve, provider: ProviderState, issuer: str, signing_key: rsa.RSAPrivateKey
+    serve_composed: Serve, provider: ProviderState, issuer: str, signing_key: rsa.RSAPrivateKey
 ) -> None:
     oauth = {"oauth_jwks_url": f"{issuer}/jwks.json", "oauth_issuer": issuer, **SIGNIN}
-    with serve(public_url=lambda base: f"{base}/mcp", **oauth) as (url, composition):
+    with serve_composed(public_url=lambda base: f"{base}/mcp", **oauth) as (url, composition):
         alice = Person(f"oauth:{issuer}#alice")
         service = page(composition)
 
