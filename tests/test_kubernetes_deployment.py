@@ -141,13 +141,16 @@ def test_only_the_server_reaches_redis_and_redis_reaches_nothing() -> None:
     assert one("Deployment", "vps-snapshots-mcp")["spec"]["template"]["metadata"]["labels"] == SERVER
 
 
-def test_the_server_takes_http_and_reaches_only_dns_redis_and_https() -> None:
+def test_the_server_takes_http_and_scrapes_and_reaches_only_dns_redis_and_https() -> None:
     policy = one("NetworkPolicy", "vps-snapshots-mcp")["spec"]
     assert policy["podSelector"]["matchLabels"] == SERVER
     assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
     container = container_of(one("Deployment", "vps-snapshots-mcp"))
     [http] = [p["containerPort"] for p in container["ports"] if p["name"] == "http"]
-    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == [http]
+    [metrics] = [p["containerPort"] for p in container["ports"] if p["name"] == "metrics"]
+    # Exactly the ports the pod serves: a scraper the policy kept out would see a target down, not an error.
+    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == [http, metrics]
+    assert len(container["ports"]) == 2
     reached = {
         (p["protocol"], p["port"], str(rule.get("to", "anywhere"))) for rule in policy["egress"] for p in rule["ports"]
     }
