@@ -39,6 +39,7 @@ from .redis_scripts import (
     SESSION,
     SESSION_PREFIX,
     SPEND_CHANGE,
+    on_ledger_clock,
 )
 
 logger = logging.getLogger(__name__)
@@ -53,13 +54,10 @@ POLICY_CHECK_S = 60.0
 LEDGER_KEY = "vps-snapshots-mcp:ledger"
 """A hash that never expires: `born`, when this Redis's ledger began (its data since then is whole), and `clock`."""
 
-_REDEEM = """
-local t = redis.call('TIME')
+_REDEEM = (
+    on_ledger_clock("KEYS[2]")
+    + """
 local time = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local now = time
-local clock = tonumber(redis.call('HGET', KEYS[2], 'clock'))
-if clock and clock > now then now = clock end
-redis.call('HSET', KEYS[2], 'clock', string.format('%.6f', now))
 redis.call('HSETNX', KEYS[2], 'born', string.format('%.6f', time))
 local born = tonumber(redis.call('HGET', KEYS[2], 'born'))
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'used'} end
@@ -73,6 +71,7 @@ end
 redis.call('SET', KEYS[1], '1', 'NX', 'PXAT', ARGV[3])
 return {'first'}
 """
+)
 """One redemption, atomic, judged on Redis's own clock (`TIME`, never taken back: `clock`), which also expires
 the key: a key Redis dropped is past its consent's expiry on that clock, so it is refused as expired, never
 redeemed again. A consent issued before `born` is refused: the spent keys of that time may be lost (a restart

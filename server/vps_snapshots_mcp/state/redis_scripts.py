@@ -6,13 +6,22 @@ the ledger's `clock`), as `redis.redis._REDEEM` does.
 
 from __future__ import annotations
 
-BUDGET_PREFIX = "vps-snapshots-mcp:budget:"
-SPEND_CHANGE = """
+
+def on_ledger_clock(ledger: str) -> str:
+    """The opening of every ledger script: `now` is Redis's `TIME`, never earlier than the ledger's `clock` (held in
+    the hash `ledger`, a `KEYS[n]`), which is moved on to it; `t` keeps Redis's own reading."""
+    return f"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local clock = tonumber(redis.call('HGET', KEYS[3], 'clock'))
+local clock = tonumber(redis.call('HGET', {ledger}, 'clock'))
 if clock and clock > now then now = clock end
-redis.call('HSET', KEYS[3], 'clock', string.format('%.6f', now))
+redis.call('HSET', {ledger}, 'clock', string.format('%.6f', now))"""
+
+
+BUDGET_PREFIX = "vps-snapshots-mcp:budget:"
+SPEND_CHANGE = (
+    on_ledger_clock("KEYS[3]")
+    + """
 local window = tonumber(ARGV[3])
 local later = nil
 for i = 1, 2 do
@@ -40,6 +49,7 @@ for i = 1, 2 do
 end
 return {'counted'}
 """
+)
 """One change counted against the budget, atomic, judged on Redis's own clock (`TIME`, never taken back: the
 ledger's `clock`, as `redis._REDEEM`): each replica sees one count. A sorted set per principal (and per principal and
 server) holds the last hour's changes by time; past a cap nothing is added, and the answer is when the change that
@@ -49,13 +59,10 @@ fills the window leaves it."""
 APPROVAL_PREFIX = "vps-snapshots-mcp:approval:"
 APPROVALS_INDEX = "vps-snapshots-mcp:approvals"
 """A sorted set of approval keys by expiry, for the list of pending approvals (pruned as approvals are proposed)."""
-APPROVAL = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local clock = tonumber(redis.call('HGET', KEYS[2], 'clock'))
-if clock and clock > now then now = clock end
+APPROVAL = (
+    on_ledger_clock("KEYS[2]")
+    + """
 local now_text = string.format('%.6f', now)
-redis.call('HSET', KEYS[2], 'clock', now_text)
 local op = ARGV[1]
 if op == 'propose' then
     if tonumber(ARGV[3]) < now then return {'expired', ARGV[3], now_text} end
@@ -81,6 +88,7 @@ if held[1] ~= ARGV[2] then return {'another_plan'} end
 redis.call('HSET', KEYS[1], 'status', 'redeemed')
 return {'ok', held[4]}
 """
+)
 """One step of a pending approval (propose; approved or declined; redeem), atomic, judged as `judge_approval`
 judges, on the ledger's own clock (Redis's `TIME`, never taken back: `clock`, as `redis._REDEEM`). An approval is kept
 until `MARGIN_S` past its expiry; one Redis forgot (a restart, a flush) is unknown, and refused. It holds what a
@@ -88,12 +96,9 @@ person deciding is shown (`show`), who asked and whether its server is protected
 
 
 SESSION_PREFIX = "vps-snapshots-mcp:signin:"
-SESSION = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local clock = tonumber(redis.call('HGET', KEYS[2], 'clock'))
-if clock and clock > now then now = clock end
-redis.call('HSET', KEYS[2], 'clock', string.format('%.6f', now))
+SESSION = (
+    on_ledger_clock("KEYS[2]")
+    + """
 if ARGV[1] == 'end' then return {'ok', tostring(redis.call('DEL', KEYS[1]))} end
 if ARGV[1] == 'open' then
     local idle, until_ = tonumber(ARGV[3]), now + tonumber(ARGV[4])
@@ -113,5 +118,6 @@ redis.call('HSET', KEYS[1], 'seen', string.format('%.6f', now))
 redis.call('PEXPIREAT', KEYS[1], math.ceil(math.min(now + idle, until_) * 1000))
 return {'ok', held[1]}
 """
+)
 """One step of a sign-in session (open; get, which moves its idle expiry on; end), atomic, judged on the ledger's
 own clock (Redis's `TIME`, never taken back: `clock`, as `_REDEEM`) as `session_alive` judges."""
