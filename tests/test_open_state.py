@@ -8,6 +8,7 @@ import pytest
 from redis import asyncio as aioredis
 
 from vps_snapshots_mcp.state import State, open_state
+from vps_snapshots_mcp.state.behind import WriteBehindEventLog
 from vps_snapshots_mcp.state.memory import MemoryEventLog, MemoryLedger
 from vps_snapshots_mcp.state.redis import RedisLedger
 from vps_snapshots_mcp.state.redis_events import RedisEventLog
@@ -55,9 +56,10 @@ async def test_a_state_file_is_one_connection_for_the_ledger_and_the_event_log(t
 
 async def test_a_redis_store_is_one_client_for_the_ledger_and_the_event_log(redis_server: RedisServer) -> None:
     state = opened(redis_server.url)
-    assert isinstance(state.ledger, RedisLedger) and isinstance(state.events, RedisEventLog)
-    assert isinstance(state.ledger._redis, aioredis.Redis)
-    assert state.ledger._redis is state.events._redis
+    assert isinstance(state.ledger, RedisLedger) and isinstance(state.events, WriteBehindEventLog)
+    events = state.events._inner  # written behind the stream (test_event_behind.py), over the ledger's client
+    assert isinstance(events, RedisEventLog) and isinstance(state.ledger._redis, aioredis.Redis)
+    assert state.ledger._redis is events._redis
     await use_both(state)
     await state.aclose()
     # A server run again (a second lifespan) uses the same client: it connects again.

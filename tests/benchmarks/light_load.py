@@ -15,6 +15,10 @@ Mixes (client i owns simulator server `FIRST_SERVER + i` and its seeded snapshot
   previews left unconfirmed, confirmed restores and deletes, every few rounds a create whose stream is dropped
   and resumed with `Last-Event-ID`, and the session closed and a new one opened.
 
+`alternate` (a spec naming `targets`, each a URL and its bearer, instead of `urls`): one client with a session on
+each target calls `list_snapshots` on each in turn, call by call, so that whatever the machine does meanwhile
+falls on every target alike; each target's latencies come back on their own.
+
 Stateless requests go round-robin over the URLs, call by call. Every confirmed change is reported (with its
 snapshot id), so the caller can check the provider saw exactly one request per confirmed consent.
 """
@@ -227,7 +231,37 @@ async def in_a_session(mix: Any, caller: Caller, tally: Tally, index: int) -> No
 SNAPSHOTS_EACH = 99
 
 
+async def alternate(spec: dict[str, Any]) -> dict[str, Any]:
+    """One client, one call after another, on each target in turn (see the module's text)."""
+    targets: list[dict[str, Any]] = spec["targets"]
+    started = time.perf_counter()
+    measure_from = started + float(spec.get("warmup_s", 0))
+    tallies = [Tally(measure_from=measure_from, measure_to=measure_from + float(spec["seconds"])) for _ in targets]
+    async with httpx2.AsyncClient(timeout=120) as pool:
+        callers = [Caller(pool, [t["url"]], 0, t.get("bearer")) for t in targets]
+        for caller in callers:
+            await caller.open()
+        while time.perf_counter() < tallies[0].measure_to:
+            for caller, tally in zip(callers, tallies, strict=True):
+                await caller.call(tally, "list_snapshots", {"server_id": 12345})  # as `lists` does
+        for caller in callers:
+            await caller.close()
+    return {
+        "targets": [
+            {
+                "calls": t.calls,
+                "errors": t.errors,
+                "error_samples": t.error_samples,
+                "latencies_s": [round(x, 6) for x in t.latencies],
+            }
+            for t in tallies
+        ]
+    }
+
+
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
+    if "targets" in spec:
+        return await alternate(spec)
     clients, first = int(spec["clients"]), int(spec.get("first_client", 0))
     limits = httpx2.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
     started = time.perf_counter()

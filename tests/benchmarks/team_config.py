@@ -7,8 +7,10 @@ Three servers, each its own uncapped process against the same simulator, driven 
 - ours, bare: nothing but the server;
 - ours, the team configuration: every part in `TEAM_PARTS` on at once.
 
-Measured: calls/s and p50/p99 at `clients` clients, and one call (one client, one call after another, median).
-Each part's own cost per call is measured in process by `team_parts`.
+Measured: calls/s and p50/p99 at `clients` clients, each server in turn; and one call (one client, one call
+after another), the three servers running side by side and called in turn, call by call, so that whatever the
+machine does meanwhile falls on all three alike (`light_load.alternate`). Each part's own cost per call is
+measured in process by `team_parts`.
 
 A part is one line in `TEAM_PARTS`: the arguments and environment it adds to the server. Metrics are on in
 both configurations (the HTTP transport always keeps them); tracing is the no-op one in both (see below).
@@ -16,6 +18,9 @@ both configurations (the HTTP transport always keeps them); tracing is the no-op
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -27,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..support.http_serving import jwks_issuer, mint
 from ..support.redis_server import running_redis
-from .fleet import PROVIDER_TOKEN, SECRET, CpuWatch, drive, provider, redis_figures
+from .fleet import PROVIDER_TOKEN, SECRET, CpuWatch, drive, percentile, provider, redis_figures
 from .http_load import http_process
 from .stdio import FLOOR, OURS, provider_env
 from .team_parts import policy_file
@@ -84,17 +89,40 @@ TEAM_PARTS: list[Part] = [
 ]
 
 
-def _measure(url: str, pid: int, bearer: str | None, clients: int, seconds: float, warmup_s: float) -> dict[str, Any]:
-    base = {"urls": [url], "mix": "lists", "sessions": True, "bearer": bearer, "warmup_s": warmup_s}
+ROOT = Path(__file__).parent.parent.parent
+
+
+def _load(url: str, pid: int, bearer: str | None, clients: int, seconds: float, warmup_s: float) -> dict[str, Any]:
+    spec = {"urls": [url], "mix": "lists", "sessions": True, "bearer": bearer, "warmup_s": warmup_s}
     watch = CpuWatch([pid])
-    loaded = drive(base | {"clients": clients, "seconds": seconds})
-    loaded |= watch.stop()
-    one = drive(base | {"clients": 1, "seconds": seconds})
-    return {"load": loaded, "one_call": one}
+    loaded = drive(spec | {"clients": clients, "seconds": seconds})
+    return loaded | watch.stop()
+
+
+def _one_call(servers: dict[str, tuple[str, str | None]], seconds: float) -> dict[str, dict[str, Any]]:
+    """One client, one call after another, on each server in turn, call by call (`light_load.alternate`):
+    per server the median call, the calls and the errors."""
+    spec = {"targets": [{"url": url, "bearer": bearer} for url, bearer in servers.values()],
+            "seconds": seconds, "warmup_s": 1.0}  # fmt: skip
+    process = subprocess.run([sys.executable, "-m", "tests.benchmarks.light_load", json.dumps(spec)],
+                             capture_output=True, text=True, timeout=seconds + 300, cwd=ROOT, check=True)  # fmt: skip
+    found = json.loads(process.stdout)["targets"]
+    return {
+        name: {
+            "p50_ms": percentile(sorted(run["latencies_s"]), 0.5) * 1000,
+            "p99_ms": percentile(sorted(run["latencies_s"]), 0.99) * 1000,
+            "calls": run["calls"],
+            "all_calls": run["calls"],
+            "errors": run["errors"],
+            "error_samples": run["error_samples"],
+        }
+        for name, run in zip(servers, found, strict=True)
+    }
 
 
 def team_configuration(*, clients: int, seconds: float, warmup_s: float) -> dict[str, Any]:
-    """The floor, ours bare and ours with every team part, one after another against one simulator."""
+    """The floor, ours bare and ours with every team part, against one simulator: loaded one after another,
+    then one call at a time, in turns."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         api = stack.enter_context(provider(servers=1, snapshots_each=1))
@@ -103,24 +131,28 @@ def team_configuration(*, clients: int, seconds: float, warmup_s: float) -> dict
         setting = Setting(Path(tmp), redis.url, issuer)
         env = provider_env(api, PROVIDER_TOKEN) | {"VPS_MCP_LOG_LEVEL": "WARNING"}
         results: dict[str, Any] = {"parts": [p.name for p in TEAM_PARTS]}
-        with http_process([*FLOOR, "http", "{port}", "stateful"], env) as (url, pid):
-            results["floor"] = _measure(url, pid, None, clients, seconds, warmup_s)
         ours = [*OURS, "--transport", "http", "--port", "{port}"]
-        with http_process(ours, env) as (url, pid):
-            results["bare"] = _measure(url, pid, None, clients, seconds, warmup_s)
         arguments, team_env = list(ours), dict(env)
         for part in TEAM_PARTS:
             more, more_env = part.adds(setting)
             arguments += more
             team_env |= more_env
-        with http_process(arguments, team_env) as (url, pid):
-            scope = "vps-snapshots snapshots:read snapshots:create snapshots:restore snapshots:delete"
-            token = mint(key, iss=issuer, aud=url, sub=setting.subject, scope=scope, exp=2**31 - 1)
-            commands = redis_figures(redis.url)["commands"]
-            results["team"] = _measure(url, pid, token, clients, seconds, warmup_s)
-            calls = results["team"]["load"]["all_calls"] + results["team"]["one_call"]["all_calls"]
-            used = redis_figures(redis.url)["commands"] - commands - 1
-            results["team"]["redis_commands_per_call"] = used / max(1, calls)  # sessions opened and closed too
+        floor_url, floor_pid = stack.enter_context(http_process([*FLOOR, "http", "{port}", "stateful"], env))
+        bare_url, bare_pid = stack.enter_context(http_process(ours, env))
+        team_url, team_pid = stack.enter_context(http_process(arguments, team_env))
+        scope = "vps-snapshots snapshots:read snapshots:create snapshots:restore snapshots:delete"
+        token = mint(key, iss=issuer, aud=team_url, sub=setting.subject, scope=scope, exp=2**31 - 1)
+        servers = {"floor": (floor_url, floor_pid, None), "bare": (bare_url, bare_pid, None),
+                   "team": (team_url, team_pid, token)}  # fmt: skip
+        commands = redis_figures(redis.url)["commands"]
+        for name, (url, pid, bearer) in servers.items():
+            results[name] = {"load": _load(url, pid, bearer, clients, seconds, warmup_s)}
+        one = _one_call({name: (url, bearer) for name, (url, _, bearer) in servers.items()}, seconds)
+        for name in servers:
+            results[name]["one_call"] = one[name]
+        calls = results["team"]["load"]["all_calls"] + results["team"]["one_call"]["all_calls"]
+        used = redis_figures(redis.url)["commands"] - commands - 1
+        results["team"]["redis_commands_per_call"] = used / max(1, calls)  # sessions opened and closed too
     return results
 
 

@@ -18,9 +18,10 @@ Events are kept in memory for one process, or in the `--state-url` store
 for the longest wait plus a margin (`EVENT_TTL_S`) at most, and dropped when
 their session ends. In Redis they can never crowd out spent consents: their
 bytes are capped far below the memory the ledger needs, and no event is
-written while Redis is more than half full (see `state.redis.RedisEventLog`).
-An event log that fails is logged and skipped: the stream goes on, only its
-resumption is lost.
+written while Redis is more than half full (see `state.redis_events.RedisEventLog`).
+In Redis they are written behind the stream, a batch every 50 ms at most
+(`state.behind`): no call waits on Redis for its events. An event log that
+fails is logged and skipped: the stream goes on, only its resumption is lost.
 
 The 2026-07-28 revision has no stream resumption: there a client repeats the
 call, and `create_snapshot` with the same name waits on the same snapshot.

@@ -37,7 +37,9 @@ Events are bounded in bytes, per session (`MAX_SESSION_BYTES`: its oldest go
 first) and in total (`MAX_BYTES`; in Redis `REDIS_MAX_BYTES`: the oldest, or the
 least recently active sessions, go first), and forgotten `ttl_s` after they were
 kept or when their session ends (`forget`). An event larger than a session may
-hold is not kept: its stream goes on, only its resumption is lost.
+hold is not kept: its stream goes on, only its resumption is lost. In Redis,
+events are written behind the stream, batched (`behind.WriteBehindEventLog`):
+a call never waits on Redis for them, and a replay waits for what came before it.
 """
 
 from __future__ import annotations
@@ -346,9 +348,10 @@ def open_event_log(url: str | None, *, ttl_s: float) -> EventLog:
         from .sqlite import SqliteEventLog
 
         return SqliteEventLog(sqlite_path(url), ttl_s=ttl_s)
+    from .behind import WriteBehindEventLog
     from .redis_events import RedisEventLog
 
-    return RedisEventLog(url, ttl_s=ttl_s)
+    return WriteBehindEventLog(RedisEventLog(url, ttl_s=ttl_s))
 
 
 @dataclass(frozen=True)
@@ -383,11 +386,13 @@ def open_state(url: str | None, *, wall: Callable[[], float], event_ttl_s: float
 
         file = StateFile(sqlite_path(url))
         return State(SqliteLedger(file, wall=wall), SqliteEventLog(file, ttl_s=event_ttl_s))
+    from .behind import WriteBehindEventLog
     from .redis import RedisLedger, connect  # the optional `redis` extra: imported only when asked for
     from .redis_events import RedisEventLog
 
     client = connect(url)
-    return State(RedisLedger(url, wall=wall, client=client), RedisEventLog(url, ttl_s=event_ttl_s, client=client))
+    events = WriteBehindEventLog(RedisEventLog(url, ttl_s=event_ttl_s, client=client))  # off the call's path
+    return State(RedisLedger(url, wall=wall, client=client), events)
 
 
 def open_ledger(url: str | None, *, wall: Callable[[], float]) -> ConsentLedger:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from redis import asyncio as aioredis
 
@@ -14,10 +15,13 @@ EVENTS_PREFIX = "vps-snapshots-mcp:events:"
 # One session's events: a list of "<ms kept>\t<event id>\t<[stream, payload] as JSON>", oldest first. The byte
 # counts (a sorted set: session -> bytes; a total) and the sessions' last activity (a sorted set) are kept in
 # the same script, so every replica sees one bound. Redis's clock (TIME) judges age: replicas' clocks do not.
+# One call appends a batch of events (ARGV from the 6th: session, body, session, body, ...; KEYS from the 4th:
+# their lists, in the same order) and answers 1 or 0 for each, in order: a batch costs one round trip, and
+# Redis's memory is read once for it.
 _APPEND = """
-local sizes, active, total, list = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local session, body, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local max_session, max_total, overhead, prefix = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local sizes, active, total = KEYS[1], KEYS[2], KEYS[3]
+local ttl, max_session, max_total = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local overhead, prefix = tonumber(ARGV[4]), ARGV[5]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function drop(s)
@@ -33,32 +37,41 @@ if redis.call('EXISTS', total) == 0 then
   redis.call('SET', total, sum)
 end
 for _, s in ipairs(redis.call('ZRANGEBYSCORE', active, '-inf', now - ttl)) do drop(s) end
-local entry = now .. '\t' .. body
-local size = #entry + overhead
-if size > max_session then return 0 end
 local memory = redis.call('INFO', 'memory')
 local used = tonumber(string.match(memory, 'used_memory:(%d+)'))
 local limit = tonumber(string.match(memory, 'maxmemory:(%d+)'))
-if limit and limit > 0 and used and used + size > limit / 2 then return 0 end
-redis.call('RPUSH', list, entry)
-redis.call('INCRBY', total, size)
-local mine = tonumber(redis.call('ZINCRBY', sizes, size, session))
-while true do
-  local head = redis.call('LINDEX', list, 0)
-  if not head then break end
-  if mine <= max_session and tonumber(string.match(head, '^(%d+)')) >= now - ttl then break end
-  redis.call('LPOP', list)
-  mine = tonumber(redis.call('ZINCRBY', sizes, -(#head + overhead), session))
-  redis.call('DECRBY', total, #head + overhead)
+local kept = {}
+for i = 6, #ARGV, 2 do
+  local session, list = ARGV[i], KEYS[(i - 6) / 2 + 4]
+  local entry = now .. '\t' .. ARGV[i + 1]
+  local size = #entry + overhead
+  if size > max_session or (limit and limit > 0 and used and used + size > limit / 2) then
+    kept[#kept + 1] = 0
+  else
+    if used then used = used + size end
+    redis.call('RPUSH', list, entry)
+    redis.call('INCRBY', total, size)
+    local mine = tonumber(redis.call('ZINCRBY', sizes, size, session))
+    while true do
+      local head = redis.call('LINDEX', list, 0)
+      if not head then break end
+      if mine <= max_session and tonumber(string.match(head, '^(%d+)')) >= now - ttl then break end
+      redis.call('LPOP', list)
+      mine = tonumber(redis.call('ZINCRBY', sizes, -(#head + overhead), session))
+      redis.call('DECRBY', total, #head + overhead)
+    end
+    redis.call('ZADD', active, now, session)
+    while tonumber(redis.call('GET', total)) > max_total do
+      local oldest = redis.call('ZRANGE', active, 0, 0)[1]
+      if not oldest or oldest == session then break end
+      drop(oldest)
+    end
+    redis.call('PEXPIRE', list, ttl)
+    kept[#kept + 1] = 1
+  end
 end
-redis.call('ZADD', active, now, session)
-while tonumber(redis.call('GET', total)) > max_total do
-  local oldest = redis.call('ZRANGE', active, 0, 0)[1]
-  if not oldest or oldest == session then break end
-  drop(oldest)
-end
-for _, key in ipairs({sizes, active, total, list}) do redis.call('PEXPIRE', key, ttl) end
-return 1
+for _, key in ipairs({sizes, active, total}) do redis.call('PEXPIRE', key, ttl) end
+return kept
 """
 _FORGET = """
 redis.call('DECRBY', KEYS[3], tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0'))
@@ -97,12 +110,20 @@ class RedisEventLog:
         return [EVENTS_PREFIX + "bytes", EVENTS_PREFIX + "active", EVENTS_PREFIX + "total", _session_key(session)]
 
     async def append(self, session: str, event_id: str, stream_id: str, payload: str | None) -> bool:
-        body = event_id + "\t" + json.dumps([stream_id, payload])
-        arguments: list[str | int] = [session, body, self._ttl_ms, self._max_session_bytes, self._max_bytes]
-        kept = await self._append_script(
-            keys=self._keys(session), args=[*arguments, EVENT_OVERHEAD_BYTES, _session_key("")]
-        )
-        return bool(kept)
+        return (await self.append_many([(session, event_id, stream_id, payload)]))[0]
+
+    async def append_many(self, events: Sequence[tuple[str, str, str, str | None]]) -> list[bool]:
+        """Keep each (session, event id, stream id, payload) in order, in one round trip; whether each was kept."""
+        if not events:
+            return []
+        keys = [EVENTS_PREFIX + "bytes", EVENTS_PREFIX + "active", EVENTS_PREFIX + "total"]
+        arguments: list[str | int] = [self._ttl_ms, self._max_session_bytes, self._max_bytes]
+        arguments += [EVENT_OVERHEAD_BYTES, _session_key("")]
+        for session, event_id, stream_id, payload in events:
+            keys.append(_session_key(session))
+            arguments += [session, event_id + "\t" + json.dumps([stream_id, payload])]
+        kept = await self._append_script(keys=keys, args=arguments)
+        return [bool(k) for k in kept]
 
     async def after(self, session: str, event_id: str) -> tuple[str, list[tuple[str, str | None]]] | None:
         async with self._redis.pipeline(transaction=False) as pipe:
