@@ -19,7 +19,8 @@ Mixes (client i owns simulator server `FIRST_SERVER + i` and its seeded snapshot
 each target calls `list_snapshots` on each in turn, call by call, so that whatever the machine does meanwhile
 falls on every target alike; each target's latencies come back on their own.
 
-Stateless requests go round-robin over the URLs, call by call. Every confirmed change is reported (with its
+Stateless requests go to the URL with the fewest calls in flight from this process (`Balancer`), call by call,
+so a preview and its confirmation are often answered by different replicas. Every confirmed change is reported (with its
 snapshot id), so the caller can check the provider saw exactly one request per confirmed consent.
 """
 
@@ -71,21 +72,49 @@ def _messages(text: str) -> list[dict[str, Any]]:
     return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ") and len(line) > 6]
 
 
-class Caller:
-    """One client: a bearer token, stateless round-robin or one session on its replica."""
+class Balancer:
+    """The load process's balancer for stateless calls: the replica with the fewest calls in flight from this
+    process, ties taken in turn, as a least-request load balancer does. (Plain round-robin, call by call,
+    piles the clients up behind whichever capped replica is being throttled, while the others idle.)"""
 
-    def __init__(self, pool: httpx2.AsyncClient, urls: list[str], index: int, bearer: str | None) -> None:
+    def __init__(self, urls: list[str]) -> None:
+        self.in_flight = dict.fromkeys(urls, 0)
+        self.turn = count()
+
+    def pick(self) -> str:
+        urls = list(self.in_flight)
+        start = next(self.turn) % len(urls)
+        url = min(urls[start:] + urls[:start], key=self.in_flight.__getitem__)
+        self.in_flight[url] += 1
+        return url
+
+    def done(self, url: str) -> None:
+        self.in_flight[url] -= 1
+
+
+class Caller:
+    """One client: a bearer token, stateless calls through the process's balancer, or one session on its replica."""
+
+    def __init__(
+        self,
+        pool: httpx2.AsyncClient,
+        urls: list[str],
+        index: int,
+        bearer: str | None,
+        balancer: Balancer | None = None,
+    ) -> None:
         self.pool, self.urls, self.index = pool, urls, index
+        self.balancer = balancer or Balancer(urls)
         self.headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                         "MCP-Protocol-Version": VERSION}  # fmt: skip
         if bearer:
             self.headers["Authorization"] = f"Bearer {bearer}"
-        self.turn = count(index)
         self.ids = count(2)
         self.session: str | None = None
 
     def url(self) -> str:
-        return self.urls[self.index % len(self.urls)] if self.session else self.urls[next(self.turn) % len(self.urls)]
+        """The session's replica (for opening, closing and streams)."""
+        return self.urls[self.index % len(self.urls)]
 
     async def open(self) -> None:
         init = {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}
@@ -108,12 +137,16 @@ class Caller:
         request_id = next(self.ids)
         body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
                 "params": {"name": tool, "arguments": arguments}}  # fmt: skip
+        url = self.url() if self.session else self.balancer.pick()
         started = time.perf_counter()
         try:
-            answer = await self.pool.post(self.url(), json=body, headers=self.headers, timeout=120)
+            answer = await self.pool.post(url, json=body, headers=self.headers, timeout=120)
         except httpx2.HTTPError as exc:
             tally.error(f"{tool}: {type(exc).__name__}")
             return None
+        finally:
+            if not self.session:
+                self.balancer.done(url)
         tally.timed(started, time.perf_counter())
         found = [m for m in _messages(answer.text) if m.get("id") == request_id] if answer.status_code == 200 else []
         result = found[0].get("result") if found else None
@@ -228,7 +261,9 @@ async def in_a_session(mix: Any, caller: Caller, tally: Tally, index: int) -> No
         await caller.close()
 
 
-SNAPSHOTS_EACH = 99
+SNAPSHOTS_EACH = 24
+"""A client's snapshots: one to restore, the rest to delete (a 20-second run deletes about five; past them,
+only restores)."""
 
 
 async def alternate(spec: dict[str, Any]) -> dict[str, Any]:
@@ -269,9 +304,10 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     tally.measure_to = tally.measure_from + float(spec["seconds"])
     mix = MIXES[spec["mix"]]
     cpu = time.process_time()
+    balancer = Balancer(list(spec["urls"]))
     async with httpx2.AsyncClient(limits=limits, timeout=120) as pool, anyio.create_task_group() as group:
         for index in range(first, first + clients):
-            caller = Caller(pool, list(spec["urls"]), index, spec.get("bearer"))
+            caller = Caller(pool, list(spec["urls"]), index, spec.get("bearer"), balancer)
             if spec.get("sessions") and mix is not soak:
                 group.start_soon(in_a_session, mix, caller, tally, index)
             else:

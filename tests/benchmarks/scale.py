@@ -7,7 +7,7 @@ Run it as root on an idle machine with at least 3 cores: each replica runs in a 
 Kubernetes `limits.cpu: 250m` does), which it makes and removes; where cgroups cannot be written it says so and
 runs the replicas uncapped (the scaling figures then measure the machine, and are marked so). Measures:
 
-    1. scale-out: 1, 2 and 4 capped replicas on one Redis, light clients round-robin (`scale_out`)
+    1. scale-out: 1, 2 and 4 capped replicas on one Redis, light clients balanced by least requests (`scale_out`)
     2. the team configuration against our bare server and the floor, over HTTP (`team_config`), and each
        team part's cost per call on its own, in process (`team_parts`)
     3. a soak of two capped replicas under a mixed load (`soak`)
