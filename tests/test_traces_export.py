@@ -19,7 +19,7 @@ from mcp.client.stdio import stdio_client
 from opentelemetry import trace
 
 from vps_snapshots_mcp.simulator import ProviderState
-from vps_snapshots_mcp.tracing import asked_for
+from vps_snapshots_mcp.tracing import READ_SAMPLE_RATIO, asked_for, default_sampler, tracer_provider_from
 
 from .support.mcp_client import preview_token
 from .support.tracing import encodings, otlp_receiver, recording
@@ -130,3 +130,60 @@ async def test_a_server_over_stdio_exports_the_clients_trace_to_an_otlp_collecto
     every_value = " ".join(str(v) for span in received.spans for v in (span[3], *span[4].items()))
     secrets = [TOKEN, confirmation, "pre-migration-snapshot", "web-server-01"]
     assert [s for s in secrets if any(form in every_value for form in encodings(s))] == []
+
+
+def _recorded(sampler_environ: dict[str, str], name: str, trace_id: int, parent_sampled: bool | None) -> bool:
+    """Whether the sampler `tracer_provider_from` installs for `sampler_environ` records a span named as the MCP
+    SDK names its span per message, in trace `trace_id` (parent: the client's traceparent, or none)."""
+    from opentelemetry.sdk.trace.sampling import Decision, _get_from_env_or_default
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    sampler = default_sampler(sampler_environ) or _get_from_env_or_default()
+    context = None
+    if parent_sampled is not None:
+        flags = TraceFlags(TraceFlags.SAMPLED if parent_sampled else TraceFlags.DEFAULT)
+        parent = SpanContext(trace_id=trace_id, span_id=7, is_remote=True, trace_flags=flags)
+        context = set_span_in_context(NonRecordingSpan(parent))
+    return sampler.should_sample(context, trace_id, name).decision is Decision.RECORD_AND_SAMPLE
+
+
+def test_the_server_s_tracer_provider_has_its_sampler_and_records_a_change_in_a_trace_of_its_own() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = tracer_provider_from({"OTEL_TRACES_EXPORTER": "console"})
+    assert isinstance(provider, TracerProvider)
+    assert provider.sampler.get_description().startswith("ParentBased{root:ChangesAndSomeReads{0.01}")
+    with provider.get_tracer("test").start_as_current_span("tools/call delete_snapshot") as span:
+        assert span.is_recording()  # a root span, its trace id the SDK's own
+    provider.shutdown()
+
+
+# TraceIdRatioBased keeps a trace when its id's low 64 bits fall below ratio * 2**64.
+KEPT_ID, DROPPED_ID = 1, 2**64 - 1
+
+
+@pytest.mark.parametrize("tool", ["create_snapshot", "restore_snapshot", "delete_snapshot"])
+def test_by_default_every_change_is_traced(tool: str) -> None:
+    assert _recorded({}, f"tools/call {tool}", DROPPED_ID, None)  # no client trace: traced all the same
+
+
+def test_by_default_a_share_of_reads_is_traced_and_a_client_s_sampled_flag_wins() -> None:
+    assert READ_SAMPLE_RATIO == 0.01
+    assert _recorded({}, "tools/call list_snapshots", KEPT_ID, None)
+    assert not _recorded({}, "tools/call list_snapshots", DROPPED_ID, None)
+    assert not _recorded({}, "tools/list", DROPPED_ID, None)
+    assert not _recorded({}, "tools/call restore_snapshotX", DROPPED_ID, None)  # a name that only looks like one
+    assert _recorded({}, "tools/call list_snapshots", DROPPED_ID, True)  # the client follows this call
+    assert not _recorded({}, "tools/call delete_snapshot", KEPT_ID, False)  # the client said not to
+    ids = range(1, 2**64, 2**64 // 10_000)  # spread evenly over the ids: the share kept is the ratio
+    kept = sum(_recorded({}, "tools/call get_snapshot", i, None) for i in ids)
+    assert 90 <= kept <= 110, kept
+
+
+def test_a_sampler_the_variables_name_replaces_this_server_s() -> None:
+    assert default_sampler({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}) is None
+    with pytest.MonkeyPatch.context() as patch:  # the SDK reads the variable itself
+        patch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+        assert _recorded({"OTEL_TRACES_SAMPLER": "always_on"}, "tools/call list_snapshots", DROPPED_ID, None)
+        patch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+        assert not _recorded({"OTEL_TRACES_SAMPLER": "always_off"}, "tools/call delete_snapshot", KEPT_ID, None)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
@@ -35,8 +35,13 @@ from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, NoOpTracerProvider, ProxyTracerProvider, Span, SpanKind, StatusCode
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.sdk.trace.sampling import Sampler
+    from opentelemetry.trace import Link
+    from opentelemetry.trace.span import TraceState
+    from opentelemetry.util.types import Attributes
 
 logger = logging.getLogger("vps_snapshots_mcp.tracing")
 
@@ -189,11 +194,56 @@ def tracer_provider_from(environ: Mapping[str, str], *, version: str = "") -> Tr
         resource = resource.merge(Resource({SERVICE_NAME: "vps-snapshots-mcp"}))
     if version and SERVICE_VERSION not in resource.attributes:
         resource = resource.merge(Resource({SERVICE_VERSION: version}))
-    provider = TracerProvider(resource=resource)  # the sampler: OTEL_TRACES_SAMPLER(_ARG)
+    provider = TracerProvider(resource=resource, sampler=default_sampler(environ))
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))  # OTEL_BSP_*
     logger.info("traces are exported (%s)", ", ".join(type(e).__name__ for e in exporters))
     return provider
+
+
+READ_SAMPLE_RATIO = 0.01
+"""With `OTEL_TRACES_SAMPLER` unset: the share of reads (and other messages) traced when the client's request
+carries no sampled trace. Changes are always traced, and so is every call whose client sent a sampled
+`traceparent` (the client asked to follow it)."""
+
+CHANGES = frozenset(f"tools/call {tool}" for tool in ("create_snapshot", "restore_snapshot", "delete_snapshot"))
+"""The MCP SDK's span names of the calls that change something (their previews too)."""
+
+
+def default_sampler(environ: Mapping[str, str]) -> Sampler | None:
+    """None when `OTEL_TRACES_SAMPLER` names a sampler (the SDK reads it, and `OTEL_TRACES_SAMPLER_ARG`); else
+    this server's: the client's sampled flag when it sent one; without one, every change and a share of the
+    rest (`READ_SAMPLE_RATIO`), chosen by trace id.
+
+    Why not the SDK's default (every span recorded): recording costs what the SDK charges, tens of
+    microseconds a span (docs/performance.md), several times what a read costs this server, and reads are
+    most calls; a change waits on the provider for far longer than its spans cost.
+    """
+    if environ.get("OTEL_TRACES_SAMPLER", "").strip():
+        return None
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, SamplingResult, TraceIdRatioBased
+    from opentelemetry.sdk.trace.sampling import Sampler as SdkSampler
+
+    reads = TraceIdRatioBased(READ_SAMPLE_RATIO)
+
+    class ChangesAndSomeReads(SdkSampler):
+        def should_sample(
+            self,
+            parent_context: Context | None,
+            trace_id: int,
+            name: str,
+            kind: SpanKind | None = None,
+            attributes: Attributes = None,
+            links: Sequence[Link] | None = None,
+            trace_state: TraceState | None = None,
+        ) -> SamplingResult:
+            chosen = ALWAYS_ON if name in CHANGES else reads
+            return chosen.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+        def get_description(self) -> str:
+            return f"ChangesAndSomeReads{{{READ_SAMPLE_RATIO}}}"
+
+    return ParentBased(ChangesAndSomeReads())
 
 
 def _otlp_exporter(environ: Mapping[str, str]) -> SpanExporter | None:
