@@ -17,9 +17,10 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 from pydantic import SecretStr
 
+from vps_snapshots_mcp import tracing
 from vps_snapshots_mcp.simulator import ProviderState
 from vps_snapshots_mcp.simulator.faults import Fault
 from vps_snapshots_mcp.state import ApprovalRefused
@@ -257,3 +258,18 @@ def test_the_traced_ledger_passes_on_every_call_of_the_ledger() -> None:
 
     port = {name for name in vars(ConsentLedger) if not name.startswith("_")}
     assert port <= set(vars(TracedLedger)), sorted(port - set(vars(TracedLedger)))
+
+
+def test_under_a_span_nobody_samples_this_server_makes_no_span_and_under_a_sampled_one_it_does() -> None:
+    with recording() as exported:
+        untraced_parent = SpanContext(trace_id=5, span_id=6, is_remote=True, trace_flags=TraceFlags(TraceFlags.DEFAULT))
+        with trace.use_span(NonRecordingSpan(untraced_parent)):
+            assert tracing.untraced()
+            with tracing.span("consent restore") as s, tracing.http_client_span("GET", "/x/", "h", 1, resend=0) as h:
+                assert s is h is INVALID_SPAN  # nothing made: the shared no-op
+        sampled_parent = SpanContext(trace_id=5, span_id=6, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+        with trace.use_span(NonRecordingSpan(sampled_parent)):  # a client's sampled traceparent, say
+            assert not tracing.untraced()
+            with tracing.span("consent restore") as s:
+                assert s.is_recording()
+        assert [span.name for span in exported.get_finished_spans()] == ["consent restore"]
