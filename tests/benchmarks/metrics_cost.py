@@ -1,16 +1,17 @@
-"""What metrics and tracing cost one call: `python -m tests.benchmarks.metrics_cost`.
+"""What metrics cost one call: `python -m tests.benchmarks.metrics_cost`.
 
 The same `get_snapshot` call through a real MCP client on a server in memory, with metrics on (the HTTP
-transport's composition) and off (stdio's), interleaved round by round so both see the same machine; and each
-recording on its own, in microseconds (median of 7 rounds). Then the same rounds again with the OpenTelemetry
-SDK's tracer provider installed (every span recorded, the SDK's own span per message included, and exported
-by the batch processor to an exporter that drops them): tracing is process-wide, so these rounds come after.
-The call's one provider read is on the in-process simulator. Reported, never asserted: docs/performance.md
-holds the last run.
+transport's composition) and off (stdio's), called in turn, call by call, so both see the same machine (the
+median of 3,000 calls each); and each recording on its own, in microseconds. Then one of our spans with no
+tracer provider, and with the SDK's provider as the server installs it from OTEL_* variables (its default
+sampler; `--every`: every span recorded), batched to an exporter that drops them. What tracing costs a whole
+call is measured apart, the server alone in its own processes: `tracing_cost`. The call's one provider read
+is on the in-process simulator. Reported, never asserted: docs/performance.md holds the last run.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from typing import Literal
@@ -30,20 +31,18 @@ from .team_parts import per_call_us
 
 TOKEN = "bench-token-0123456789"
 URL = "https://provider.bench/api/v1"
-ROUNDS = 7
-CALLS = 300
+CALLS = 3000
 
 
-async def call_ms(client: Client) -> float:
+async def one_call_ms(client: Client) -> float:
     started = time.perf_counter()
-    for _ in range(CALLS):
-        await client.call_tool("get_snapshot", {"snapshot_id": 801})
-    return (time.perf_counter() - started) / CALLS * 1000
+    await client.call_tool("get_snapshot", {"snapshot_id": 801})
+    return (time.perf_counter() - started) * 1000
 
 
 async def calls() -> tuple[float, float]:
-    """Median ms per call with metrics on and off."""
-    medians: dict[str, list[float]] = {"http": [], "stdio": []}
+    """Median ms per call with metrics on and off, the two servers called in turn, call by call."""
+    times: dict[str, list[float]] = {"http": [], "stdio": []}
     clients: dict[str, Client] = {}
     transports: tuple[Literal["http", "stdio"], ...] = ("http", "stdio")
     for transport in transports:
@@ -52,16 +51,18 @@ async def calls() -> tuple[float, float]:
         assert (composed.metrics is not None) == (transport == "http")
         clients[transport] = Client(composed.server, mode="legacy")
     async with clients["http"] as on, clients["stdio"] as off:
-        for client in (on, off):
-            await call_ms(client)  # warm: the tools load at the first call
-        for _ in range(ROUNDS):
-            medians["http"].append(await call_ms(on))
-            medians["stdio"].append(await call_ms(off))
-    return statistics.median(medians["http"]), statistics.median(medians["stdio"])
+        for _ in range(CALLS // 10):  # warm: the tools load at the first call
+            await one_call_ms(on)
+            await one_call_ms(off)
+        for _ in range(CALLS):
+            times["http"].append(await one_call_ms(on))
+            times["stdio"].append(await one_call_ms(off))
+    return statistics.median(times["http"]), statistics.median(times["stdio"])
 
 
-def traced() -> None:
-    """Install the SDK's tracer provider, spans batched to an exporter that drops them (no network)."""
+def traced(every: bool) -> None:
+    """Install the SDK's tracer provider, spans batched to an exporter that drops them (no network); with the
+    server's default sampler, or (`every`) the SDK's own default, which records every span."""
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -70,7 +71,7 @@ def traced() -> None:
         def export(self, spans: object) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
-    provider = TracerProvider()
+    provider = TracerProvider(sampler=None if every else tracing.default_sampler({}))
     provider.add_span_processor(BatchSpanProcessor(Dropped()))
     trace.set_tracer_provider(provider)
 
@@ -83,27 +84,28 @@ def one_span() -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--every", action="store_true", help="record every span (the SDK's default sampler)")
+    every = parser.parse_args().every
     on, off = anyio.run(calls)
     off_span = per_call_us(one_span)
-    traced()
+    traced(every)
     on_span = per_call_us(one_span)
-    both, traced_only = anyio.run(calls)
     metrics = Metrics(tools=["get_snapshot"], endpoints=["/snapshots/"])
     operation = per_call_us(lambda: metrics.operation_done("tools/call", "get_snapshot", "", 0.001))
     provider = per_call_us(lambda: metrics.provider_request("GET", "/snapshots/", 200, 0.001, 1234))
     consent = per_call_us(lambda: metrics.consent("restore", "token", "redeemed"))
     scrape = per_call_us(lambda: metrics.exposition(), calls=200)
+    sampler = "every span recorded" if every else "the default sampler, a read's trace not sampled"
     print(f"one get_snapshot call, metrics on:  {on:.3f} ms")
     print(f"one get_snapshot call, metrics off: {off:.3f} ms")
     print(f"difference:                         {(on - off) * 1000:+.1f} µs")
-    print(f"metrics and tracing on:             {both:.3f} ms ({(both - off) * 1000:+.1f} µs over both off)")
-    print(f"tracing on, no metrics:             {traced_only:.3f} ms ({(traced_only - off) * 1000:+.1f} µs)")
-    print(f"one span, no tracer provider:       {off_span:.2f} µs")
-    print(f"one span, recorded and batched:     {on_span:.2f} µs")
     print(f"recording an MCP operation:         {operation:.2f} µs")
     print(f"recording a provider request:       {provider:.2f} µs")
     print(f"counting a consent stage:           {consent:.2f} µs")
     print(f"one scrape (the exposition):        {scrape:.0f} µs")
+    print(f"one span, no tracer provider:       {off_span:.2f} µs")
+    print(f"one span, the SDK on ({sampler}): {on_span:.2f} µs")
 
 
 if __name__ == "__main__":
