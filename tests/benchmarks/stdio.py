@@ -76,31 +76,26 @@ async def timed(action: Callable[[], Awaitable[object]], count: int) -> list[flo
     return times
 
 
-async def _calls(command: list[str], env: dict[str, str], mode: str, count: int) -> list[float]:
-    async with client(command, env, mode) as session:
-
-        async def one() -> None:
-            result = await session.call_tool("list_snapshots", {"server_id": 12345})
-            assert not result.is_error
-
-        await timed(one, max(5, count // 10))  # warm-up
-        return await timed(one, count)
-
-
 async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, float]:
-    """Median and p95 of one list_snapshots, ours and the floor, alternating in blocks against drift."""
+    """Median and p95 of one list_snapshots, ours and the floor, both sessions open side by side and called in
+    turn, call by call, so that whatever the machine does meanwhile falls on both alike (blocks of calls in
+    fresh processes had differed by 0.5 ms from run to run on a 2-core machine)."""
     env = provider_env(url, token)
-    ours: list[float] = []
-    floor: list[float] = []
-    block = max(10, calls // 4)
-    while len(ours) < calls:
-        ours += await _calls(OURS, env, mode, block)
-        floor += await _calls(FLOOR, env, mode, block)
+    times: dict[str, list[float]] = {"ours": [], "floor": []}
+    async with client(OURS, env, mode) as ours, client(FLOOR, env, mode) as floor:
+        sessions = {"ours": ours, "floor": floor}
+        for n in range(calls + max(5, calls // 10)):  # the first tenth warms up
+            for name, session in sessions.items():
+                started = time.perf_counter()
+                result = await session.call_tool("list_snapshots", {"server_id": 12345})
+                if n >= max(5, calls // 10):
+                    times[name].append(time.perf_counter() - started)
+                assert not result.is_error
     return {
-        "ours_median_ms": median(ours) * 1000,
-        "ours_p95_ms": p95(ours) * 1000,
-        "floor_median_ms": median(floor) * 1000,
-        "floor_p95_ms": p95(floor) * 1000,
+        "ours_median_ms": median(times["ours"]) * 1000,
+        "ours_p95_ms": p95(times["ours"]) * 1000,
+        "floor_median_ms": median(times["floor"]) * 1000,
+        "floor_p95_ms": p95(times["floor"]) * 1000,
     }
 
 
