@@ -8,6 +8,7 @@ them, a full queue waits for room, and a Redis that is gone costs a warning, nev
 from __future__ import annotations
 
 import logging
+import secrets
 
 import anyio
 import anyio.lowlevel
@@ -34,8 +35,9 @@ def evalsha_calls(redis: Redis) -> int:
 
 async def warmed(log: WriteBehindEventLog, redis: Redis) -> None:
     """The script loaded (its first use costs a NOSCRIPT and a load), and Redis's counts reset."""
-    await log.append("warm", "w", "0", None)
-    assert await log.after("warm", "w") == ("0", [])
+    warm = f"warm-{secrets.token_hex(4)}"
+    await log.append(warm, "w", "0", None)
+    assert await log.after(warm, "w") == ("0", [])
     redis.config_resetstat()
 
 
@@ -130,6 +132,38 @@ async def test_a_full_queue_waits_for_room(redis_server: RedisServer) -> None:
         found = await log.after("a", "first")
     assert found is not None and [i for i, _ in found[1]] == ["e0", "e1", "e2", "e3", "now"]
     await log.aclose()
+
+
+async def test_the_bytes_waiting_for_a_frozen_redis_are_bounded_and_so_is_a_batch(redis_server: RedisServer) -> None:
+    log = behind(redis_server.url, max_pending_bytes=5_000)
+    redis = Redis.from_url(redis_server.url)
+    await warmed(log, redis)
+    payload = '"' + "x" * 1_000 + '"'  # about 1,300 bytes as counted
+    redis_server.pause()
+    try:
+        with anyio.fail_after(1):
+            for n in range(3):
+                await log.append("a", f"e{n}", "s", payload)
+        with anyio.move_on_after(0.3) as waited:  # a fourth would pass the bytes allowed to wait
+            await log.append("a", "e3", "s", payload)
+        assert waited.cancelled_caught and log.pending == 3
+    finally:
+        redis_server.resume()
+    with anyio.fail_after(DEADLINE_S):
+        found = await log.after("a", "e0")
+    assert found is not None and [i for i, _ in found[1]] == ["e1", "e2"]
+    await log.aclose()
+    roomy = behind(redis_server.url)  # the default bound on waiting bytes
+    await warmed(roomy, redis)
+    big = '"' + "y" * 400_000 + '"'
+    for n in range(6):  # 2.4 MB handed in at once: written in batches of at most 1 MiB, in order
+        await roomy.append("b", f"b{n}", "s", big)
+    with anyio.fail_after(DEADLINE_S):
+        found = await roomy.after("b", "b0")
+    assert found is not None and [i for i, _ in found[1]] == ["b1", "b2", "b3", "b4", "b5"]
+    assert evalsha_calls(redis) == 3  # two events a round trip
+    await roomy.aclose()
+    redis.close()
 
 
 async def test_a_session_s_end_waits_for_its_events_and_leaves_nothing_behind(redis_server: RedisServer) -> None:

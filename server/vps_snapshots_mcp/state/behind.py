@@ -15,8 +15,9 @@ What it keeps true:
 - a replay (`after`) and a session's end (`forget`) first wait for every event handed in before them, so a
   client that resumes with the id of an event it saw finds it; a session is served by one replica only (the
   SDK keeps it in that process), so its replay always runs where its events wait;
-- the queue is bounded (`max_pending`): when the store falls behind, `append` waits for room, as it waited
-  for the store before;
+- the queue is bounded, in events (`max_pending`) and in bytes (`max_pending_bytes`), and so is a batch
+  (`MAX_BATCH`, `MAX_BATCH_BYTES`): when the store falls behind, `append` waits for room, as it waited for the
+  store before, and a frozen Redis holds at most the bounded bytes in this process;
 - an event the store refuses or fails to keep loses only its resumption, as before: the writer says so in one
   warning line and goes on;
 - every wait has a deadline (`settle_s`); a store that answers nothing cannot hold a replay or a shutdown;
@@ -40,8 +41,12 @@ logger = logging.getLogger(__name__)
 
 MAX_PENDING = 1024
 """Events handed in and not yet written, at most; past it `append` waits for the writer."""
+MAX_PENDING_BYTES = 16 * 1024 * 1024
+"""Bytes of events handed in and not yet written, at most (as counted against the stores' bounds)."""
 MAX_BATCH = 64
 """Events written in one round trip, at most."""
+MAX_BATCH_BYTES = 1024 * 1024
+"""Bytes written in one round trip, at most, but for a single larger event."""
 LINGER_S = 0.05
 """How long the writer waits for more events to join a batch, at most."""
 SETTLE_S = 10.0
@@ -65,6 +70,7 @@ class WriteBehindEventLog:
         inner: BatchEventLog,
         *,
         max_pending: int = MAX_PENDING,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
         max_batch: int = MAX_BATCH,
         max_session_bytes: int = MAX_SESSION_BYTES,
         settle_s: float = SETTLE_S,
@@ -72,13 +78,15 @@ class WriteBehindEventLog:
     ) -> None:
         self._inner = inner
         self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
+        self._pending_bytes = 0  # of the events handed in and not yet written
         self._max_batch = max_batch
         self._max_session_bytes = max_session_bytes
         self._settle_s = settle_s
         self._linger_s = linger_s
         self._wanted = 0  # the most events any waiter needs written
         self._wake: asyncio.Event | None = None  # set to end the writer's linger early
-        self._pending: deque[Event] = deque()
+        self._pending: deque[tuple[Event, int]] = deque()  # each with its size
         self._handed = 0  # events handed in, ever
         self._written = 0  # of those, events the writer is done with (kept, refused or failed)
         self._progress: asyncio.Event | None = None  # set (and replaced) whenever `_written` moves
@@ -86,11 +94,15 @@ class WriteBehindEventLog:
 
     async def append(self, session: str, event_id: str, stream_id: str, payload: str | None) -> bool:
         """Hand the event to the writer: True, or False for one larger than a session may ever hold."""
-        if event_bytes(event_id, stream_id, payload) > self._max_session_bytes:
+        size = event_bytes(event_id, stream_id, payload)
+        if size > self._max_session_bytes:
             return False
-        while self.pending >= self._max_pending:  # the store is behind: wait for room, as for the store
-            await self._settled(self._handed - self._max_pending + 1)
-        self._pending.append((session, event_id, stream_id, payload))
+        while self.pending and (  # the store is behind: wait for room, as for the store
+            self.pending >= self._max_pending or self._pending_bytes + size > self._max_pending_bytes
+        ):
+            await self._settled(self._written + 1)
+        self._pending.append(((session, event_id, stream_id, payload), size))
+        self._pending_bytes += size
         self._handed += 1
         if len(self._pending) >= self._max_batch:
             self._hurry()
@@ -136,7 +148,7 @@ class WriteBehindEventLog:
         try:
             while self._pending:
                 await self._linger()
-                batch = [self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))]
+                batch, size = self._take()
                 try:
                     kept = await self._inner.append_many(batch)
                 except Exception as exc:
@@ -151,12 +163,12 @@ class WriteBehindEventLog:
                             "%d SSE event(s) were too large or the event store too full to keep; the streams go on",
                             kept.count(False),
                         )
-                self._moved(len(batch))
+                self._moved(len(batch), size)
         finally:
             self._writer = None
-            if self._pending:  # cancelled (a shutdown): what was not written is not waited for
-                self._moved(len(self._pending))
+            if self.pending:  # cancelled (a shutdown): what was not written is given up, and not waited for
                 self._pending.clear()
+                self._moved(self.pending, self._pending_bytes)
 
     async def _linger(self) -> None:
         """Up to `linger_s` for more events to join the batch, unless one is full or someone waits for them."""
@@ -179,8 +191,22 @@ class WriteBehindEventLog:
         if self._wake is not None:
             self._wake.set()
 
-    def _moved(self, count: int) -> None:
+    def _take(self) -> tuple[list[Event], int]:
+        """The next batch: up to `max_batch` events and `MAX_BATCH_BYTES` (one event at least); its bytes."""
+        batch: list[Event] = []
+        size = 0
+        while self._pending and len(batch) < self._max_batch:
+            event, event_size = self._pending[0]
+            if batch and size + event_size > MAX_BATCH_BYTES:
+                break
+            self._pending.popleft()
+            batch.append(event)
+            size += event_size
+        return batch, size
+
+    def _moved(self, count: int, size: int) -> None:
         self._written += count
+        self._pending_bytes -= size
         if self._progress is not None:
             self._progress.set()
             self._progress = None
