@@ -10,7 +10,10 @@ The parts a team deployment adds to a call, in microseconds per call (median of 
 - OAuth: one RS256 access token verified as the server's verifier does on every request (the JWKS key is cached
   after the first fetch; signature and claims are checked each time, the key looked up in a worker thread),
   and the signature and claims check alone;
-- the event log in Redis: one SSE event appended (a stateful session's response stream writes one per event).
+- the event log in Redis: one SSE event appended (a stateful session's response stream writes one per event;
+  the server writes them behind the call, batched: `state/behind.py`);
+- metrics: a read's MCP operation and provider request recorded; tracing without the otel extra: a read's
+  provider-request span (the no-op; with the SDK on, `tracing_cost` measures a whole call).
 
 Reported, never asserted: times are a report (docs/performance.md holds the last run beside the floor).
 """
@@ -30,9 +33,11 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
+from vps_snapshots_mcp import tracing
 from vps_snapshots_mcp.access import AccessPolicy
 from vps_snapshots_mcp.audit import Actor, Attempt, AuditLog, trace_id_of
 from vps_snapshots_mcp.audit_chain import seal
+from vps_snapshots_mcp.metrics import Metrics
 from vps_snapshots_mcp.protocol.auth import JwtTokenVerifier
 from vps_snapshots_mcp.protocol.principal import (
     current_principal,
@@ -126,6 +131,12 @@ def audit_append_us(folder: Path, calls: int) -> float:
         log.close()
 
 
+def _two_spans() -> None:
+    """The spans a read makes of ours: one provider request, answered."""
+    with tracing.http_client_span("GET", "/snapshots/", "provider.example", 443, resend=0) as span:
+        tracing.answered(span, 200)
+
+
 def measure(scale: float = 1.0) -> dict[str, float]:
     """Every part's cost per call (µs); `scale` below 1 makes fewer calls (a smoke run)."""
 
@@ -156,7 +167,14 @@ def measure(scale: float = 1.0) -> dict[str, float]:
         )
         found["jwt_per_request"], found["jwt_signature"] = jwt_costs(n(1_000))
         found["event_log_append"] = event_log_append_us(folder, n(1_000))
-        # Metrics and tracing (no exporter): one entry each here when they land on main.
+        metrics = Metrics(tools=["list_snapshots"], endpoints=["/snapshots/"])
+
+        def read_recorded() -> None:
+            metrics.operation_done("tools/call", "list_snapshots", "", 0.001)
+            metrics.provider_request("GET", "/snapshots/", 200, 0.001, 1234)
+
+        found["metrics_read"] = per_call_us(read_recorded, n(CALLS))
+        found["tracing_off"] = per_call_us(_two_spans, n(CALLS))  # no tracer provider in this process
     return found
 
 
@@ -169,7 +187,9 @@ LABELS = {
     "actor_trace": "the actor and trace id an audited line carries",
     "jwt_per_request": "OAuth: an RS256 token verified per request (JWKS key cached; worker thread)",
     "jwt_signature": "OAuth: the RS256 signature and claims check alone",
-    "event_log_append": "the event log in Redis: one SSE event appended",
+    "event_log_append": "the event log in Redis: one SSE event appended (written behind the call: see scale)",
+    "metrics_read": "metrics: a read's operation and provider request recorded",
+    "tracing_off": "tracing without the otel extra: a read's provider-request span (the no-op)",
 }
 
 
