@@ -363,11 +363,12 @@ class State:
     events: EventLog
 
     async def aclose(self) -> None:
-        """Close the connection (both users share it: closing it twice is harmless)."""
+        """Close the connection (both users share it: closing it twice is harmless); the events first, so those
+        still being written behind the stream go over the connection before it closes."""
         try:
-            await self.ledger.aclose()
-        finally:
             await self.events.aclose()
+        finally:
+            await self.ledger.aclose()
 
 
 def open_state(url: str | None, *, wall: Callable[[], float], event_ttl_s: float) -> State:
