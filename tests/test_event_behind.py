@@ -210,3 +210,13 @@ async def test_an_event_no_session_may_hold_is_refused_at_once(redis_server: Red
     assert not await log.append("a", "big", "s", "x" * 1000)
     assert log.pending == 0
     await log.aclose()
+
+
+async def test_a_store_closing_writes_its_events_before_the_shared_connection_goes(redis_server: RedisServer) -> None:
+    state = open_state(redis_server.url, wall=lambda: 0.0, event_ttl_s=TTL_S)
+    for n in range(5):
+        await state.events.append("a", f"e{n}", "s", None)
+    await state.aclose()  # the ledger and the event log share one client
+    again = RedisEventLog(redis_server.url, ttl_s=TTL_S)
+    assert await again.after("a", "e0") == ("s", [(f"e{n}", None) for n in range(1, 5)])
+    await again.aclose()
