@@ -7,6 +7,7 @@ line and serves untraced; with no variables set, no tracer provider is made.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -18,8 +19,9 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from opentelemetry import trace
 
+from vps_snapshots_mcp.protocol.published import TOOLS_JSON
 from vps_snapshots_mcp.simulator import ProviderState
-from vps_snapshots_mcp.tracing import READ_SAMPLE_RATIO, asked_for, default_sampler, tracer_provider_from
+from vps_snapshots_mcp.tracing import CHANGES, READ_SAMPLE_RATIO, asked_for, default_sampler, tracer_provider_from
 
 from .support.mcp_client import preview_token
 from .support.tracing import encodings, otlp_receiver, recording
@@ -160,6 +162,11 @@ def test_the_server_s_tracer_provider_has_its_sampler_and_records_a_change_in_a_
 
 # TraceIdRatioBased keeps a trace when its id's low 64 bits fall below ratio * 2**64.
 KEPT_ID, DROPPED_ID = 1, 2**64 - 1
+
+
+def test_the_changes_the_sampler_always_traces_are_the_published_tools_that_are_not_read_only() -> None:
+    tools = json.loads(TOOLS_JSON.read_bytes())  # tracing.py imports nothing of the package: kept in step here
+    assert {f"tools/call {t['name']}" for t in tools if not t["annotations"]["readOnlyHint"]} == CHANGES
 
 
 @pytest.mark.parametrize("tool", ["create_snapshot", "restore_snapshot", "delete_snapshot"])
