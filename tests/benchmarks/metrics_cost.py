@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+from functools import partial
 from typing import Literal
 
 import anyio
@@ -27,6 +27,7 @@ from vps_snapshots_mcp.provider.client import asgi_transport
 from vps_snapshots_mcp.settings import Settings
 from vps_snapshots_mcp.simulator import create_app, seeded_state
 
+from .stdio import in_turn
 from .team_parts import per_call_us
 
 TOKEN = "bench-token-0123456789"
@@ -34,15 +35,8 @@ URL = "https://provider.bench/api/v1"
 CALLS = 3000
 
 
-async def one_call_ms(client: Client) -> float:
-    started = time.perf_counter()
-    await client.call_tool("get_snapshot", {"snapshot_id": 801})
-    return (time.perf_counter() - started) * 1000
-
-
 async def calls() -> tuple[float, float]:
     """Median ms per call with metrics on and off, the two servers called in turn, call by call."""
-    times: dict[str, list[float]] = {"http": [], "stdio": []}
     clients: dict[str, Client] = {}
     transports: tuple[Literal["http", "stdio"], ...] = ("http", "stdio")
     for transport in transports:
@@ -51,13 +45,12 @@ async def calls() -> tuple[float, float]:
         assert (composed.metrics is not None) == (transport == "http")
         clients[transport] = Client(composed.server, mode="legacy")
     async with clients["http"] as on, clients["stdio"] as off:
-        for _ in range(CALLS // 10):  # warm: the tools load at the first call
-            await one_call_ms(on)
-            await one_call_ms(off)
-        for _ in range(CALLS):
-            times["http"].append(await one_call_ms(on))
-            times["stdio"].append(await one_call_ms(off))
-    return statistics.median(times["http"]), statistics.median(times["stdio"])
+        actions = {
+            name: partial(client.call_tool, "get_snapshot", {"snapshot_id": 801})
+            for name, client in (("http", on), ("stdio", off))
+        }
+        times = await in_turn(actions, CALLS, CALLS // 10)  # warm: the tools load at the first call
+    return statistics.median(times["http"]) * 1000, statistics.median(times["stdio"]) * 1000
 
 
 def traced(every: bool) -> None:

@@ -11,7 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +67,21 @@ def client(command: list[str], env: dict[str, str], mode: str) -> Client:
     return Client(stdio_client(params, errlog=DEVNULL), mode=mode)
 
 
+async def in_turn(
+    actions: Mapping[str, Callable[[], Awaitable[object]]], count: int, warm_up: int
+) -> dict[str, list[float]]:
+    """Each action's times, the actions taken in turn, one after another, `warm_up` + `count` rounds (the first
+    `warm_up` not kept): whatever the machine does meanwhile falls on every action alike."""
+    times: dict[str, list[float]] = {name: [] for name in actions}
+    for n in range(warm_up + count):
+        for name, action in actions.items():
+            started = time.perf_counter()
+            await action()
+            if n >= warm_up:
+                times[name].append(time.perf_counter() - started)
+    return times
+
+
 async def timed(action: Callable[[], Awaitable[object]], count: int) -> list[float]:
     times = []
     for _ in range(count):
@@ -81,16 +96,16 @@ async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, flo
     turn, call by call, so that whatever the machine does meanwhile falls on both alike (blocks of calls in
     fresh processes had differed by 0.5 ms from run to run on a 2-core machine)."""
     env = provider_env(url, token)
-    times: dict[str, list[float]] = {"ours": [], "floor": []}
     async with client(OURS, env, mode) as ours, client(FLOOR, env, mode) as floor:
-        sessions = {"ours": ours, "floor": floor}
-        for n in range(calls + max(5, calls // 10)):  # the first tenth warms up
-            for name, session in sessions.items():
-                started = time.perf_counter()
+
+        def listing(session: Client) -> Callable[[], Awaitable[None]]:
+            async def one() -> None:
                 result = await session.call_tool("list_snapshots", {"server_id": 12345})
-                if n >= max(5, calls // 10):
-                    times[name].append(time.perf_counter() - started)
                 assert not result.is_error
+
+            return one
+
+        times = await in_turn({"ours": listing(ours), "floor": listing(floor)}, calls, max(5, calls // 10))
     return {
         "ours_median_ms": median(times["ours"]) * 1000,
         "ours_p95_ms": p95(times["ours"]) * 1000,
