@@ -33,8 +33,6 @@ from pydantic import SecretStr
 from . import __version__
 from .access import EVERYONE, AccessPolicy
 from .audit import AuditLog
-from .consent.approvals import Approvals
-from .consent.tokens import ConfirmationTokens
 from .errors import ForbiddenError, SnapshotsError
 from .protocol import host_logging as client_logging
 from .protocol import sdk
@@ -53,6 +51,8 @@ from .state.traced import traced
 from .timing import Timing
 
 if TYPE_CHECKING:
+    from .consent.approvals import Approvals
+    from .consent.tokens import ConfirmationTokens
     from .metrics import Metrics
     from .protocol.http import ASGIApp, HttpRoute
     from .protocol.web.signin import SignIn
@@ -207,7 +207,15 @@ def compose(
     """
     timing = timing or Timing()
     secret = settings.confirm_secret.get_secret_value().encode() if settings.confirm_secret else None
-    tokens = ConfirmationTokens(secret, wall=timing.wall)
+    made_tokens: list[ConfirmationTokens] = []  # one, shared by every lifespan (a stateless request has its own)
+
+    def tokens() -> ConfirmationTokens:  # made at the first call that needs them: a start-up loads no consent
+        if not made_tokens:
+            from .consent.tokens import ConfirmationTokens
+
+            made_tokens.append(ConfirmationTokens(secret, wall=timing.wall))
+        return made_tokens[0]
+
     assert settings.api_token is not None, "Settings guarantees a token"
     state = open_state(settings.state_url, wall=timing.wall, event_ttl_s=EVENT_TTL_S)
     access = AccessPolicy.from_settings(settings)
@@ -227,17 +235,21 @@ def compose(
         audit_log = AuditLog(settings.audit_log, now=timing.now) if settings.audit_log else None
         assert isinstance(server, SnapshotsServer)
         server.audit_log = audit_log
-        from .webhook import Webhooks  # the HTTP library, loaded with the lifespan, not for --help
 
-        approvals = Approvals(
-            consent_ledger,
-            access,
-            wall=timing.wall,
-            site_url=settings.site_url,
-            expiry_s=settings.approval_expiry,
-            audit=audit_log,
-            notify=Webhooks(access),
-        )
+        def approvals() -> Approvals:  # made at the first call or page that needs it
+            from .consent.approvals import Approvals
+            from .webhook import Webhooks
+
+            return Approvals(
+                consent_ledger,
+                access,
+                wall=timing.wall,
+                site_url=settings.site_url,
+                expiry_s=settings.approval_expiry,
+                audit=audit_log,
+                notify=Webhooks(access),
+            )
+
         app = AppContext(
             settings=settings,
             timing=timing,

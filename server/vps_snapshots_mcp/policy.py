@@ -41,7 +41,6 @@ import logging
 import os
 import re
 import time
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, cast
@@ -236,6 +235,8 @@ _RULE_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*rule[ \t]*\]\]", re.MULTILINE)
 
 def parse_policy(text: str, path: str) -> Policy:
     """The policy `text` (read from `path`) says; `PolicyError` naming the line or rule and the reason."""
+    import tomllib  # only where a policy file is read: a start-up without one does not load the TOML parser
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

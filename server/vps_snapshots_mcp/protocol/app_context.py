@@ -47,33 +47,43 @@ class AppContext:
         *,
         settings: Settings,
         timing: Timing,
-        tokens: ConfirmationTokens,
+        tokens: Callable[[], ConfirmationTokens],
         ledger: ConsentLedger,
         open_client: Callable[[str | None], SnapshotsProvider],
         access: AccessPolicy | None = None,
-        approvals: Approvals | None = None,
+        approvals: Callable[[], Approvals] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
+        """`tokens` and `approvals` make the confirmation tokens and the approval service when a call first needs
+        them: a start-up that only lists tools does not load the consent modules."""
         self.metrics = metrics
         """The server's instruments (`metrics.py`): HTTP only; None on stdio, which keeps none."""
         self.settings = settings
         self.timing = timing
-        self.tokens = tokens
+        self._make_tokens = tokens
         self.ledger = ledger
         self.access = access or AccessPolicy.from_settings(settings)
-        if approvals is None:
-            from ..consent.approvals import Approvals
-
-            approvals = Approvals(
-                ledger, self.access, wall=timing.wall, site_url=settings.site_url, expiry_s=settings.approval_expiry
-            )
-        self.approvals = approvals
-        """The approval service (`--consent url`): the tools propose and redeem, the approval page decides."""
+        self._make_approvals = approvals
         self._open_client = open_client
         self._lanes: dict[str | None, Lane] = {}
         """One per provider credential in use (None: the server's own token)."""
         self.attempts: dict[int, Attempt] = {}
         """The audit event of each tools/call in progress, by its Context (see `attempt_of`)."""
+
+    @cached_property
+    def tokens(self) -> ConfirmationTokens:
+        """Confirmation tokens: minted by previews, verified by confirmed calls."""
+        return self._make_tokens()
+
+    @cached_property
+    def approvals(self) -> Approvals:
+        """The approval service (`--consent url`): the tools propose and redeem, the approval page decides."""
+        if self._make_approvals is not None:
+            return self._make_approvals()
+        from ..consent.approvals import Approvals
+
+        site, expiry = self.settings.site_url, self.settings.approval_expiry
+        return Approvals(self.ledger, self.access, wall=self.timing.wall, site_url=site, expiry_s=expiry)
 
     def count_consent(self, action: str, channel: str, stage: str) -> None:
         """A stage of the consent funnel, into the metrics if there are any."""

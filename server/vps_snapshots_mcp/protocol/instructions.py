@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..access import AccessPolicy
-from ..consent.tokens import TOKEN_TTL_S
+from ..consent import TOKEN_TTL_S
 from ..provider.facts import SNAPSHOT_TAKES, SNAPSHOTS_PER_SERVER
 
 

@@ -16,7 +16,7 @@ from mcp_types import Completion, CompletionArgument, CompletionContext, PromptR
 from pydantic import Field, ValidationError, validate_call
 
 from ..access import AccessPolicy, Reach
-from ..consent.tokens import TOKEN_TTL_S
+from ..consent import TOKEN_TTL_S
 from ..provider.facts import RESTORE_TAKES, SNAPSHOTS_PER_SERVER
 
 ServerId = Annotated[int, Field(ge=1, description="The server's id, e.g. 12345.")]

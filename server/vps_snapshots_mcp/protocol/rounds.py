@@ -25,7 +25,7 @@ from typing import Any
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.request_state import RequestStateSecurity
 
-from ..consent.tokens import TOKEN_TTL_S
+from ..consent import TOKEN_TTL_S
 from .sdk import sealed_expiry
 
 

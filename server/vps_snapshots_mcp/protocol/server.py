@@ -49,7 +49,6 @@ from ..logs import bound_fields
 from ..provider.text import escape_unsafe, quoted
 from . import sdk
 from .app_context import AppContext
-from .approval import ApprovalRound
 from .principal import current_principal
 from .prompts import argument_problems, register_prompts
 from .schemas import MAX_ID
@@ -127,7 +126,7 @@ class SnapshotsServer(MCPServer[AppContext]):
             tool=name,
             server_id=_plain_id(arguments.get("server_id")),
             snapshot_id=_plain_id(arguments.get("snapshot_id")),
-            actor=Actor.of(current_principal()),
+            actor=Actor.of(caller),
         )
         context = context or Context(mcp_server=self)
         _identify(attempt, context)
@@ -192,6 +191,8 @@ class SnapshotsServer(MCPServer[AppContext]):
             cause = exc.__cause__
             if isinstance(cause, SnapshotsError):
                 raise cause from None
+            from .approval import ApprovalRound  # loaded with the tools (a start-up does not load consent)
+
             if isinstance(cause, ApprovalRound):  # 2026-07-28: send the user to the approval page first
                 return cause.result
             if isinstance(cause, ValidationError):
