@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
+
+from vps_snapshots_mcp.start import collector_paused
 
 PROBE = """
 import logging, sys
@@ -33,8 +36,9 @@ async def start():  # what a host does at every start: initialize (the lifespan 
         await client.list_tools()
 
 anyio.run(start)
-loaded = ("protocol.tools", "protocol.consent", "provider.client", "models", "waiting")
-print(sorted(m for m in sys.modules if m in {f"vps_snapshots_mcp.{name}" for name in loaded}))
+loaded = ("protocol.tools", "protocol.consent", "provider.client", "models", "waiting", "consent.decision",
+          "consent.tokens", "consent.approvals", "protocol.approval", "webhook")
+print(sorted(m for m in sys.modules if m in {f"vps_snapshots_mcp.{name}" for name in loaded} | {"tomllib"}))
 print(len(server.prompts))
 """
 
@@ -55,7 +59,8 @@ def test_an_unconfigured_process_gets_the_sdks_logging_as_before() -> None:
 
 def test_the_tools_the_consent_machinery_and_the_provider_client_load_at_the_first_call_not_at_start() -> None:
     # tools/list is answered from tools.json (published.py); test_tools_contract checks the first call loads them.
-    # The provider client, its records (models) and the shared waits are made at the first call (app_context).
+    # The provider client, its records (models) and the shared waits are made at the first call (app_context),
+    # as are the confirmation tokens and the approval service; the TOML parser loads only to read a policy file.
     assert _probe("configured")[1] == "[]"
 
 
@@ -73,3 +78,37 @@ def test_the_http_app_loads_neither_the_tools_nor_the_provider_client() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"
+
+
+SERVING = """
+import gc, sys
+from vps_snapshots_mcp.protocol.server import SnapshotsServer
+
+SnapshotsServer.run = lambda self, transport: print(transport, gc.isenabled())  # where it would serve
+from vps_snapshots_mcp.start import main
+
+print(gc.isenabled())
+sys.exit(main([]))
+"""
+
+
+def test_the_cycle_collector_is_paused_only_while_the_server_starts_and_runs_while_it_serves() -> None:
+    environment = {"PATH": "/usr/bin:/bin", "VPS_API_URL": "http://127.0.0.1:9/v1", "VPS_API_TOKEN": "t" * 24}
+    done = subprocess.run(
+        [sys.executable, "-c", SERVING], capture_output=True, text=True, timeout=60, check=True, env=environment
+    )
+    assert done.stdout.split() == ["True", "stdio", "True"]
+
+
+def test_a_paused_collector_comes_back_as_it_was() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # an embedding program that keeps it off keeps it off
+    finally:
+        gc.enable()

@@ -1,6 +1,6 @@
 """`python -m vps_snapshots_mcp` runs the same CLI as the `vps-snapshots-mcp` command."""
 
-from .cli import main
+from .start import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

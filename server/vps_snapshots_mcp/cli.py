@@ -27,6 +27,7 @@ from .logs import LogFormat, formatter
 from .policy import PolicyError
 from .provider.text import RedactingFilter, redact
 from .settings import Settings, SettingsError, add_arguments, env_only_help, from_sources, is_loopback_host
+from .start import collector_paused
 
 if TYPE_CHECKING:
     from .provider.client import Transport
@@ -155,25 +156,26 @@ def serve(args: argparse.Namespace) -> int:
             "same secret would accept a token this one has spent. Set --state-url sqlite:///PATH to share it."
         )
 
-    from .compose import check_start, compose
+    with collector_paused():  # the SDK's modules and ours load, and the server is built (see start.py)
+        from .compose import check_start, compose
 
-    try:
-        check_start(settings)  # an extra not installed, a ledger's missing directory, a port in use: one line now
-    except SettingsError as exc:
-        return _fail(str(exc))
-    from .tracing import configure as configure_tracing
+        try:
+            check_start(settings)  # an extra not installed, a ledger's missing directory, a port in use: one line
+        except SettingsError as exc:
+            return _fail(str(exc))
+        from .tracing import configure as configure_tracing
 
-    configure_tracing(os.environ, version=__version__)  # the `otel` extra, when the OTEL_* variables ask for traces
-    transport: Transport | None = None
-    if settings.sandbox:
-        transport = sandbox_transport(settings, seconds=settings.sandbox_seconds)
-    try:
-        composed = compose(settings, transport=transport)
-    except (
-        PolicyError,
-        SettingsError,
-    ) as exc:  # a permissions or tokens file that cannot be used: one line, where, why
-        return _fail(str(exc))
+        configure_tracing(os.environ, version=__version__)  # the `otel` extra, when OTEL_* variables ask for traces
+        transport: Transport | None = None
+        if settings.sandbox:
+            transport = sandbox_transport(settings, seconds=settings.sandbox_seconds)
+        try:
+            composed = compose(settings, transport=transport)
+        except (
+            PolicyError,
+            SettingsError,
+        ) as exc:  # a permissions or tokens file that cannot be used: one line, where, why
+            return _fail(str(exc))
     ledger = settings.state_url.split("://")[0] if settings.state_url else "memory"
     mode = composed.access.summary(EVERYONE)
     if settings.transport == "http":
