@@ -138,6 +138,7 @@ def drive(spec: dict[str, Any], processes: int = 1) -> dict[str, Any]:
         "confirmed": [tuple(c) for r in results for c in r["confirmed"]],
         "resumed": sum(r["resumed"] for r in results),
         "created": sum(r["created"] for r in results),
+        "approved": sum(r["approved"] for r in results),
         "client_cpu_cores": sum(r["client_cpu_s"] for r in results) / seconds if seconds > 0 else 0.0,
     }
 
