@@ -466,13 +466,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         return await alternate(spec)
     clients, first = int(spec["clients"]), int(spec.get("first_client", 0))
     limits = httpx2.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
-    started = time.perf_counter()
-    tally = Tally(measure_from=started + float(spec.get("warmup_s", 0)))
-    tally.measure_to = tally.measure_from + float(spec["seconds"])
-    mix = MIXES[spec["mix"]]
-    cpu = time.process_time()
     urls = list(spec["urls"])
-    balancer = Balancer(urls)
     bearer: Bearer = spec.get("bearer")
     bearers, cookies = None, None
     if "idp" in spec:  # signed in before the clock starts, as the people are before their day's work
@@ -480,6 +474,12 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         bearers.fetch()
         if spec["idp"].get("person"):  # signed in on the last replica: the first client's session is elsewhere
             cookies = Person.sign_in(bearers.issuer, spec["idp"]["person"], urls[-1].removesuffix("/mcp"))
+    started = time.perf_counter()
+    tally = Tally(measure_from=started + float(spec.get("warmup_s", 0)))
+    tally.measure_to = tally.measure_from + float(spec["seconds"])
+    mix = MIXES[spec["mix"]]
+    cpu = time.process_time()
+    balancer = Balancer(urls)
     async with (
         httpx2.AsyncClient(limits=limits, timeout=120) as pool,
         httpx2.AsyncClient(timeout=120, follow_redirects=False, cookies=cookies) as browser,
