@@ -92,11 +92,13 @@ def replicas(
     caps: CpuCaps | None,
     cpus: float,
     first: int = 0,
+    ports: list[int] | None = None,
 ) -> Iterator[list[Replica]]:
-    """`count` replicas, each in its own cgroup capped at `cpus` when `caps` is given; removed on the way out."""
+    """`count` replicas (on `ports`, or free ones), each in its own cgroup capped at `cpus` when `caps` is given;
+    removed on the way out."""
     made = []
     for index in range(count):
-        url, pid = stack.enter_context(http_process(*command))
+        url, pid = stack.enter_context(http_process(*command, port=ports[index] if ports else None))
         group = None
         if caps is not None:
             group = stack.enter_context(caps.capped(f"replica{first + index}", cpus))
@@ -136,6 +138,7 @@ def drive(spec: dict[str, Any], processes: int = 1) -> dict[str, Any]:
         "confirmed": [tuple(c) for r in results for c in r["confirmed"]],
         "resumed": sum(r["resumed"] for r in results),
         "created": sum(r["created"] for r in results),
+        "approved": sum(r["approved"] for r in results),
         "client_cpu_cores": sum(r["client_cpu_s"] for r in results) / seconds if seconds > 0 else 0.0,
     }
 

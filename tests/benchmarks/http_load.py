@@ -30,9 +30,10 @@ SECRET = "bench-confirm-secret-0123456789"
 
 
 @contextmanager
-def http_process(command: list[str], env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """The command serving HTTP on a free port (put where `{port}` is); yields (MCP URL, pid) once it listens."""
-    port = free_port()
+def http_process(command: list[str], env: dict[str, str], port: int | None = None) -> Iterator[tuple[str, int]]:
+    """The command serving HTTP on `port` (a free one if None; put where `{port}` is); yields (MCP URL, pid) once
+    it listens."""
+    port = port or free_port()
     full = [part.replace("{port}", str(port)) for part in command]
     process = subprocess.Popen(full, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)  # fmt: skip

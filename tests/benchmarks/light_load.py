@@ -5,15 +5,22 @@
 The spec names the MCP URLs, how many clients (numbered from `first_client`, so several load processes own
 different servers), how long to run (`seconds`, after `warmup_s` not measured), the mix, and the bearer token
 every request carries (a static token or an OAuth access token: one caller on every replica, so a confirmation
-token made by one replica is honoured by another).
+token made by one replica is honoured by another). Instead of `bearer`, `idp` names an OpenID Connect provider
+(its issuer, the token client's id, secret and redirect URI, the `user`): the process signs the user in there
+for an access token per URL (each replica's public URL is its tokens' audience) and fetches new ones before they
+expire (`Bearers`); with `person` too, that person signs in on the approval page once (`Person`) and approves
+the soak's approval leg there.
 
 Mixes (client i owns simulator server `FIRST_SERVER + i` and its seeded snapshots, `provider_process`):
 
 - `lists`: `list_snapshots` of server 12345, again and again;
 - `consent`: six lists, a restore previewed then confirmed, a delete previewed then confirmed, again;
 - `soak` (stateful sessions, pinned to a replica like a sticky load balancer): lists, a create that waits,
-  previews left unconfirmed, confirmed restores and deletes, every few rounds a create whose stream is dropped
-  and resumed with `Last-Event-ID`, and the session closed and a new one opened.
+  previews left unconfirmed, restores and deletes confirmed by token, every few rounds a create whose stream is
+  dropped and resumed with `Last-Event-ID`, and the session closed and a new one opened; with a `person`, one
+  round in `APPROVAL_EVERY` (the second, the seventh, ...) deletes its snapshot through the approval page
+  instead: a second session on the client's replica declares URL elicitation (a host that opens links), its
+  confirming call is held while the person approves on the other replica (`Caller.approved`), then runs once.
 
 `alternate` (a spec naming `targets`, each a URL and its bearer, instead of `urls`): one client with a session on
 each target calls `list_snapshots` on each in turn, call by call, so that whatever the machine does meanwhile
@@ -26,21 +33,29 @@ snapshot id), so the caller can check the provider saw exactly one request per c
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
 
+from ..support.oidc import TOKEN_CLIENT, Client, Issuer
 from .provider_process import FIRST_SERVER, snapshot_ids
 
 VERSION = "2025-11-25"
 LISTS_PER_ROUND = 6
+APPROVAL_EVERY = 5
+"""The soak's approval leg: one round in this many, from the second round on (so a short run has one)."""
+REFRESH_BEFORE_S = 120.0
+"""Access tokens are fetched again this long before the first of them expires."""
 
 
 @dataclass
@@ -55,6 +70,7 @@ class Tally:
     confirmed: list[tuple[str, int]] = field(default_factory=list)
     resumed: int = 0
     created: int = 0
+    approved: int = 0
 
     def timed(self, started: float, ended: float) -> None:
         self.all_calls += 1
@@ -92,6 +108,10 @@ class Balancer:
         self.in_flight[url] -= 1
 
 
+Bearer = str | Callable[[str], str] | None
+"""What a request carries as its bearer: one token for every URL, the token for the URL (`Bearers`), or none."""
+
+
 class Caller:
     """One client: a bearer token, stateless calls through the process's balancer, or one session on its replica."""
 
@@ -100,15 +120,20 @@ class Caller:
         pool: httpx2.AsyncClient,
         urls: list[str],
         index: int,
-        bearer: str | None,
+        bearer: Bearer,
         balancer: Balancer | None = None,
+        *,
+        capabilities: dict[str, Any] | None = None,
+        person: Person | None = None,
     ) -> None:
         self.pool, self.urls, self.index = pool, urls, index
         self.balancer = balancer or Balancer(urls)
         self.headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                         "MCP-Protocol-Version": VERSION}  # fmt: skip
-        if bearer:
-            self.headers["Authorization"] = f"Bearer {bearer}"
+        self.bearer = bearer
+        self.capabilities = capabilities or {}
+        self.person = person
+        """Who approves this client's changes on the approval page (the soak's approval leg), if anyone."""
         self.ids = count(2)
         self.session: str | None = None
 
@@ -116,19 +141,25 @@ class Caller:
         """The session's replica (for opening, closing and streams)."""
         return self.urls[self.index % len(self.urls)]
 
+    def headers_for(self, url: str, **more: str) -> dict[str, str]:
+        """The headers of a request to `url`: the session's, and the bearer token for `url`."""
+        bearer = self.bearer(url) if callable(self.bearer) else self.bearer
+        return self.headers | ({"Authorization": f"Bearer {bearer}"} if bearer else {}) | more
+
     async def open(self) -> None:
-        init = {"protocolVersion": VERSION, "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}
+        init = {"protocolVersion": VERSION, "capabilities": self.capabilities,
+                "clientInfo": {"name": "bench", "version": "0"}}  # fmt: skip
         body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}
-        answer = await self.pool.post(self.urls[self.index % len(self.urls)], json=body, headers=self.headers)
+        answer = await self.pool.post(self.url(), json=body, headers=self.headers_for(self.url()))
         assert answer.status_code == 200, answer.text[:300]
         self.session = answer.headers["mcp-session-id"]
         self.headers["mcp-session-id"] = self.session
         done = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-        await self.pool.post(self.url(), json=done, headers=self.headers)
+        await self.pool.post(self.url(), json=done, headers=self.headers_for(self.url()))
 
     async def close(self) -> None:
         if self.session:
-            await self.pool.delete(self.url(), headers=self.headers)
+            await self.pool.delete(self.url(), headers=self.headers_for(self.url()))
             del self.headers["mcp-session-id"]
             self.session = None
 
@@ -140,7 +171,7 @@ class Caller:
         url = self.url() if self.session else self.balancer.pick()
         started = time.perf_counter()
         try:
-            answer = await self.pool.post(url, json=body, headers=self.headers, timeout=120)
+            answer = await self.pool.post(url, json=body, headers=self.headers_for(url), timeout=120)
         except httpx2.HTTPError as exc:
             tally.error(f"{tool}: {type(exc).__name__}")
             return None
@@ -178,12 +209,13 @@ class Caller:
                                                                      "wait": True, "wait_timeout_s": 60},
                            "_meta": {"progressToken": name}}}  # fmt: skip
         last = ""
-        async with self.pool.stream("POST", self.url(), json=body, headers=self.headers, timeout=120) as response:
+        headers = self.headers_for(self.url())
+        async with self.pool.stream("POST", self.url(), json=body, headers=headers, timeout=120) as response:
             async for event_id, message in _events(response):
                 last = event_id or last
                 if message.get("method") == "notifications/progress":
                     break  # the connection drops here
-        resume = {**self.headers, "Accept": "text/event-stream", "Last-Event-ID": last}
+        resume = self.headers_for(self.url(), Accept="text/event-stream", **{"Last-Event-ID": last})
         async with self.pool.stream("GET", self.url(), headers=resume, timeout=120) as response:
             async for _, message in _events(response):
                 if message.get("id") == request_id:
@@ -196,6 +228,139 @@ class Caller:
                     return int(snapshot["id"])
         tally.error("resumed create: the stream ended without the result")
         return None
+
+    async def approved(self, tally: Tally, tool: str, snapshot_id: int) -> bool:
+        """The approval leg: on a second session of this client's replica that declares URL elicitation (a host
+        that opens links for its user), a preview, then the confirming call, held open while `self.person`
+        approves on the approval page (`held`); recorded when executed."""
+        assert self.person is not None
+        host = Caller(self.pool, [self.url()], 0, self.bearer, capabilities={"elicitation": {"url": {}}})
+        await host.open()
+        try:
+            preview = await host.call(tally, tool, {"snapshot_id": snapshot_id})
+            if preview is None:
+                return False
+            arguments: dict[str, Any] = {"snapshot_id": snapshot_id, "confirm": True}
+            if preview.get("confirmation_token"):  # a model passes it on; the page decides all the same
+                arguments["confirmation_token"] = preview["confirmation_token"]
+            done = await host.held(tally, tool, arguments, self.person)
+        finally:
+            await host.close()
+        if done is not None and done.get("status") in ("deleted", "restore_started"):
+            tally.confirmed.append((tool.removesuffix("_snapshot"), snapshot_id))
+            tally.approved += 1
+            return True
+        if done is not None:
+            tally.error(f"{tool} {snapshot_id} approved: {done.get('status')}")
+        return False
+
+    async def held(self, tally: Tally, tool: str, arguments: dict[str, Any], person: Person) -> dict[str, Any] | None:
+        """A confirming call the server holds for the approval page (2025-11-25: `elicitation/create` in mode url
+        on the call's stream): the link opened (answered accept), the person approves, and the result comes."""
+        request_id = next(self.ids)
+        body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments}}  # fmt: skip
+        started, links = time.perf_counter(), 0
+        headers = self.headers_for(self.url())
+        async with self.pool.stream("POST", self.url(), json=body, headers=headers, timeout=120) as response:
+            async for _, message in _events(response):
+                if message.get("method") == "elicitation/create":
+                    links += 1
+                    params = message.get("params") or {}
+                    answer = {"jsonrpc": "2.0", "id": message["id"], "result": {"action": "accept"}}
+                    opened = await self.pool.post(self.url(), json=answer, headers=headers)
+                    if params.get("mode") != "url" or opened.status_code != 202:
+                        tally.error(f"{tool} held: {params.get('mode')} elicitation, answered {opened.status_code}")
+                        return None
+                    refused = await person.approve(str(params["url"]))
+                    if refused is not None:
+                        tally.error(f"{tool} held: the person could not approve: {refused}")
+                        return None
+                elif message.get("id") == request_id:
+                    tally.timed(started, time.perf_counter())
+                    result = message.get("result") or {}
+                    if links != 1 or result.get("isError") or "structuredContent" not in result:
+                        tally.error(f"{tool} held ({links} links): {json.dumps(message)[:300]}")
+                        return None
+                    structured: dict[str, Any] = result["structuredContent"]
+                    return structured
+        tally.error(f"{tool} held: the stream ended without the result")
+        return None
+
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+class Person:
+    """A person at the approval page, signed in once (`sign_in`) and kept signed in by their session cookie, as a
+    browser keeps it: each link is opened on the replica other than the one that asked (the sessions live in the
+    shared ledger), and approved with the page's CSRF token and this site's origin, as the page's form posts it."""
+
+    def __init__(self, http: httpx2.AsyncClient, bases: list[str]) -> None:
+        self.http, self.bases = http, bases
+
+    @staticmethod
+    def sign_in(issuer: Issuer, user: str, base: str) -> dict[str, str]:
+        """Sign `user` in on the server at `base` through the identity provider's login form, over plain HTTP (no
+        browser); the session cookie. Blocking: run before the load starts."""
+        with httpx2.Client(timeout=20, follow_redirects=False) as http:
+            answer = http.get(f"{base}/approve/login", params={"next": "/approve/"})
+            assert answer.status_code == 302, f"the sign-in did not start: HTTP {answer.status_code}"
+            back = http.get(issuer.follow_login(http, answer, user, None))
+            assert back.status_code == 303, f"the sign-in did not come back: HTTP {back.status_code}"
+            return {c.name: str(c.value) for c in http.cookies.jar if c.name.endswith("vps-approve") and c.value}
+
+    async def approve(self, link: str) -> str | None:
+        """Open `link` on another replica and approve it there; None when approved, else why not (no secrets)."""
+        path = urlsplit(link).path
+        asked_on = link.removesuffix(path)
+        base = next((b for b in self.bases if b != asked_on), asked_on)
+        page = await self.http.get(f"{base}{path}")
+        found = CSRF.search(page.text)
+        if page.status_code != 200 or found is None or 'id="approve"' not in page.text:
+            return f"the page answered HTTP {page.status_code} without an Approve button"
+        same_origin = {"Origin": base, "Sec-Fetch-Site": "same-origin"}
+        decided = await self.http.post(
+            f"{base}{path}", data={"decision": "approve", "csrf": found.group(1)}, headers=same_origin
+        )
+        if decided.status_code != 200 or "You approved" not in decided.text:
+            return f"the decision answered HTTP {decided.status_code}"
+        return None
+
+
+class Bearers:
+    """OAuth access tokens from the spec's identity provider (`idp`): one per URL (each replica is its own
+    audience), for one user, fetched again `REFRESH_BEFORE_S` before the first of them expires."""
+
+    def __init__(self, idp: dict[str, Any], urls: list[str]) -> None:
+        client = Client(idp["client_id"], idp["client_secret"], (idp["redirect_uri"],))
+        self.issuer = Issuer(issuer=idp["issuer"], resource=urls[0], clients={TOKEN_CLIENT: client})
+        self.user, self.urls = str(idp["user"]), urls
+        self.current: dict[str, str] = {}
+        self.expires_at = 0.0
+
+    def __call__(self, url: str) -> str:
+        return self.current[url]
+
+    def fetch(self) -> None:
+        """Sign in at the identity provider for a token per URL (blocking: in a worker thread once running)."""
+        fresh = {url: self.issuer.access_token(self.user, resource=url) for url in self.urls}
+        self.current, self.expires_at = fresh, min(_expiry(t) for t in fresh.values())
+
+    async def keep_fresh(self, until: float) -> None:
+        """Fetch new tokens before these expire, until `until` (`time.perf_counter`)."""
+        while (left := until - time.perf_counter()) > 0:
+            due = self.expires_at - REFRESH_BEFORE_S - time.time()
+            if due > 0:
+                await anyio.sleep(min(due, left))
+            else:
+                await anyio.to_thread.run_sync(self.fetch)
+
+
+def _expiry(token: str) -> float:
+    """A JWT's `exp` (read for scheduling only: the servers verify the token)."""
+    payload = token.split(".")[1]
+    return float(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"])
 
 
 async def _events(response: httpx2.Response) -> AsyncIterator[tuple[str, dict[str, Any]]]:
@@ -241,7 +406,9 @@ async def soak(caller: Caller, tally: Tally, index: int) -> None:
             made = await caller.call(tally, "create_snapshot", arguments)
             created = int(made["snapshot"]["id"]) if made else None
         tally.created += created is not None
-        if created is not None:
+        if created is not None and caller.person is not None and number % APPROVAL_EVERY == 1:
+            await caller.approved(tally, "delete_snapshot", created)  # a person approves it on the page
+        elif created is not None:
             await caller.confirmed(tally, "delete_snapshot", created)
         if number % 10 == 9:  # sessions come and go, as clients do
             await caller.close()
@@ -299,15 +466,30 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         return await alternate(spec)
     clients, first = int(spec["clients"]), int(spec.get("first_client", 0))
     limits = httpx2.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
+    urls = list(spec["urls"])
+    bearer: Bearer = spec.get("bearer")
+    bearers, cookies = None, None
+    if "idp" in spec:  # signed in before the clock starts, as the people are before their day's work
+        bearer = bearers = Bearers(spec["idp"], urls)
+        bearers.fetch()
+        if spec["idp"].get("person"):  # signed in on the last replica: the first client's session is elsewhere
+            cookies = Person.sign_in(bearers.issuer, spec["idp"]["person"], urls[-1].removesuffix("/mcp"))
     started = time.perf_counter()
     tally = Tally(measure_from=started + float(spec.get("warmup_s", 0)))
     tally.measure_to = tally.measure_from + float(spec["seconds"])
     mix = MIXES[spec["mix"]]
     cpu = time.process_time()
-    balancer = Balancer(list(spec["urls"]))
-    async with httpx2.AsyncClient(limits=limits, timeout=120) as pool, anyio.create_task_group() as group:
+    balancer = Balancer(urls)
+    async with (
+        httpx2.AsyncClient(limits=limits, timeout=120) as pool,
+        httpx2.AsyncClient(timeout=120, follow_redirects=False, cookies=cookies) as browser,
+        anyio.create_task_group() as group,
+    ):
+        person = Person(browser, [u.removesuffix("/mcp") for u in urls]) if cookies else None
+        if bearers is not None:
+            group.start_soon(bearers.keep_fresh, tally.measure_to)
         for index in range(first, first + clients):
-            caller = Caller(pool, list(spec["urls"]), index, spec.get("bearer"), balancer)
+            caller = Caller(pool, urls, index, bearer, balancer, person=person)
             if spec.get("sessions") and mix is not soak:
                 group.start_soon(in_a_session, mix, caller, tally, index)
             else:
@@ -323,6 +505,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "confirmed": tally.confirmed,
         "resumed": tally.resumed,
         "created": tally.created,
+        "approved": tally.approved,
         "client_cpu_s": time.process_time() - cpu,
     }
 

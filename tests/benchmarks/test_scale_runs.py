@@ -11,7 +11,7 @@ import pytest
 
 from .cgroups import PREFIX, V1_CPU, V2_ROOT
 from .fleet import exactly_once
-from .soak import growth
+from .soak import audited_approvals, growth
 
 
 def test_every_confirmed_consent_must_reach_the_provider_exactly_once() -> None:
@@ -32,6 +32,18 @@ def test_memory_growth_counts_from_the_first_sample_after_the_settling_time() ->
     ]
     found = growth(samples, 120.0)
     assert found["replica_growth_mb"] == [1.5, 0.0] and found["redis_growth_mb"] == 0.5
+
+
+def test_the_approvals_audited_are_counted_by_event_and_by_where_they_were_decided(tmp_path: Path) -> None:
+    def line(outcome: str, approval: str = "", consent: str | None = None) -> str:
+        return json.dumps({"outcome": outcome, "consent": consent, "details": {"approval": approval}})
+
+    here, there = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    here.write_text("\n".join([line("requested", "k1"), line("requested", "k2"), line("approved", "k2"),
+                               line("executed", consent="approval"), line("executed", consent="token")]))  # fmt: skip
+    there.write_text("\n".join([line("approved", "k1"), line("executed", consent="approval")]))
+    found = audited_approvals([here, there, tmp_path / "none.jsonl"])
+    assert found == {"requested": 2, "approved": 2, "executed": 2, "elsewhere": 1}
 
 
 @pytest.mark.slow
@@ -70,5 +82,8 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
     assert report["stdio"]["tools_list_2025-11-25"]["ours"] <= 7168
     assert report["stdio"]["tools_list_2026-07-28"]["ours"] <= 7168
     assert soaked["resumed"] > 0  # a stream dropped and resumed
+    audited = soaked["audit_approvals"]  # a person approved on the page, on the other replica, and it ran once
+    assert soaked["approved"] > 0 and audited["approved"] == audited["executed"] == soaked["approved"], audited
+    assert audited["elsewhere"] == audited["approved"] and audited["requested"] >= audited["approved"], audited
     for root in (V1_CPU, V2_ROOT):  # every cgroup the run made is gone
         assert not list(root.glob(f"{PREFIX}*"))

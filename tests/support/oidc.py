@@ -64,13 +64,17 @@ class Issuer:
     def jwks_url(self) -> str:
         return f"{self.issuer}/jwks"
 
-    def access_token(self, user: str, scopes: tuple[str, ...] | list[str] = SCOPES) -> str:
-        """A JWT access token for `self.resource`, as `user` (signed in with their password), with `scopes`."""
+    def access_token(
+        self, user: str, scopes: tuple[str, ...] | list[str] = SCOPES, *, resource: str | None = None
+    ) -> str:
+        """A JWT access token for `resource` (default `self.resource`), as `user` (signed in with their password),
+        with `scopes`."""
         client = self.clients[TOKEN_CLIENT]
+        resource = resource or self.resource
         verifier = secrets.token_urlsafe(48)
         with httpx2.Client(timeout=10, follow_redirects=False) as http:
             location = self.authorize(
-                http, client, user, scope=" ".join(["openid", *scopes]), verifier=verifier, resource=self.resource
+                http, client, user, scope=" ".join(["openid", *scopes]), verifier=verifier, resource=resource
             )
             code = parse_qs(urlsplit(location).query)["code"][0]
             answer = http.post(
@@ -80,7 +84,7 @@ class Issuer:
                     "code": code,
                     "redirect_uri": client.redirect_uris[0],
                     "code_verifier": verifier,
-                    "resource": self.resource,
+                    "resource": resource,
                 },
                 auth=(client.client_id, client.client_secret),
             )
@@ -163,10 +167,16 @@ def ensure_installed() -> tuple[str, str]:
 
 @contextmanager
 def oidc_provider(
-    resource: str, *, redirect_uris: tuple[str, ...] = (), client_id: str = "approval-page", workdir: Path
+    resource: str,
+    *,
+    redirect_uris: tuple[str, ...] = (),
+    client_id: str = "approval-page",
+    workdir: Path,
+    also_for: tuple[str, ...] = (),
 ) -> Iterator[Issuer]:
-    """Start the provider; `resource` is the MCP server's URL (the access tokens' audience); a confidential client
-    `client_id` for `redirect_uris` (the approval page's callback), and one for `access_token`."""
+    """Start the provider; `resource` is the MCP server's URL (the access tokens' audience; `also_for`: more
+    resources a token may be asked for, such as each replica's own public URL); a confidential client `client_id`
+    for `redirect_uris` (the approval page's callback), and one for `access_token`."""
     node, module = ensure_installed()
     port = free_port()
     clients = {
@@ -184,6 +194,7 @@ def oidc_provider(
             for c in clients.values()
         ],
         "resource": resource,
+        "resources": [resource, *also_for],
         "scopes": [*SCOPES, APPROVE_SCOPE],
     }
     log = workdir / f"oidc-provider-{port}.log"

@@ -3,7 +3,7 @@
 // Started by tests/support/oidc.py with one JSON argument:
 //   {"port", "module" (the oidc-provider entry file), "users": {name: password}, "groups": {name: [group]},
 //    "clients": [{client_id, client_secret, redirect_uris}], "resource" (the MCP server's URL: JWT access tokens
-//    are for it), "scopes"}
+//    are for it, unless the token request names another of "resources": each replica's own URL), "scopes"}
 // Each user's groups are a `groups` claim in their ID tokens and access tokens.
 // Users sign in at a login form of our own (a real password check), then every asked scope is granted.
 // PKCE (S256) is required of every client; ID tokens and access tokens are RS256; access tokens are JWTs
@@ -15,6 +15,7 @@ import { pathToFileURL } from 'node:url';
 const config = JSON.parse(process.argv[2]);
 const { default: Provider, errors } = await import(pathToFileURL(config.module).href);
 const issuer = `http://127.0.0.1:${config.port}`;
+const resources = config.resources || [config.resource];
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const key = { ...privateKey.export({ format: 'jwk' }), kid: 'test-rs256', use: 'sig', alg: 'RS256' };
 
@@ -49,7 +50,7 @@ const provider = new Provider(issuer, {
       defaultResource: () => config.resource,
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, resource) => {
-        if (resource !== config.resource) throw new errors.InvalidTarget();
+        if (!resources.includes(resource)) throw new errors.InvalidTarget();
         return {
           scope: config.scopes.join(' '),
           audience: resource,
