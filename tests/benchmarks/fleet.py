@@ -115,14 +115,17 @@ def drive(spec: dict[str, Any], processes: int = 1) -> dict[str, Any]:
     for share in shares:
         part = spec | {"clients": share, "first_client": first}
         first += share
-        running.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "tests.benchmarks.light_load", json.dumps(part)],
-                stdout=subprocess.PIPE,
-                text=True,
-                cwd=Path(__file__).parent.parent.parent,
-            )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.benchmarks.light_load"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parent.parent.parent,
         )
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(part))  # on stdin: a secret in the spec stays out of the process list
+        process.stdin.close()
+        running.append(process)
     deadline = float(spec["seconds"]) + float(spec.get("warmup_s", 0)) + 300
     results = [json.loads(p.communicate(timeout=deadline)[0]) for p in running]
     latencies = sorted(x for r in results for x in r["latencies_s"])

@@ -1,6 +1,6 @@
 """Light JSON-RPC load clients, in a process of their own: one POST per call, no SDK client.
 
-    python -m tests.benchmarks.light_load SPEC_JSON        # prints the result as JSON on stdout
+    python -m tests.benchmarks.light_load < SPEC_JSON      # prints the result as JSON on stdout
 
 The spec names the MCP URLs, how many clients (numbered from `first_client`, so several load processes own
 different servers), how long to run (`seconds`, after `warmup_s` not measured), the mix, and the bearer token
@@ -510,5 +510,5 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":
-    print(json.dumps(anyio.run(run, json.loads(sys.argv[1]))))
+if __name__ == "__main__":  # the spec on stdin: the identity provider's client secret stays out of `ps`
+    print(json.dumps(anyio.run(run, json.loads(sys.stdin.read()))))

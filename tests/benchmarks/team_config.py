@@ -104,7 +104,7 @@ def _one_call(servers: dict[str, tuple[str, str | None]], seconds: float) -> dic
     per server the median call, the calls and the errors."""
     spec = {"targets": [{"url": url, "bearer": bearer} for url, bearer in servers.values()],
             "seconds": seconds, "warmup_s": 1.0}  # fmt: skip
-    process = subprocess.run([sys.executable, "-m", "tests.benchmarks.light_load", json.dumps(spec)],
+    process = subprocess.run([sys.executable, "-m", "tests.benchmarks.light_load"], input=json.dumps(spec),
                              capture_output=True, text=True, timeout=seconds + 300, cwd=ROOT, check=True)  # fmt: skip
     found = json.loads(process.stdout)["targets"]
     return {
