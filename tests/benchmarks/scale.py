@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += soak.rows(soaked, args.soak_minutes)
         took["soak"], clock = time.monotonic() - clock, time.monotonic()
     if "stdio" not in args.skip:
-        found, report["stdio"] = stdio_rows(*((10, 1) if args.quick else (1000, 41)))
+        found, report["stdio"] = stdio_rows(*((10, 1) if args.quick else (1000, 61)))
         rows += found
         took["stdio"] = time.monotonic() - clock
     m = report["machine"]
