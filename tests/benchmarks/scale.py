@@ -34,7 +34,7 @@ from . import scale_out, soak, team_config, team_parts
 from .cgroups import CpuCaps
 from .fleet import PROVIDER_TOKEN, provider
 from .run import machine
-from .stdio import REVISIONS, cold_starts, per_call, tools_list_bytes
+from .stdio import REVISIONS, cold_starts, output_check_us, per_call, per_call_raw, tools_list_bytes
 
 ROOT = Path(__file__).parent.parent.parent
 Row = tuple[str, str, str, str, str, bool | None]
@@ -60,6 +60,16 @@ def stdio_rows(calls: int, starts: int) -> tuple[list[Row], dict[str, Any]]:
             out.append((f"stdio, one call, {revision} (ms, median)", f"{one['ours_median_ms']:.2f}",
                         f"floor {one['floor_median_ms']:.2f}", f"{over:+.2f} ms", "<= +0.3 ms",
                         over <= 0.3))  # fmt: skip
+        raw = per_call_raw(url, PROVIDER_TOKEN, calls)
+        found["per_call_raw"] = raw
+        over = raw["ours_median_ms"] - raw["floor_median_ms"]
+        out.append(("stdio, one call, bare JSON-RPC client: the servers' own share (ms, median)",
+                    f"{raw['ours_median_ms']:.2f}", f"floor {raw['floor_median_ms']:.2f}", f"{over:+.2f} ms", "",
+                    None))  # fmt: skip
+        checked = anyio.run(output_check_us, url, PROVIDER_TOKEN, calls)
+        found["output_check_us"] = checked
+        out.append(("stdio, one call: the SDK client checking our result against its output schema (µs)",
+                    f"{checked:.0f}", "floor: none (a string)", "", "", None))  # fmt: skip
         start = cold_starts(url, PROVIDER_TOKEN, starts)
         found["cold_start"] = start
         ratio = start["ours_median_ms"] / start["floor_median_ms"]

@@ -114,6 +114,17 @@ async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, flo
     }
 
 
+async def output_check_us(url: str, token: str, count: int) -> float:
+    """Microseconds the SDK's client spends checking one `list_snapshots` result against the tool's output schema
+    (`ClientSession.validate_tool_result`, its compiled validator cached, as in every call): a cost of the
+    client's, which the floor's one string, with no output schema, does not have."""
+    async with client(OURS, provider_env(url, token), "legacy") as session:
+        result = await session.call_tool("list_snapshots", {"server_id": 12345})
+        assert result.structured_content is not None
+        times = await timed(lambda: session.session.validate_tool_result("list_snapshots", result), count)
+    return median(times) * 1e6
+
+
 def _raw_calls(command: list[str], env: dict[str, str], count: int) -> list[float]:
     """Times of `count` list_snapshots over a bare JSON-RPC pipe (2025-11-25): no SDK client work at all."""
     with _listed(command, env) as process:
