@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -115,17 +116,18 @@ def drive(spec: dict[str, Any], processes: int = 1) -> dict[str, Any]:
     for share in shares:
         part = spec | {"clients": share, "first_client": first}
         first += share
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.benchmarks.light_load"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=Path(__file__).parent.parent.parent,
-        )
-        assert process.stdin is not None
-        process.stdin.write(json.dumps(part))  # on stdin: a secret in the spec stays out of the process list
-        process.stdin.close()
-        running.append(process)
+        with tempfile.TemporaryFile() as given:  # the spec on stdin: a secret in it stays out of the process list
+            given.write(json.dumps(part).encode())
+            given.seek(0)
+            running.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "tests.benchmarks.light_load"],
+                    stdin=given,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    cwd=Path(__file__).parent.parent.parent,
+                )
+            )
     deadline = float(spec["seconds"]) + float(spec.get("warmup_s", 0)) + 300
     results = [json.loads(p.communicate(timeout=deadline)[0]) for p in running]
     latencies = sorted(x for r in results for x in r["latencies_s"])
