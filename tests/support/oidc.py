@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -198,12 +199,14 @@ def oidc_provider(
         "scopes": [*SCOPES, APPROVE_SCOPE],
     }
     log = workdir / f"oidc-provider-{port}.log"
-    with log.open("wb") as out:
+    with log.open("wb") as out, tempfile.TemporaryFile() as given:
+        given.write(json.dumps(config).encode())  # on stdin: the clients' secrets and the passwords stay out of `ps`
+        given.seek(0)
         process = subprocess.Popen(
-            [node, str(SCRIPT), json.dumps(config)],
+            [node, str(SCRIPT)],
             stdout=out,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=given,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NODE_ENV": "test"},
         )
         try:

@@ -1,6 +1,6 @@
 // A real OpenID Connect provider for the tests: npm `oidc-provider` (9.x, pinned in .ci/tools.sh) on Node 22.
 //
-// Started by tests/support/oidc.py with one JSON argument:
+// Started by tests/support/oidc.py with one JSON document on stdin (its secrets stay out of the process list):
 //   {"port", "module" (the oidc-provider entry file), "users": {name: password}, "groups": {name: [group]},
 //    "clients": [{client_id, client_secret, redirect_uris}], "resource" (the MCP server's URL: JWT access tokens
 //    are for it, unless the token request names another of "resources": each replica's own URL), "scopes"}
@@ -10,9 +10,10 @@
 // whose audience is the resource. It prints "ready <issuer>" when it listens.
 import { createServer } from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 
-const config = JSON.parse(process.argv[2]);
+const config = JSON.parse(readFileSync(0, 'utf8'));
 const { default: Provider, errors } = await import(pathToFileURL(config.module).href);
 const issuer = `http://127.0.0.1:${config.port}`;
 const resources = config.resources || [config.resource];
