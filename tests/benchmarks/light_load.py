@@ -34,6 +34,7 @@ snapshot id), so the caller can check the provider saw exactly one request per c
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import sys
@@ -56,6 +57,8 @@ APPROVAL_EVERY = 5
 """The soak's approval leg: one round in this many, from the second round on (so a short run has one)."""
 REFRESH_BEFORE_S = 120.0
 """Access tokens are fetched again this long before the first of them expires."""
+MIN_REFRESH_GAP_S = 5.0
+"""At least this long between two fetches (a short-lived token, or an identity provider that fails)."""
 
 
 @dataclass
@@ -235,17 +238,21 @@ class Caller:
         approves on the approval page (`held`); recorded when executed."""
         assert self.person is not None
         host = Caller(self.pool, [self.url()], 0, self.bearer, capabilities={"elicitation": {"url": {}}})
-        await host.open()
-        try:
-            preview = await host.call(tally, tool, {"snapshot_id": snapshot_id})
-            if preview is None:
-                return False
-            arguments: dict[str, Any] = {"snapshot_id": snapshot_id, "confirm": True}
-            if preview.get("confirmation_token"):  # a model passes it on; the page decides all the same
-                arguments["confirmation_token"] = preview["confirmation_token"]
-            done = await host.held(tally, tool, arguments, self.person)
-        finally:
-            await host.close()
+        try:  # a connection that fails, or a session that will not open, is one error: the load goes on
+            await host.open()
+            try:
+                preview = await host.call(tally, tool, {"snapshot_id": snapshot_id})
+                if preview is None:
+                    return False
+                arguments: dict[str, Any] = {"snapshot_id": snapshot_id, "confirm": True}
+                if preview.get("confirmation_token"):  # a model passes it on; the page decides all the same
+                    arguments["confirmation_token"] = preview["confirmation_token"]
+                done = await host.held(tally, tool, arguments, self.person)
+            finally:
+                await host.close()
+        except (httpx2.HTTPError, AssertionError) as exc:
+            tally.error(f"{tool} {snapshot_id} approval leg: {type(exc).__name__}")  # the type only: no page text
+            return False
         if done is not None and done.get("status") in ("deleted", "restore_started"):
             tally.confirmed.append((tool.removesuffix("_snapshot"), snapshot_id))
             tally.approved += 1
@@ -353,8 +360,10 @@ class Bearers:
             due = self.expires_at - REFRESH_BEFORE_S - time.time()
             if due > 0:
                 await anyio.sleep(min(due, left))
-            else:
+                continue
+            with contextlib.suppress(httpx2.HTTPError, AssertionError):  # the tokens in hand work till they expire
                 await anyio.to_thread.run_sync(self.fetch)
+            await anyio.sleep(min(MIN_REFRESH_GAP_S, max(left, 0.0)))  # never a busy loop, whatever the lifetime
 
 
 def _expiry(token: str) -> float:
