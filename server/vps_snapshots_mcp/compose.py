@@ -207,7 +207,7 @@ def compose(
     """
     timing = timing or Timing()
     secret = settings.confirm_secret.get_secret_value().encode() if settings.confirm_secret else None
-    made_tokens: list[ConfirmationTokens] = []  # one, shared by every lifespan (a stateless request runs its own)
+    made_tokens: list[ConfirmationTokens] = []  # one for the composition, whichever lifespan asks first
 
     def tokens() -> ConfirmationTokens:  # made at the first call that needs them: a start-up loads no consent
         if not made_tokens:
