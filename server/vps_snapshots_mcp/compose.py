@@ -19,6 +19,7 @@ this module and `cli.py` import this module; the protocol adapter knows neither.
 from __future__ import annotations
 
 import errno
+import functools
 import importlib
 import os
 import socket
@@ -207,14 +208,12 @@ def compose(
     """
     timing = timing or Timing()
     secret = settings.confirm_secret.get_secret_value().encode() if settings.confirm_secret else None
-    made_tokens: list[ConfirmationTokens] = []  # one for the composition, whichever lifespan asks first
 
+    @functools.cache  # one for the composition, whichever lifespan asks first
     def tokens() -> ConfirmationTokens:  # made at the first call that needs them: a start-up loads no consent
-        if not made_tokens:
-            from .consent.tokens import ConfirmationTokens
+        from .consent.tokens import ConfirmationTokens
 
-            made_tokens.append(ConfirmationTokens(secret, wall=timing.wall))
-        return made_tokens[0]
+        return ConfirmationTokens(secret, wall=timing.wall)
 
     assert settings.api_token is not None, "Settings guarantees a token"
     state = open_state(settings.state_url, wall=timing.wall, event_ttl_s=EVENT_TTL_S)

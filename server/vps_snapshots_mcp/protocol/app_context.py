@@ -48,10 +48,10 @@ class AppContext:
         settings: Settings,
         timing: Timing,
         tokens: Callable[[], ConfirmationTokens],
+        approvals: Callable[[], Approvals],
         ledger: ConsentLedger,
         open_client: Callable[[str | None], SnapshotsProvider],
         access: AccessPolicy | None = None,
-        approvals: Callable[[], Approvals] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         """`tokens` and `approvals` make the confirmation tokens and the approval service when a call first needs
@@ -78,12 +78,7 @@ class AppContext:
     @cached_property
     def approvals(self) -> Approvals:
         """The approval service (`--consent url`): the tools propose and redeem, the approval page decides."""
-        if self._make_approvals is not None:
-            return self._make_approvals()
-        from ..consent.approvals import Approvals
-
-        site, expiry = self.settings.site_url, self.settings.approval_expiry
-        return Approvals(self.ledger, self.access, wall=self.timing.wall, site_url=site, expiry_s=expiry)
+        return self._make_approvals()
 
     def count_consent(self, action: str, channel: str, stage: str) -> None:
         """A stage of the consent funnel, into the metrics if there are any."""
