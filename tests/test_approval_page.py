@@ -20,7 +20,8 @@ from vps_snapshots_mcp.timing import Timing
 
 from .support.approvals import DELETE_798, Shifted, approval_id_of, connect, delete_798, mutations, preview_798
 from .support.mcp_client import text_of
-from .support.signin_serving import Deployment, sign_in_over_http, signin_deployment
+from .support.signin_http import sign_in_over_http
+from .support.signin_serving import Deployment, signin_deployment
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

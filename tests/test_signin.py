@@ -28,7 +28,8 @@ from vps_snapshots_mcp.state.memory import MemoryLedger
 from .support.clocks import WallClock
 from .support.oidc import GROUPS, USERS
 from .support.redis_server import RedisServer
-from .support.signin_serving import Deployment, session_cookie, sign_in_over_http, signin_deployment
+from .support.signin_http import session_cookie, sign_in_over_http
+from .support.signin_serving import Deployment, signin_deployment
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,8 @@ import httpx2
 import pytest
 
 from .support.redis_server import RedisServer
-from .support.signin_serving import APPROVAL_CLIENT, replicas, session_cookie, sign_in_over_http
+from .support.signin_http import session_cookie, sign_in_over_http
+from .support.signin_serving import APPROVAL_CLIENT, replicas
 
 pytestmark = pytest.mark.slow
 

@@ -49,6 +49,7 @@ import anyio
 import httpx2
 
 from ..support.oidc import TOKEN_CLIENT, Client, Issuer
+from ..support.signin_http import sign_in_over_http
 from .provider_process import FIRST_SERVER, snapshot_ids
 
 VERSION = "2025-11-25"
@@ -311,9 +312,7 @@ class Person:
         """Sign `user` in on the server at `base` through the identity provider's login form, over plain HTTP (no
         browser); the session cookie. Blocking: run before the load starts."""
         with httpx2.Client(timeout=20, follow_redirects=False) as http:
-            answer = http.get(f"{base}/approve/login", params={"next": "/approve/"})
-            assert answer.status_code == 302, f"the sign-in did not start: HTTP {answer.status_code}"
-            back = http.get(issuer.follow_login(http, answer, user, None))
+            back = http.get(sign_in_over_http(http, base, issuer, user))
             assert back.status_code == 303, f"the sign-in did not come back: HTTP {back.status_code}"
             return {c.name: str(c.value) for c in http.cookies.jar if c.name.endswith("vps-approve") and c.value}
 

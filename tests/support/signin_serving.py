@@ -1,5 +1,5 @@
 """A deployment with the approval page's sign-in: the real OpenID provider, and the server (in this process, or as
-replicas in their own processes) registered with it as a client; plus the sign-in over plain HTTP (no browser)."""
+replicas in their own processes) registered with it as a client. The sign-in over plain HTTP: `signin_http.py`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx2
 from pydantic import SecretStr
@@ -139,18 +138,3 @@ def contextmanager_stack(managers: list[Any]) -> Iterator[list[Any]]:
 
     with ExitStack() as stack:
         yield [stack.enter_context(m) for m in managers]
-
-
-def sign_in_over_http(http: httpx2.Client, url: str, idp: Issuer, user: str, *, next_path: str = "/approve/") -> str:
-    """Sign `user` in on the server at `url` through the IdP's login form, as a browser would but over plain HTTP
-    (`http` keeps the cookies; it must not follow redirects); the callback URL the IdP sent the browser to."""
-    answer = http.get(f"{url}/approve/login", params={"next": next_path})
-    assert answer.status_code == 302, answer.text
-    callback = idp.follow_login(http, answer, user, None)
-    assert urlsplit(callback).path == "/approve/callback", callback
-    return callback
-
-
-def session_cookie(http: httpx2.Client) -> str:
-    [value] = [cookie.value for cookie in http.cookies.jar if cookie.name.endswith("vps-approve") and cookie.value]
-    return str(value)
