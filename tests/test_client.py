@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 from typing import Any, get_args
 
+import anyio
 import pytest
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -33,7 +34,7 @@ from vps_snapshots_mcp.provider import SnapshotsProvider
 from vps_snapshots_mcp.provider.client import SnapshotsClient
 from vps_snapshots_mcp.provider.http import RetryPolicy, asgi_transport, clean_text, parse_retry_after
 from vps_snapshots_mcp.settings import Settings
-from vps_snapshots_mcp.simulator import Fault, ProviderState
+from vps_snapshots_mcp.simulator import Fault, ProviderState, create_app
 from vps_snapshots_mcp.timing import Timing
 
 from .support.world import BASE_URL, NOW, TOKEN, SleepRecorder, make_client
@@ -272,6 +273,32 @@ async def test_a_429_carries_its_status_and_the_wait_asked_for(
     with pytest.raises(RateLimitedError) as caught:
         await client.list_snapshots()
     assert (caught.value.status, caught.value.retry_after_s, caught.value.advice) == (429, 45.0, None)
+
+
+async def test_a_request_with_a_free_slot_is_sent_without_a_turn_of_the_event_loop(provider: ProviderState) -> None:
+    # The cap on requests in flight costs nothing until it is reached: taking a free slot by yielding to the
+    # event loop had cost a turn of the loop on every request (about 70 us of a 2.5 ms call on 2 cores).
+    # Another task, started just before, runs only when the request yields: it must not have run when the
+    # request reaches the provider.
+    simulator = create_app(provider, token=TOKEN)
+    other_ran_first: list[bool] = []
+    other_ran = False
+
+    async def provider_app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            other_ran_first.append(other_ran)
+        await simulator(scope, receive, send)
+
+    async def other() -> None:
+        nonlocal other_ran
+        other_ran = True
+
+    client = SnapshotsClient(base_url=BASE_URL, token=SecretStr(TOKEN), transport=asgi_transport(provider_app))
+    async with anyio.create_task_group() as group:
+        group.start_soon(other)
+        assert [s.id for s in await client.list_snapshots(12345)] == [801, 798]
+    assert other_ran_first == [False]
+    await client.aclose()
 
 
 def test_the_statuses_that_name_an_error_are_declared_once_on_the_tree() -> None:

@@ -232,8 +232,9 @@ class ProviderHttp:
         self.secrets = (token.get_secret_value(),)
         self._max_response_bytes = max_response_bytes
         # At most this many requests in flight; the rest queue here (not in the pool), so a burst of
-        # calls neither floods the provider nor fails with pool timeouts.
-        self._in_flight = anyio.Semaphore(max_concurrency)
+        # calls neither floods the provider nor fails with pool timeouts. A free slot is taken without
+        # yielding to the event loop (a turn of the loop on every request cost about 70 us of a call).
+        self._in_flight = anyio.Semaphore(max_concurrency, fast_acquire=True)
         timing = timing or Timing()
         self._sleep = timing.sleep
         self._rand = rand
