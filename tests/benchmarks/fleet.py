@@ -138,6 +138,7 @@ def drive(spec: dict[str, Any], processes: int = 1) -> dict[str, Any]:
         "calls_per_s": sum(r["calls"] for r in results) / seconds if seconds > 0 else 0.0,
         "p50_ms": percentile(latencies, 0.50) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
+        "p99_interval_ms": [x * 1000 for x in quantile_interval(latencies, 0.99)],
         "errors": sum(r["errors"] for r in results),
         "error_samples": [s for r in results for s in r["error_samples"]][:5],
         "confirmed": [tuple(c) for r in results for c in r["confirmed"]],
@@ -152,6 +153,19 @@ def percentile(ordered: list[float], fraction: float) -> float:
     if not ordered:
         return math.nan
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def quantile_interval(ordered: list[float], fraction: float, z: float = 1.96) -> tuple[float, float]:
+    """A distribution-free 95% interval for the `fraction` quantile: the order statistics whose ranks bound it
+    (the binomial count of values below the quantile, normal approximation). It takes the calls as independent;
+    calls of one load are not quite, so the interval is if anything too narrow."""
+    if not ordered:
+        return (math.nan, math.nan)
+    n = len(ordered)
+    spread = z * math.sqrt(n * fraction * (1 - fraction))
+    low = max(0, math.floor(n * fraction - spread) - 1)
+    high = min(n - 1, math.ceil(n * fraction + spread) - 1)
+    return (ordered[low], ordered[high])
 
 
 class CpuWatch:

@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp_types import CallToolResult
 
 HERE = Path(__file__).parent
 FLOOR = [sys.executable, str(HERE / "floor_server.py")]
@@ -91,12 +92,22 @@ async def timed(action: Callable[[], Awaitable[object]], count: int) -> list[flo
     return times
 
 
-async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, float]:
+async def _unchecked(name: str, result: CallToolResult) -> None:
+    """Stands in for `ClientSession.validate_tool_result` where a measure leaves the client's check out."""
+
+
+async def per_call(url: str, token: str, calls: int, mode: str, *, check_output: bool = True) -> dict[str, float]:
     """Median and p95 of one list_snapshots, ours and the floor, both sessions open side by side and called in
     turn, call by call, so that whatever the machine does meanwhile falls on both alike (blocks of calls in
-    fresh processes had differed by 0.5 ms from run to run on a 2-core machine)."""
+    fresh processes had differed by 0.5 ms from run to run on a 2-core machine).
+
+    `check_output=False` turns the SDK client's output-schema check off on both sessions (this measure's own
+    instances only): what is left of the gap is everything but that check."""
     env = provider_env(url, token)
     async with client(OURS, env, mode) as ours, client(FLOOR, env, mode) as floor:
+        if not check_output:
+            for session in (ours, floor):
+                session.session.validate_tool_result = _unchecked  # type: ignore[method-assign]
 
         def listing(session: Client) -> Callable[[], Awaitable[None]]:
             async def one() -> None:
@@ -114,44 +125,43 @@ async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, flo
     }
 
 
-async def output_check_us(url: str, token: str, count: int) -> float:
+async def output_check_us(url: str, token: str, count: int) -> dict[str, float]:
     """Microseconds the SDK's client spends checking one `list_snapshots` result against the tool's output schema
-    (`ClientSession.validate_tool_result`, its compiled validator cached, as in every call): a cost of the
-    client's, which the floor's one string, with no output schema, does not have."""
-    async with client(OURS, provider_env(url, token), "legacy") as session:
-        result = await session.call_tool("list_snapshots", {"server_id": 12345})
-        assert result.structured_content is not None
-        times = await timed(lambda: session.session.validate_tool_result("list_snapshots", result), count)
-    return median(times) * 1e6
+    (`ClientSession.validate_tool_result`, its compiled validator cached, as in every call), ours and the floor's:
+    a cost of the client's that grows with the schema (ours describes each snapshot; the floor's `-> str` tool
+    publishes `{"result": string}`)."""
+    found = {}
+    for name, command in (("ours", OURS), ("floor", FLOOR)):
+        async with client(command, provider_env(url, token), "legacy") as session:
+            result = await session.call_tool("list_snapshots", {"server_id": 12345})
+            assert result.structured_content is not None
 
+            async def check(session: Client = session, result: CallToolResult = result) -> None:
+                await session.session.validate_tool_result("list_snapshots", result)
 
-def _raw_calls(command: list[str], env: dict[str, str], count: int) -> list[float]:
-    """Times of `count` list_snapshots over a bare JSON-RPC pipe (2025-11-25): no SDK client work at all."""
-    with _listed(command, env) as process:
-        call = {"name": "list_snapshots", "arguments": {"server_id": 12345}}
-        times = []
-        for request_id in range(3, count + max(5, count // 10) + 3):
-            started = time.perf_counter()
-            answer = _rpc(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": call})
-            times.append(time.perf_counter() - started)
-            assert b'"isError":false' in answer, answer[:200]
-        return times[-count:]  # the first tenth warms up
+            found[name] = median(await timed(check, count)) * 1e6
+    return found
 
 
 def per_call_raw(url: str, token: str, calls: int) -> dict[str, float]:
-    """One list_snapshots with a bare JSON-RPC client, ours and the floor: the servers' own share of a call.
+    """One list_snapshots with a bare JSON-RPC client (2025-11-25), ours and the floor: the servers' own share.
 
     The SDK's client checks a structured result against the tool's output schema (with `jsonschema`) and parses
-    it into objects; this client only writes the request and reads the answer's line.
+    it into objects; this client only writes the request and reads the answer's line. Both servers are open side
+    by side and called in turn, call by call (blocks of calls in fresh processes differed by 0.3 ms between
+    runs); the first tenth warms up.
     """
     env = provider_env(url, token)
-    ours: list[float] = []
-    floor: list[float] = []
-    block = max(10, calls // 4)
-    while len(ours) < calls:
-        ours += _raw_calls(OURS, env, block)
-        floor += _raw_calls(FLOOR, env, block)
-    return {"ours_median_ms": median(ours) * 1000, "floor_median_ms": median(floor) * 1000}
+    call = {"name": "list_snapshots", "arguments": {"server_id": 12345}}
+    times: dict[str, list[float]] = {"ours": [], "floor": []}
+    with _listed(OURS, env) as ours, _listed(FLOOR, env) as floor:
+        for request_id in range(3, calls + max(5, calls // 10) + 3):
+            for name, process in (("ours", ours), ("floor", floor)):
+                started = time.perf_counter()
+                answer = _rpc(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": call})
+                times[name].append(time.perf_counter() - started)
+                assert b'"isError":false' in answer, answer[:200]
+    return {f"{name}_median_ms": median(kept[-calls:]) * 1000 for name, kept in times.items()}
 
 
 async def _bursts(command: list[str], env: dict[str, str], mode: str, rounds: int) -> list[float]:

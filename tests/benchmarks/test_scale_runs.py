@@ -64,7 +64,8 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
     for measure in ("1 replica(s), consent", "2 replica(s), consent", "exactly one each",
                     "team configuration, 4 clients", "team configuration, one call", "soak, ", "audit verify",
                     "stdio, one call, 2025-11-25", "stdio, cold start", "team part on its own: OAuth",
-                    "servers' own share", "output schema", "stdio, tools/list result, 2026-07-28"):  # fmt: skip
+                    "servers' own share", "output schema", "output-schema check off",
+                    "stdio, tools/list result, 2026-07-28", "(its 95% interval)"):  # fmt: skip
         assert measure in table and measure in done.stdout, measure
     assert "Redis " in table.splitlines()[0] and " cores" in table.splitlines()[0]
     report = json.loads((tmp_path / "scale.json").read_text())
@@ -81,6 +82,8 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
     assert all(lines > 0 for lines in soaked["audit_lines"])
     assert report["stdio"]["tools_list_2025-11-25"]["ours"] <= 7168
     assert report["stdio"]["tools_list_2026-07-28"]["ours"] <= 7168
+    checked = report["stdio"]["output_check_us"]  # the client's output-schema check, ours and the floor's
+    assert checked["ours"] > checked["floor"] > 0, checked
     assert soaked["resumed"] > 0  # a stream dropped and resumed
     audited = soaked["audit_approvals"]  # a person approved on the page, on the other replica, and it ran once
     assert soaked["approved"] > 0 and audited["approved"] == audited["executed"] == soaked["approved"], audited
