@@ -108,8 +108,9 @@ def replicas(
     yield made
 
 
-def drive(spec: dict[str, Any], processes: int = 1) -> dict[str, Any]:
-    """The light clients of `spec` split over `processes` load processes; their results merged."""
+def drive(spec: dict[str, Any], processes: int = 1, *, keep_latencies: bool = False) -> dict[str, Any]:
+    """The light clients of `spec` split over `processes` load processes; their results merged (with every
+    call's latency, sorted, when `keep_latencies`: to pool runs)."""
     clients = int(spec["clients"])
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
     running, first = [], 0
@@ -147,7 +148,8 @@ def drive(spec: dict[str, Any], processes: int = 1) -> dict[str, Any]:
         "created": sum(r["created"] for r in results),
         "approved": sum(r["approved"] for r in results),
         "client_cpu_cores": sum(r["client_cpu_s"] for r in results) / seconds if seconds > 0 else 0.0,
-    }
+        "seconds": seconds,
+    } | ({"latencies_s": latencies} if keep_latencies else {})
 
 
 def percentile(ordered: list[float], fraction: float) -> float:

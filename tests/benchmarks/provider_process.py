@@ -7,13 +7,15 @@ SNAPSHOTS_EACH completed snapshots (ids 1_000_000 + server index * 100 + n), so 
 restore its own snapshots without contention. Restores finish at once (a server is never left `restoring`).
 
 `GET /_bench/log` answers the requests that changed something (every POST and DELETE, in order, as
-`[method, path]`) and how many GETs there were: the exact provider side of "one change per confirmed consent".
+`[method, path]`) and how many GETs there were: the exact provider side of "one change per confirmed consent";
+and the CPU seconds the simulator has used (it is one process, shared by every replica).
 Only changes are kept, so a long soak does not grow the simulator.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,7 +62,11 @@ def app(token: str, servers: int, snapshots_each: int, snapshot_seconds: float) 
             )
 
     async def changes(request: Request) -> JSONResponse:
-        body: dict[str, Any] = {"changes": [[r.method, r.path] for r in log], "gets": log.gets}
+        body: dict[str, Any] = {
+            "changes": [[r.method, r.path] for r in log],
+            "gets": log.gets,
+            "cpu_s": time.process_time(),  # how busy the one simulator process is, for the scale-out report
+        }
         return JSONResponse(body)
 
     provider = create_app(state, token=token)
