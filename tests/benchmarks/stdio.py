@@ -74,10 +74,12 @@ async def in_turn(
     """Each action's times, the actions taken in turn, one after another, `warm_up` + `count` rounds (the first
     `warm_up` not kept): whatever the machine does meanwhile falls on every action alike."""
     times: dict[str, list[float]] = {name: [] for name in actions}
+    order = list(actions)
     for n in range(warm_up + count):
-        for name, action in actions.items():
+        turn = n % len(order)  # each round starts with the next one: none always follows the same other
+        for name in order[turn:] + order[:turn]:
             started = time.perf_counter()
-            await action()
+            await actions[name]()
             if n >= warm_up:
                 times[name].append(time.perf_counter() - started)
     return times
@@ -96,18 +98,22 @@ async def _unchecked(name: str, result: CallToolResult) -> None:
     """Stands in for `ClientSession.validate_tool_result` where a measure leaves the client's check out."""
 
 
-async def per_call(url: str, token: str, calls: int, mode: str, *, check_output: bool = True) -> dict[str, float]:
-    """Median and p95 of one list_snapshots, ours and the floor, both sessions open side by side and called in
-    turn, call by call, so that whatever the machine does meanwhile falls on both alike (blocks of calls in
-    fresh processes had differed by 0.5 ms from run to run on a 2-core machine).
+async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, float]:
+    """Median and p95 of one list_snapshots, ours and the floor, sessions open side by side and called in turn,
+    call by call, so that whatever the machine does meanwhile falls on all alike (blocks of calls in fresh
+    processes had differed by 0.5 ms from run to run on a 2-core machine).
 
-    `check_output=False` turns the SDK client's output-schema check off on both sessions (this measure's own
-    instances only): what is left of the gap is everything but that check."""
+    Two more sessions, ours and the floor's, are called in the same turns with the SDK client's output-schema
+    check turned off (those instances only): `unchecked_*`, what is left of the gap without that check."""
     env = provider_env(url, token)
-    async with client(OURS, env, mode) as ours, client(FLOOR, env, mode) as floor:
-        if not check_output:
-            for session in (ours, floor):
-                session.session.validate_tool_result = _unchecked  # type: ignore[method-assign]
+    async with (
+        client(OURS, env, mode) as ours,
+        client(FLOOR, env, mode) as floor,
+        client(OURS, env, mode) as ours_unchecked,
+        client(FLOOR, env, mode) as floor_unchecked,
+    ):
+        for session in (ours_unchecked, floor_unchecked):
+            session.session.validate_tool_result = _unchecked  # type: ignore[method-assign]
 
         def listing(session: Client) -> Callable[[], Awaitable[None]]:
             async def one() -> None:
@@ -116,13 +122,10 @@ async def per_call(url: str, token: str, calls: int, mode: str, *, check_output:
 
             return one
 
-        times = await in_turn({"ours": listing(ours), "floor": listing(floor)}, calls, max(5, calls // 10))
-    return {
-        "ours_median_ms": median(times["ours"]) * 1000,
-        "ours_p95_ms": p95(times["ours"]) * 1000,
-        "floor_median_ms": median(times["floor"]) * 1000,
-        "floor_p95_ms": p95(times["floor"]) * 1000,
-    }
+        sessions = {"ours": ours, "floor": floor, "unchecked_ours": ours_unchecked, "unchecked_floor": floor_unchecked}
+        times = await in_turn({name: listing(s) for name, s in sessions.items()}, calls, max(5, calls // 10))
+    found = {f"{name}_median_ms": median(kept) * 1000 for name, kept in times.items()}
+    return found | {f"{name}_p95_ms": p95(times[name]) * 1000 for name in ("ours", "floor")}
 
 
 async def output_check_us(url: str, token: str, count: int) -> dict[str, float]:
@@ -148,7 +151,7 @@ def per_call_raw(url: str, token: str, calls: int) -> dict[str, float]:
 
     The SDK's client checks a structured result against the tool's output schema (with `jsonschema`) and parses
     it into objects; this client only writes the request and reads the answer's line. Both servers are open side
-    by side and called in turn, call by call (blocks of calls in fresh processes differed by 0.3 ms between
+    by side and called in turn, call by call (blocks of calls in fresh processes differed by 0.4 ms between
     runs); the first tenth warms up.
     """
     env = provider_env(url, token)
@@ -156,7 +159,8 @@ def per_call_raw(url: str, token: str, calls: int) -> dict[str, float]:
     times: dict[str, list[float]] = {"ours": [], "floor": []}
     with _listed(OURS, env) as ours, _listed(FLOOR, env) as floor:
         for request_id in range(3, calls + max(5, calls // 10) + 3):
-            for name, process in (("ours", ours), ("floor", floor)):
+            pair = (("ours", ours), ("floor", floor))
+            for name, process in pair if request_id % 2 else pair[::-1]:  # each goes first in turn
                 started = time.perf_counter()
                 answer = _rpc(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": call})
                 times[name].append(time.perf_counter() - started)
