@@ -138,9 +138,7 @@ def drive(spec: dict[str, Any], processes: int = 1, *, keep_latencies: bool = Fa
         "calls": sum(r["calls"] for r in results),
         "all_calls": sum(r["all_calls"] for r in results),
         "calls_per_s": sum(r["calls"] for r in results) / seconds if seconds > 0 else 0.0,
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "p99_interval_ms": [x * 1000 for x in quantile_interval(latencies, 0.99)],
+        **latency_figures(latencies),
         "errors": sum(r["errors"] for r in results),
         "error_samples": [s for r in results for s in r["error_samples"]][:5],
         "confirmed": [tuple(c) for r in results for c in r["confirmed"]],
@@ -150,6 +148,15 @@ def drive(spec: dict[str, Any], processes: int = 1, *, keep_latencies: bool = Fa
         "client_cpu_cores": sum(r["client_cpu_s"] for r in results) / seconds if seconds > 0 else 0.0,
         "seconds": seconds,
     } | ({"latencies_s": latencies} if keep_latencies else {})
+
+
+def latency_figures(ordered: list[float]) -> dict[str, Any]:
+    """What a run reports of its calls' latencies (sorted, in seconds): p50, p99 and the p99's 95% interval."""
+    return {
+        "p50_ms": percentile(ordered, 0.50) * 1000,
+        "p99_ms": percentile(ordered, 0.99) * 1000,
+        "p99_interval_ms": [x * 1000 for x in quantile_interval(ordered, 0.99)],
+    }
 
 
 def percentile(ordered: list[float], fraction: float) -> float:

@@ -15,7 +15,6 @@ is the same in every run (one server per client of the largest run). Two mixes:
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import time
@@ -30,10 +29,9 @@ from .fleet import (
     CpuWatch,
     drive,
     exactly_once,
-    percentile,
+    latency_figures,
     provider,
     provider_changes,
-    quantile_interval,
     redis_figures,
     replica_command,
     replicas,
@@ -58,7 +56,9 @@ def scale_out(
 
     Each count runs twice for half of `seconds`, in the order 1, 2, 4, 4, 2, 1, and its two halves are pooled:
     this machine's speed drifts over minutes (one replica's p99 moved 4% between runs of the same
-    configuration), and in that order a steady drift falls on every count alike."""
+    configuration), and in that order a steady drift moves every count's mean alike. Pooling halves run at
+    different speeds widens a count's spread, most for the first count, whose halves are furthest apart: each
+    half's p99 is kept (`p99_ms_each_run`) for a comparison half by half."""
     halves: dict[str, list[dict[str, Any]]] = {}
     for count in (*counts, *reversed(counts)):
         for mix in mixes:
@@ -124,9 +124,7 @@ def pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "calls": calls,
         "all_calls": all_calls,
         "calls_per_s": calls / seconds if seconds > 0 else 0.0,
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "p99_interval_ms": [x * 1000 for x in quantile_interval(latencies, 0.99)],
+        **latency_figures(latencies),
         "p99_ms_each_run": [part["p99_ms"] for part in parts],
         "errors": sum(part["errors"] for part in parts),
         "error_samples": [s for part in parts for s in part["error_samples"]][:5],
@@ -152,7 +150,7 @@ def saturated(run: dict[str, Any]) -> bool:
 
 
 def _interval(run: dict[str, Any]) -> str:
-    low, high = run.get("p99_interval_ms", (math.nan, math.nan))
+    low, high = run["p99_interval_ms"]
     return f"{low:.0f}-{high:.0f}"
 
 
@@ -173,7 +171,7 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
                 f"{count} replica(s), {mix}, {capped}: calls/s; p50/p99 ms; replica CPU; machine busy; "
                 "the simulator's CPU; Redis commands a call (with those its scripts run)",
                 f"{run['calls_per_s']:.0f}; {run['p50_ms']:.0f}/{run['p99_ms']:.0f}; {cpu}; "
-                f"{run['machine_busy_cores']:.2f}; {run.get('provider_cpu_cores', math.nan):.2f}; "
+                f"{run['machine_busy_cores']:.2f}; {run['provider_cpu_cores']:.2f}; "
                 f"{run['redis_commands_per_call']:.2f}",
                 f"{one['calls_per_s']:.0f}; {one['p50_ms']:.0f}/{one['p99_ms']:.0f}",
                 f"{ratio:.2f}x" + (" (machine saturated)" if saturated(run) else ""), target, met,

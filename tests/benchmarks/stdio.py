@@ -5,6 +5,7 @@ Each figure pairs our server and the floor in the same run, against the same sim
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import statistics
@@ -156,16 +157,20 @@ def per_call_raw(url: str, token: str, calls: int) -> dict[str, float]:
     """
     env = provider_env(url, token)
     call = {"name": "list_snapshots", "arguments": {"server_id": 12345}}
-    times: dict[str, list[float]] = {"ours": [], "floor": []}
+    request_ids = itertools.count(3)
+
+    def listing(process: subprocess.Popen[bytes]) -> Callable[[], Awaitable[None]]:
+        async def one() -> None:  # blocking on the pipe: nothing else runs meanwhile
+            message = {"jsonrpc": "2.0", "id": next(request_ids), "method": "tools/call", "params": call}
+            answer = _rpc(process, message)
+            assert b'"isError":false' in answer, answer[:200]
+
+        return one
+
     with _listed(OURS, env) as ours, _listed(FLOOR, env) as floor:
-        for request_id in range(3, calls + max(5, calls // 10) + 3):
-            pair = (("ours", ours), ("floor", floor))
-            for name, process in pair if request_id % 2 else pair[::-1]:  # each goes first in turn
-                started = time.perf_counter()
-                answer = _rpc(process, {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": call})
-                times[name].append(time.perf_counter() - started)
-                assert b'"isError":false' in answer, answer[:200]
-    return {f"{name}_median_ms": median(kept[-calls:]) * 1000 for name, kept in times.items()}
+        actions = {"ours": listing(ours), "floor": listing(floor)}
+        times = anyio.run(in_turn, actions, calls, max(5, calls // 10))
+    return {f"{name}_median_ms": median(kept) * 1000 for name, kept in times.items()}
 
 
 async def _bursts(command: list[str], env: dict[str, str], mode: str, rounds: int) -> list[float]:
