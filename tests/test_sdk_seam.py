@@ -16,6 +16,7 @@ from typing import Any, cast
 import httpx2
 import pytest
 from mcp.server.lowlevel import Server as LowLevelServer
+from mcp.server.mcpserver import Context
 from mcp.server.request_state import RequestStateCodec, RequestStateSecurity
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http import StreamableHTTPServerTransport
@@ -265,3 +266,46 @@ def test_without_session_admission_the_seam_fails_loudly() -> None:
 def test_without_the_transport_event_store_the_seam_fails_loudly() -> None:
     with pytest.raises(RuntimeError, match=missing("_TransportKeepingItsStoreElsewhere._event_store")):
         sdk.check_session_event_store(_TransportKeepingItsStoreElsewhere)
+
+
+# --- a tool's Context: its request context ---------------------------------------------------------------------
+
+
+class _PropertyRefused(Context[Any, Any]):
+    """A Context whose public property fails the test if it is read: the seam must not go through it."""
+
+    @property
+    def request_context(self) -> Any:
+        raise AssertionError("the seam read the request context through the property")
+
+
+class _KeptElsewhere(Context[Any, Any]):
+    """A Context as a later SDK might keep it: not among the private attributes, but the property answers."""
+
+    def __init__(self, request_context: object) -> None:
+        super().__init__()
+        self.__pydantic_private__ = {}  # what an SDK that keeps it elsewhere leaves there: nothing of it
+        object.__setattr__(self, "_elsewhere", request_context)
+
+    @property
+    def request_context(self) -> Any:
+        return vars(self)["_elsewhere"]
+
+
+def test_the_request_context_is_read_without_the_property_on_the_installed_sdk() -> None:
+    # The property costs about 5 µs a read (pydantic's __getattr__); a call reads it three times.
+    probe = cast(Any, object())
+    assert sdk.request_context_of(_PropertyRefused(request_context=probe)) is probe
+    assert sdk.request_context_of(Context(request_context=probe)) is Context(request_context=probe).request_context
+
+
+def test_where_the_sdk_keeps_the_request_context_elsewhere_the_property_answers() -> None:
+    probe = object()
+    assert sdk.request_context_of(_KeptElsewhere(probe)) is probe
+
+
+def test_outside_a_request_the_request_context_is_refused_as_the_property_refuses_it() -> None:
+    with pytest.raises(ValueError, match="outside of a request"):
+        sdk.request_context_of(Context())
+    with pytest.raises(ValueError, match="outside of a request"):
+        _ = Context().request_context

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mcp.server.mcpserver import Context
 
@@ -28,6 +28,7 @@ from ..settings import Settings
 from ..timing import Timing
 from .principal import current_principal
 from .provider_errors import Worded
+from .sdk import request_context_of
 
 if TYPE_CHECKING:
     from ..consent.approvals import Approvals
@@ -157,7 +158,7 @@ class Lane:
 
 
 def app_of(ctx: Context[AppContext, Any]) -> AppContext:
-    return ctx.request_context.lifespan_context
+    return cast(AppContext, request_context_of(ctx).lifespan_context)
 
 
 def attempt_of(ctx: Context[AppContext, Any]) -> Attempt:

@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 import pydantic_core
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts import Prompt
@@ -129,10 +130,17 @@ class SnapshotsServer(MCPServer[AppContext]):
             actor=Actor.of(caller),
         )
         context = context or Context(mcp_server=self)
-        _identify(attempt, context)
-        # The call's audit event travels with its Context, which the SDK hands to the tool and its resolvers:
-        # the tool and its operation fill it in (`attempt_of`); this adapter writes it when the call ends.
-        attempts = _attempts_of(context)
+        try:
+            request: ServerRequestContext[Any, Any] | None = sdk.request_context_of(context)
+        except ValueError:  # a call from outside a request: nobody can read its audit event
+            request = None
+        attempts: dict[int, Attempt] = {}
+        if request is not None:
+            # The call's JSON-RPC request id and, when its `_meta` carries a valid `traceparent`, its W3C trace id.
+            attempt.request_id, attempt.trace_id = plain_request_id(request.request_id), trace_id_of(request.meta)
+            # The call's audit event travels with its Context, which the SDK hands to the tool and its resolvers:
+            # the tool and its operation fill it in (`attempt_of`); this adapter writes it when the call ends.
+            attempts = request.lifespan_context.attempts
         attempts[id(context)] = attempt
         with bound_fields(request_id=attempt.request_id, trace_id=attempt.trace_id):  # on the call's log lines
             try:
@@ -259,22 +267,6 @@ def _tool_result(typed: BaseModel) -> CallToolResult:
     # The text a model reads is the result as JSON; provider strings in it must not move or hide text.
     text = escape_unsafe(pydantic_core.to_json(structured).decode())
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
-
-
-def _identify(attempt: Attempt, context: Context[AppContext, Any]) -> None:
-    """The call's JSON-RPC request id and, when its `_meta` carries a valid `traceparent`, its W3C trace id."""
-    try:
-        request = context.request_context
-    except ValueError:  # a call from outside a request
-        return
-    attempt.request_id, attempt.trace_id = plain_request_id(request.request_id), trace_id_of(request.meta)
-
-
-def _attempts_of(context: Context[AppContext, Any]) -> dict[int, Attempt]:
-    try:
-        return context.request_context.lifespan_context.attempts
-    except ValueError:  # a call from outside a request: nobody can read its audit event
-        return {}
 
 
 def _plain_id(value: object) -> int | None:
