@@ -34,7 +34,7 @@ from . import scale_out, soak, team_config, team_parts
 from .cgroups import CpuCaps
 from .fleet import PROVIDER_TOKEN, provider
 from .run import machine
-from .stdio import REVISIONS, cold_starts, output_check_us, per_call, per_call_raw, tools_list_bytes
+from .stdio import REVISIONS, cold_starts, output_check_us, per_call, per_call_raw, per_call_ts, tools_list_bytes
 
 ROOT = Path(__file__).parent.parent.parent
 Row = tuple[str, str, str, str, str, bool | None]
@@ -70,6 +70,17 @@ def stdio_rows(calls: int, starts: int) -> tuple[list[Row], dict[str, Any]]:
         out.append(("stdio, one call, bare JSON-RPC client: the servers' own share (ms, median)",
                     f"{raw['ours_median_ms']:.2f}", f"floor {raw['floor_median_ms']:.2f}", f"{over:+.2f} ms", "",
                     None))  # fmt: skip
+        typescript = per_call_ts(url, PROVIDER_TOKEN, calls)
+        found["per_call_ts"] = typescript
+        if typescript is None:
+            out.append(("stdio, one call, the TypeScript SDK's client: not measured (its npm package is not "
+                        "installed: run .ci/tools.sh's ensure_node_tools)", "", "", "", "", None))  # fmt: skip
+        else:
+            over = typescript["ours_median_ms"] - typescript["floor_median_ms"]
+            out.append((f"stdio, one call, {typescript['protocol']}, the TypeScript SDK's client "
+                        f"{typescript['sdk_version']} (its output-schema check compiled once) (ms, median)",
+                        f"{typescript['ours_median_ms']:.2f}", f"floor {typescript['floor_median_ms']:.2f}",
+                        f"{over:+.2f} ms", "<= +0.3 ms", over <= 0.3))  # fmt: skip
         checked = anyio.run(output_check_us, url, PROVIDER_TOKEN, calls)
         found["output_check_us"] = checked
         out.append(("stdio, one call: the SDK client checking the result against the tool's output schema (µs)",

@@ -173,6 +173,32 @@ def per_call_raw(url: str, token: str, calls: int) -> dict[str, float]:
     return {f"{name}_median_ms": median(kept) * 1000 for name, kept in times.items()}
 
 
+TS_SDK = HERE.parent.parent / ".ci" / ".tools" / "node_modules" / "@modelcontextprotocol" / "sdk"
+"""The TypeScript SDK, installed with the CI's npm tools (`.ci/tools.sh`)."""
+
+
+def per_call_ts(url: str, token: str, calls: int) -> dict[str, Any] | None:
+    """One list_snapshots with the TypeScript SDK's client, ours and the floor in turn (`ts_stdio_client.mjs`).
+
+    That client checks each structured result against the tool's output schema too, with a validator compiled
+    once (ajv), where the Python SDK's walks the schema in Python on every call. None when the TypeScript SDK is
+    not installed (run `.ci/tools.sh`'s `ensure_node_tools` first).
+    """
+    if not (TS_SDK / "package.json").exists():
+        return None
+    node = TS_SDK.parent.parent / ".bin" / "node"
+    env = provider_env(url, token)
+    servers = {name: {"command": command[0], "args": command[1:], "env": env}
+               for name, command in (("ours", OURS), ("floor", FLOOR))}  # fmt: skip
+    config = {"sdk": str(TS_SDK), "servers": servers, "calls": calls, "warm_up": max(5, calls // 10)}
+    command = [str(node) if node.exists() else "node", str(HERE / "ts_stdio_client.mjs"), json.dumps(config)]
+    answer = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+    found = json.loads(answer.stdout.strip().splitlines()[-1])
+    version = json.loads((TS_SDK / "package.json").read_text())["version"]
+    return {f"{name}_median_ms": median(found[name]) for name in ("ours", "floor")} | {
+        "protocol": found["protocol"], "sdk_version": version}  # fmt: skip
+
+
 async def _bursts(command: list[str], env: dict[str, str], mode: str, rounds: int) -> list[float]:
     async with client(command, env, mode) as session:
 

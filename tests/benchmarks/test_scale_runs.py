@@ -65,7 +65,8 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
                     "team configuration, 4 clients", "team configuration, one call", "soak, ", "audit verify",
                     "stdio, one call, 2025-11-25", "stdio, cold start", "team part on its own: OAuth",
                     "servers' own share", "output schema", "output-schema check off",
-                    "stdio, tools/list result, 2026-07-28", "(its 95% interval)"):  # fmt: skip
+                    "stdio, tools/list result, 2026-07-28", "(its 95% interval)",
+                    "the TypeScript SDK's client"):  # fmt: skip
         assert measure in table and measure in done.stdout, measure
     assert "Redis " in table.splitlines()[0] and " cores" in table.splitlines()[0]
     report = json.loads((tmp_path / "scale.json").read_text())
@@ -84,6 +85,9 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
     assert report["stdio"]["tools_list_2026-07-28"]["ours"] <= 7168
     checked = report["stdio"]["output_check_us"]  # the client's output-schema check, ours and the floor's
     assert checked["ours"] > checked["floor"] > 0, checked
+    typescript = report["stdio"]["per_call_ts"]  # installed with the CI's npm tools, which run before this
+    assert typescript is not None and typescript["protocol"] == "2025-11-25", typescript
+    assert typescript["ours_median_ms"] > 0 and typescript["floor_median_ms"] > 0, typescript
     assert soaked["resumed"] > 0  # a stream dropped and resumed
     audited = soaked["audit_approvals"]  # a person approved on the page, on the other replica, and it ran once
     assert soaked["approved"] > 0 and audited["approved"] == audited["executed"] == soaked["approved"], audited
