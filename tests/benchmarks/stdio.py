@@ -99,14 +99,29 @@ async def _unchecked(name: str, result: CallToolResult) -> None:
     """Stands in for `ClientSession.validate_tool_result` where a measure leaves the client's check out."""
 
 
+def _timing_the_check(session: Client, into: list[float]) -> None:
+    """Time the SDK client's output-schema check of each result, as it runs within the call (this instance)."""
+    check = session.session.validate_tool_result
+
+    async def timed_check(name: str, result: CallToolResult) -> None:
+        started = time.perf_counter()
+        await check(name, result)
+        into.append(time.perf_counter() - started)
+
+    session.session.validate_tool_result = timed_check  # type: ignore[method-assign]
+
+
 async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, float]:
     """Median and p95 of one list_snapshots, ours and the floor, sessions open side by side and called in turn,
     call by call, so that whatever the machine does meanwhile falls on all alike (blocks of calls in fresh
     processes had differed by 0.5 ms from run to run on a 2-core machine).
 
     Two more sessions, ours and the floor's, are called in the same turns with the SDK client's output-schema
-    check turned off (those instances only): `unchecked_*`, what is left of the gap without that check."""
+    check turned off (those instances only): `unchecked_*`, what is left of the gap without that check. In the
+    checked sessions the check is timed as it runs within each call (`check_us_*`): there it costs more than
+    in a loop of checks alone (`output_check_us`), as a call leaves the processor's caches to the servers."""
     env = provider_env(url, token)
+    checks: dict[str, list[float]] = {"ours": [], "floor": []}
     async with (
         client(OURS, env, mode) as ours,
         client(FLOOR, env, mode) as floor,
@@ -115,6 +130,8 @@ async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, flo
     ):
         for session in (ours_unchecked, floor_unchecked):
             session.session.validate_tool_result = _unchecked  # type: ignore[method-assign]
+        _timing_the_check(ours, checks["ours"])
+        _timing_the_check(floor, checks["floor"])
 
         def listing(session: Client) -> Callable[[], Awaitable[None]]:
             async def one() -> None:
@@ -126,6 +143,7 @@ async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, flo
         sessions = {"ours": ours, "floor": floor, "unchecked_ours": ours_unchecked, "unchecked_floor": floor_unchecked}
         times = await in_turn({name: listing(s) for name, s in sessions.items()}, calls, max(5, calls // 10))
     found = {f"{name}_median_ms": median(kept) * 1000 for name, kept in times.items()}
+    found |= {f"check_us_{name}": median(kept[len(kept) - calls :]) * 1e6 for name, kept in checks.items()}
     return found | {f"{name}_p95_ms": p95(times[name]) * 1000 for name in ("ours", "floor")}
 
 

@@ -64,7 +64,7 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
     for measure in ("1 replica(s), consent", "2 replica(s), consent", "exactly one each",
                     "team configuration, 4 clients", "team configuration, one call", "soak, ", "audit verify",
                     "stdio, one call, 2025-11-25", "stdio, cold start", "team part on its own: OAuth",
-                    "servers' own share", "output schema", "output-schema check off",
+                    "servers' own share", "output schema", "output-schema check off", "timed within the checked calls",
                     "stdio, tools/list result, 2026-07-28", "(its 95% interval)",
                     "the TypeScript SDK's client"):  # fmt: skip
         assert measure in table and measure in done.stdout, measure
@@ -85,6 +85,8 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
     assert report["stdio"]["tools_list_2026-07-28"]["ours"] <= 7168
     checked = report["stdio"]["output_check_us"]  # the client's output-schema check, ours and the floor's
     assert checked["ours"] > checked["floor"] > 0, checked
+    within = report["stdio"]["per_call_2025-11-25"]  # the same check, timed within the calls
+    assert within["check_us_ours"] > within["check_us_floor"] > 0, within
     typescript = report["stdio"]["per_call_ts"]  # installed with the CI's npm tools, which run before this
     assert typescript is not None and typescript["protocol"] == "2025-11-25", typescript
     assert typescript["ours_median_ms"] > 0 and typescript["floor_median_ms"] > 0, typescript
