@@ -111,11 +111,13 @@ def test_a_paused_collector_comes_back_as_it_was_with_what_the_pause_made_set_as
             made: list[list[int]] = [[] for _ in range(1_000)]
         assert gc.isenabled()
         assert gc.get_freeze_count() >= len(made)  # set aside: none of it is left for the collector to walk
-        assert len(gc.get_objects()) < len(made)
+        assert not any(tracked is made[0] for tracked in gc.get_objects())
         gc.disable()
+        frozen = gc.get_freeze_count()
         with collector_paused():
-            pass
-        assert not gc.isenabled()  # an embedding program that keeps it off keeps it off
+            more: list[list[int]] = [[] for _ in range(1_000)]
+        assert not gc.isenabled()  # an embedding program that keeps it off keeps it off,
+        assert gc.get_freeze_count() == frozen and any(tracked is more[0] for tracked in gc.get_objects())  # unfrozen
     finally:
         gc.enable()
         gc.unfreeze()  # this test process's objects go back to the collector

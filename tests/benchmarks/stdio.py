@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -143,7 +144,7 @@ async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, flo
         sessions = {"ours": ours, "floor": floor, "unchecked_ours": ours_unchecked, "unchecked_floor": floor_unchecked}
         times = await in_turn({name: listing(s) for name, s in sessions.items()}, calls, max(5, calls // 10))
     found = {f"{name}_median_ms": median(kept) * 1000 for name, kept in times.items()}
-    found |= {f"check_us_{name}": median(kept[len(kept) - calls :]) * 1e6 for name, kept in checks.items()}
+    found |= {f"check_us_{name}": median(kept[-calls:]) * 1e6 for name, kept in checks.items()}  # past the warm-up
     return found | {f"{name}_p95_ms": p95(times[name]) * 1000 for name in ("ours", "floor")}
 
 
@@ -202,16 +203,20 @@ def per_call_ts(url: str, token: str, calls: int) -> dict[str, Any] | None:
     once (ajv), where the Python SDK's walks the schema in Python on every call. None when the TypeScript SDK is
     not installed (run `.ci/tools.sh`'s `ensure_node_tools` first).
     """
-    if not (TS_SDK / "package.json").exists():
+    installed = TS_SDK.parent.parent / ".bin" / "node"
+    node = str(installed) if installed.exists() else shutil.which("node")
+    if not (TS_SDK / "package.json").exists() or node is None:
         return None
-    node = TS_SDK.parent.parent / ".bin" / "node"
     env = provider_env(url, token)
     servers = {name: {"command": command[0], "args": command[1:], "env": env}
                for name, command in (("ours", OURS), ("floor", FLOOR))}  # fmt: skip
     config = {"sdk": str(TS_SDK), "servers": servers, "calls": calls, "warm_up": max(5, calls // 10)}
-    command = [str(node) if node.exists() else "node", str(HERE / "ts_stdio_client.mjs"), json.dumps(config)]
-    answer = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
-    found = json.loads(answer.stdout.strip().splitlines()[-1])
+    command = [node, str(HERE / "ts_stdio_client.mjs"), json.dumps(config)]
+    answer = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    lines = answer.stdout.strip().splitlines()
+    if answer.returncode != 0 or not lines:
+        raise RuntimeError(f"the TypeScript client failed (exit {answer.returncode}): {answer.stderr[-2000:]}")
+    found = json.loads(lines[-1])
     version = json.loads((TS_SDK / "package.json").read_text())["version"]
     return {f"{name}_median_ms": median(found[name]) for name in ("ours", "floor")} | {
         "protocol": found["protocol"], "sdk_version": version}  # fmt: skip

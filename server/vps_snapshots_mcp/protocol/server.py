@@ -131,7 +131,7 @@ class SnapshotsServer(MCPServer[AppContext]):
         )
         context = context or Context(mcp_server=self)
         try:
-            request: ServerRequestContext[Any, Any] | None = sdk.request_context_of(context)
+            request: ServerRequestContext[AppContext, Any] | None = sdk.request_context_of(context)
         except ValueError:  # a call from outside a request: nobody can read its audit event
             request = None
         attempts: dict[int, Attempt] = {}
