@@ -29,7 +29,7 @@ from vps_snapshots_mcp.timing import Timing
 from .support.approvals import DELETE_798, REVISIONS, Shifted, approval_id_of, connect, delete_798, mutations
 from .support.browser import chromium, screenshot, sign_in
 from .support.mcp_client import text_of
-from .support.oidc import TOOLS, USERS
+from .support.oidc import TYPESCRIPT_SDK, USERS, node_binary
 from .support.redis_server import RedisServer
 from .support.signin_serving import Deployment, replicas, signin_deployment
 
@@ -317,17 +317,15 @@ def test_a_page_on_replica_b_approves_a_request_made_on_replica_a_once(
 def test_the_typescript_sdk_client_is_sent_to_the_page_and_the_delete_runs_once(
     deployment: Deployment, provider: ProviderState, tmp_path: Path
 ) -> None:
-    sdk = TOOLS / "node_modules" / "@modelcontextprotocol" / "sdk"
-    node = TOOLS / "node_modules" / ".bin" / "node"
-    assert sdk.exists(), "the TypeScript SDK comes with .ci/tools.sh's npm tools (installed with the IdP's)"
+    assert TYPESCRIPT_SDK.exists(), "the TypeScript SDK comes with .ci/tools.sh's npm tools (installed with the IdP's)"
     config = {
-        "sdk": str(sdk),
+        "sdk": str(TYPESCRIPT_SDK),
         "url": f"{deployment.url}/mcp",
         "token": deployment.idp.access_token("alice"),
         "tool": "delete_snapshot",
         "arguments": {"snapshot_id": 798, "confirm": True},
     }
-    command = [str(node) if node.exists() else "node", str(Path(__file__).parent / "support" / "ts_client.mjs")]
+    command = [node_binary(), str(Path(__file__).parent / "support" / "ts_client.mjs")]
     said: queue.Queue[dict[str, Any]] = queue.Queue()
     with (
         subprocess.Popen([*command, json.dumps(config)], stdout=subprocess.PIPE, text=True) as client,

@@ -293,7 +293,7 @@ class _KeptElsewhere(Context[Any, Any]):
 
 
 def test_the_request_context_is_read_without_the_property_on_the_installed_sdk() -> None:
-    # The property costs about 5 µs a read (pydantic's __getattr__); a call reads it three times.
+    # The property costs about 5 µs a read (pydantic's __getattr__); a call reads it several times.
     probe = cast(Any, object())
     assert sdk.request_context_of(_PropertyRefused(request_context=probe)) is probe
     assert sdk.request_context_of(Context(request_context=probe)) is Context(request_context=probe).request_context

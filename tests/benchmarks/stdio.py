@@ -24,6 +24,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp_types import CallToolResult
 
+from ..support.oidc import TYPESCRIPT_SDK, node_binary
+
 HERE = Path(__file__).parent
 FLOOR = [sys.executable, str(HERE / "floor_server.py")]
 OURS = [sys.executable, "-m", "vps_snapshots_mcp"]
@@ -192,10 +194,6 @@ def per_call_raw(url: str, token: str, calls: int) -> dict[str, float]:
     return {f"{name}_median_ms": median(kept) * 1000 for name, kept in times.items()}
 
 
-TS_SDK = HERE.parent.parent / ".ci" / ".tools" / "node_modules" / "@modelcontextprotocol" / "sdk"
-"""The TypeScript SDK, installed with the CI's npm tools (`.ci/tools.sh`)."""
-
-
 def per_call_ts(url: str, token: str, calls: int) -> dict[str, Any] | None:
     """One list_snapshots with the TypeScript SDK's client, ours and the floor in turn (`ts_stdio_client.mjs`).
 
@@ -203,21 +201,20 @@ def per_call_ts(url: str, token: str, calls: int) -> dict[str, Any] | None:
     once (ajv), where the Python SDK's walks the schema in Python on every call. None when the TypeScript SDK is
     not installed (run `.ci/tools.sh`'s `ensure_node_tools` first).
     """
-    installed = TS_SDK.parent.parent / ".bin" / "node"
-    node = str(installed) if installed.exists() else shutil.which("node")
-    if not (TS_SDK / "package.json").exists() or node is None:
+    node = node_binary()
+    if not (TYPESCRIPT_SDK / "package.json").exists() or shutil.which(node) is None:
         return None
     env = provider_env(url, token)
     servers = {name: {"command": command[0], "args": command[1:], "env": env}
                for name, command in (("ours", OURS), ("floor", FLOOR))}  # fmt: skip
-    config = {"sdk": str(TS_SDK), "servers": servers, "calls": calls, "warm_up": max(5, calls // 10)}
+    config = {"sdk": str(TYPESCRIPT_SDK), "servers": servers, "calls": calls, "warm_up": max(5, calls // 10)}
     command = [node, str(HERE / "ts_stdio_client.mjs"), json.dumps(config)]
     answer = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     lines = answer.stdout.strip().splitlines()
     if answer.returncode != 0 or not lines:
         raise RuntimeError(f"the TypeScript client failed (exit {answer.returncode}): {answer.stderr[-2000:]}")
     found = json.loads(lines[-1])
-    version = json.loads((TS_SDK / "package.json").read_text())["version"]
+    version = json.loads((TYPESCRIPT_SDK / "package.json").read_text())["version"]
     return {f"{name}_median_ms": median(found[name]) for name in ("ours", "floor")} | {
         "protocol": found["protocol"], "sdk_version": version}  # fmt: skip
 

@@ -33,6 +33,8 @@ from .redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".ci" / ".tools"
+TYPESCRIPT_SDK = TOOLS / "node_modules" / "@modelcontextprotocol" / "sdk"
+"""The TypeScript SDK (npm `@modelcontextprotocol/sdk`), installed with `.ci/tools.sh`'s npm tools."""
 SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
 USERS = {"alice": "alice-password-1", "bob": "bob-password-2"}
 GROUPS = {"alice": ["operators"], "bob": ["operators", "approvers"]}
@@ -143,12 +145,15 @@ class Issuer:
         raise AssertionError("the login did not come back to the client in time")
 
 
+def node_binary() -> str:
+    """The Node `.ci/tools.sh` installed (npm `node@22`), or the machine's own when that is 22 or later."""
+    installed = TOOLS / "node_modules" / ".bin" / "node"
+    return str(installed) if installed.exists() else "node"
+
+
 def ensure_installed() -> tuple[str, str]:
     """Node 22 and the oidc-provider entry file, installed by `.ci/tools.sh` when missing."""
-    node, module = (
-        TOOLS / "node_modules" / ".bin" / "node",
-        TOOLS / "node_modules" / "oidc-provider" / "lib" / "index.js",
-    )
+    module = TOOLS / "node_modules" / "oidc-provider" / "lib" / "index.js"
     if not module.exists():
         TOOLS.mkdir(parents=True, exist_ok=True)
         with (TOOLS / ".install-lock").open("w") as lock:
@@ -161,9 +166,7 @@ def ensure_installed() -> tuple[str, str]:
                     timeout=INSTALL_DEADLINE_S,
                     stdout=subprocess.DEVNULL,
                 )
-    if not node.exists():  # the machine's own Node is 22 or later: tools.sh installed none
-        node = Path("node")
-    return str(node), str(module)
+    return node_binary(), str(module)
 
 
 @contextmanager
