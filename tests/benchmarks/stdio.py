@@ -28,6 +28,7 @@ from ..support.oidc import TYPESCRIPT_SDK, node_binary
 
 HERE = Path(__file__).parent
 FLOOR = [sys.executable, str(HERE / "floor_server.py")]
+FLOOR_TYPED = [*FLOOR, "typed"]  # the same GET, its answer under our output schema
 OURS = [sys.executable, "-m", "vps_snapshots_mcp"]
 REVISIONS = {"2025-11-25": "legacy", "2026-07-28": "auto"}
 """Protocol revision -> the SDK client's mode that speaks it."""
@@ -122,19 +123,24 @@ async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, flo
     Two more sessions, ours and the floor's, are called in the same turns with the SDK client's output-schema
     check turned off (those instances only): `unchecked_*`, what is left of the gap without that check. In the
     checked sessions the check is timed as it runs within each call (`check_us_*`): there it costs more than
-    in a loop of checks alone (`output_check_us`), as a call leaves the processor's caches to the servers."""
+    in a loop of checks alone (`output_check_us`), as a call leaves the processor's caches to the servers.
+
+    A fifth session, in the same turns, is the floor answering under our output schema (`typed_floor_*`): the
+    client checks the same contract there as on ours."""
     env = provider_env(url, token)
-    checks: dict[str, list[float]] = {"ours": [], "floor": []}
+    checks: dict[str, list[float]] = {"ours": [], "floor": [], "typed_floor": []}
     async with (
         client(OURS, env, mode) as ours,
         client(FLOOR, env, mode) as floor,
         client(OURS, env, mode) as ours_unchecked,
         client(FLOOR, env, mode) as floor_unchecked,
+        client(FLOOR_TYPED, env, mode) as typed_floor,
     ):
         for session in (ours_unchecked, floor_unchecked):
             session.session.validate_tool_result = _unchecked  # type: ignore[method-assign]
         _timing_the_check(ours, checks["ours"])
         _timing_the_check(floor, checks["floor"])
+        _timing_the_check(typed_floor, checks["typed_floor"])
 
         def listing(session: Client) -> Callable[[], Awaitable[None]]:
             async def one() -> None:
@@ -143,11 +149,12 @@ async def per_call(url: str, token: str, calls: int, mode: str) -> dict[str, flo
 
             return one
 
-        sessions = {"ours": ours, "floor": floor, "unchecked_ours": ours_unchecked, "unchecked_floor": floor_unchecked}
+        sessions = {"ours": ours, "floor": floor, "unchecked_ours": ours_unchecked, "unchecked_floor": floor_unchecked,
+                    "typed_floor": typed_floor}  # fmt: skip
         times = await in_turn({name: listing(s) for name, s in sessions.items()}, calls, max(5, calls // 10))
     found = {f"{name}_median_ms": median(kept) * 1000 for name, kept in times.items()}
     found |= {f"check_us_{name}": median(kept[-calls:]) * 1e6 for name, kept in checks.items()}  # past the warm-up
-    return found | {f"{name}_p95_ms": p95(times[name]) * 1000 for name in ("ours", "floor")}
+    return found | {f"{name}_p95_ms": p95(times[name]) * 1000 for name in ("ours", "floor", "typed_floor")}
 
 
 async def output_check_us(url: str, token: str, count: int) -> dict[str, float]:

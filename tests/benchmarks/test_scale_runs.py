@@ -65,6 +65,7 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
                     "team configuration, 4 clients", "team configuration, one call", "soak, ", "audit verify",
                     "stdio, one call, 2025-11-25", "stdio, cold start", "team part on its own: OAuth",
                     "servers' own share", "output schema", "output-schema check off", "timed within the checked calls",
+                    "answering under our output schema",
                     "stdio, tools/list result, 2026-07-28", "(its 95% interval)",
                     "the TypeScript SDK's client"):  # fmt: skip
         assert measure in table and measure in done.stdout, measure
@@ -87,6 +88,8 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
     assert checked["ours"] > checked["floor"] > 0, checked
     within = report["stdio"]["per_call_2025-11-25"]  # the same check, timed within the calls
     assert within["check_us_ours"] > within["check_us_floor"] > 0, within
+    # The typed floor publishes our output schema: the client's check there costs what it costs on ours.
+    assert within["typed_floor_median_ms"] > 0 and within["check_us_typed_floor"] > 2 * within["check_us_floor"]
     typescript = report["stdio"]["per_call_ts"]  # installed with the CI's npm tools, which run before this
     assert typescript is not None and typescript["protocol"] == "2025-11-25", typescript
     assert typescript["ours_median_ms"] > 0 and typescript["floor_median_ms"] > 0, typescript
