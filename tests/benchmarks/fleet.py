@@ -21,7 +21,7 @@ from typing import Any
 import httpx2
 
 from .cgroups import CpuCaps
-from .http_load import _cpu_ticks, _process_cpu_s, http_process
+from .http_load import _cpu_ticks, _process_cpu_s, http_process, run_delay_s
 from .stdio import OURS, provider_env
 
 PROVIDER_TOKEN = "bench-provider-token-0123456789"
@@ -114,8 +114,10 @@ def drive(spec: dict[str, Any], processes: int = 1, *, keep_latencies: bool = Fa
     clients = int(spec["clients"])
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
     running, first = [], 0
-    for share in shares:
+    for number, share in enumerate(shares):
         part = spec | {"clients": share, "first_client": first}
+        if "urls_each" in spec:  # each load process its own replicas
+            part["urls"] = spec["urls_each"][number]
         first += share
         with tempfile.TemporaryFile() as given:  # the spec on stdin: a secret in it stays out of the process list
             given.write(json.dumps(part).encode())
@@ -134,6 +136,7 @@ def drive(spec: dict[str, Any], processes: int = 1, *, keep_latencies: bool = Fa
     results = [json.loads(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0]) for p in running]
     latencies = sorted(x for r in results for x in r["latencies_s"])
     seconds = max(r["seconds"] for r in results)
+    waits = [r["client_run_delay_s"] / r["elapsed_s"] for r in results if r.get("elapsed_s")]
     return {
         "calls": sum(r["calls"] for r in results),
         "all_calls": sum(r["all_calls"] for r in results),
@@ -146,6 +149,8 @@ def drive(spec: dict[str, Any], processes: int = 1, *, keep_latencies: bool = Fa
         "created": sum(r["created"] for r in results),
         "approved": sum(r["approved"] for r in results),
         "client_cpu_cores": sum(r["client_cpu_s"] for r in results) / seconds if seconds > 0 else 0.0,
+        # The share of its time a load process was runnable but waiting for a core (uncapped: no quota), mean.
+        "client_core_wait": sum(waits) / len(waits) if waits else 0.0,
         "seconds": seconds,
     } | ({"latencies_s": latencies} if keep_latencies else {})
 
@@ -180,19 +185,23 @@ def quantile_interval(ordered: list[float], fraction: float, z: float = 1.96) ->
 
 
 class CpuWatch:
-    """CPU each pid used, and the machine's busy cores, between start and stop."""
+    """CPU each pid used, the seconds its threads were runnable but not running, and the machine's busy cores,
+    between start and stop."""
 
     def __init__(self, pids: list[int]) -> None:
         self.pids = pids
         self.started = time.perf_counter()
         self.cpu = [_process_cpu_s(pid) for pid in pids]
+        self.delay = [run_delay_s(pid) for pid in pids]
         self.machine = _cpu_ticks()
 
     def stop(self) -> dict[str, Any]:
         elapsed = time.perf_counter() - self.started
         used = [(_process_cpu_s(pid) - before) / elapsed for pid, before in zip(self.pids, self.cpu, strict=True)]
+        delayed = [run_delay_s(pid) - before for pid, before in zip(self.pids, self.delay, strict=True)]
         busy, total = (a - b for a, b in zip(_cpu_ticks(), self.machine, strict=True))
-        return {"replica_cpu_cores": used, "machine_busy_cores": busy / total * (os.cpu_count() or 1) if total else 0}
+        return {"replica_cpu_cores": used, "machine_busy_cores": busy / total * (os.cpu_count() or 1) if total else 0,
+                "replica_run_delay_s": delayed, "watched_s": elapsed}  # fmt: skip
 
 
 def redis_figures(url: str) -> dict[str, int]:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -138,6 +139,16 @@ def _process_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far, from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_delay_s(pid: int | str = "self") -> float:
+    """Seconds the process's threads have spent runnable but not running so far (the second field of each
+    thread's /proc/PID/task/TID/schedstat): waiting for a core, and, in a capped cgroup, held by its quota."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):  # a thread may end meanwhile
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
 
 
 def throughput(url: str, token: str, clients: int, calls: int) -> dict[str, Any]:

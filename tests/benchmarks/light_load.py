@@ -50,6 +50,7 @@ import httpx2
 
 from ..support.oidc import TOKEN_CLIENT, Client, Issuer
 from ..support.signin_http import sign_in_over_http
+from .http_load import run_delay_s
 from .provider_process import FIRST_SERVER, snapshot_ids
 
 VERSION = "2025-11-25"
@@ -486,7 +487,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     tally = Tally(measure_from=started + float(spec.get("warmup_s", 0)))
     tally.measure_to = tally.measure_from + float(spec["seconds"])
     mix = MIXES[spec["mix"]]
-    cpu = time.process_time()
+    cpu, delay = time.process_time(), run_delay_s()
     balancer = Balancer(urls)
     async with (
         httpx2.AsyncClient(limits=limits, timeout=120) as pool,
@@ -515,6 +516,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "created": tally.created,
         "approved": tally.approved,
         "client_cpu_s": time.process_time() - cpu,
+        "client_run_delay_s": run_delay_s() - delay,
+        "elapsed_s": time.perf_counter() - started,
     }
 
 

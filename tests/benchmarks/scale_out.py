@@ -11,6 +11,13 @@ is the same in every run (one server per client of the largest run). Two mixes:
 - `consent`: six lists, a confirmed restore and a confirmed delete (each a preview, then the confirmation);
   afterwards every confirmed consent is matched against the simulator's request log: exactly one provider
   request each, and no other change.
+
+A control, lists only: four replicas that share nothing but the machine (`4-alone`), each with its own Redis,
+its own provider simulator and its own load process. Where four replicas' p99 is above one replica's, this
+tells the design (a shared Redis, provider or balancer) from the machine (two cores under four replicas, their
+load processes and the simulator). Each run also reports the share of its time each replica and each load
+process was runnable but waiting for a core (`core_wait`, `client_core_wait`; a replica's time held by its
+quota is taken out, from its cgroup's throttled time).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from .cgroups import CpuCaps
 from .fleet import (
     AUTH_TOKEN,
     CpuWatch,
+    Replica,
     drive,
     exactly_once,
     latency_figures,
@@ -60,11 +68,12 @@ def scale_out(
     different speeds widens a count's spread, most for the first count, whose halves are furthest apart: each
     half's p99 is kept (`p99_ms_each_run`) for a comparison half by half."""
     halves: dict[str, list[dict[str, Any]]] = {}
-    for count in (*counts, *reversed(counts)):
-        for mix in mixes:
+    configurations = [(count, False) for count in counts] + [(max(counts), True)] * ("lists" in mixes)
+    for count, alone in (*configurations, *reversed(configurations)):
+        for mix in ("lists",) if alone else mixes:
             run = _one_run(caps, count, mix, cpus=cpus, clients_per_replica=clients_per_replica, seconds=seconds / 2,
-                           warmup_s=warmup_s, servers=clients_per_replica * max(counts))  # fmt: skip
-            halves.setdefault(f"{count}:{mix}", []).append(run)
+                           warmup_s=warmup_s, servers=clients_per_replica * max(counts), alone=alone)  # fmt: skip
+            halves.setdefault(f"{count}{'-alone' if alone else ''}:{mix}", []).append(run)
     return {key: pooled(parts) for key, parts in halves.items()}
 
 
@@ -78,31 +87,45 @@ def _one_run(
     seconds: float,
     warmup_s: float,
     servers: int,
+    alone: bool = False,
 ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, running_redis(Path(tmp)) as redis, ExitStack() as stack:
-        # One account, the same size in every run: the API has no single-snapshot endpoint, so the look-up
-        # before a change lists the whole account, and an account grown with the load would make each
-        # call dearer with every replica added (it did: 4 replicas, 4 times the records each look-up).
-        api = stack.enter_context(provider(servers=servers, snapshots_each=SNAPSHOTS_EACH))
-        command = replica_command(api, redis.url, "--stateless", "--consent", "token")
-        command[1]["VPS_MCP_AUTH_TOKEN"] = AUTH_TOKEN
-        fleet = stack.enter_context(replicas(stack, count, command, caps, cpus))
+    """One run; `alone`: each replica with a Redis, a provider and a load process of its own (lists only)."""
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        fleet: list[Replica] = []
+        apis: list[str] = []
+        redis_urls: list[str] = []
+        for index in range(count if alone else 1):
+            (Path(tmp) / str(index)).mkdir()
+            redis = stack.enter_context(running_redis(Path(tmp) / str(index)))
+            # One account, the same size in every run: the API has no single-snapshot endpoint, so the look-up
+            # before a change lists the whole account, and an account grown with the load would make each
+            # call dearer with every replica added (it did: 4 replicas, 4 times the records each look-up).
+            api = stack.enter_context(provider(servers=servers, snapshots_each=SNAPSHOTS_EACH))
+            command = replica_command(api, redis.url, "--stateless", "--consent", "token")
+            command[1]["VPS_MCP_AUTH_TOKEN"] = AUTH_TOKEN
+            made = stack.enter_context(replicas(stack, 1 if alone else count, command, caps, cpus, first=index))
+            fleet, apis, redis_urls = fleet + made, [*apis, api], [*redis_urls, redis.url]
         watch = CpuWatch([r.pid for r in fleet])
         throttled = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
-        spec = {"urls": [r.url for r in fleet], "clients": clients_per_replica * count, "seconds": seconds,
-                "warmup_s": warmup_s, "mix": mix, "bearer": AUTH_TOKEN}  # fmt: skip
-        commands = redis_figures(redis.url)["commands"]
-        provider_cpu, provider_from = provider_changes(api)["cpu_s"], time.perf_counter()
+        spec: dict[str, Any] = {"urls": [r.url for r in fleet], "clients": clients_per_replica * count,
+                                "seconds": seconds, "warmup_s": warmup_s, "mix": mix, "bearer": AUTH_TOKEN}  # fmt: skip
+        if alone:
+            spec["urls_each"] = [[r.url] for r in fleet]
+        commands = sum(redis_figures(url)["commands"] for url in redis_urls)
+        provider_cpu, provider_from = sum(provider_changes(a)["cpu_s"] for a in apis), time.perf_counter()
         result = drive(spec, processes=count, keep_latencies=True)  # a load process per replica's clients
-        result["provider_cpu_cores"] = (provider_changes(api)["cpu_s"] - provider_cpu) / (
+        result["provider_cpu_cores"] = (sum(provider_changes(a)["cpu_s"] for a in apis) - provider_cpu) / (
             time.perf_counter() - provider_from
         )
-        # Every call, warm-up included, against every command (INFO itself is one).
-        commands = redis_figures(redis.url)["commands"] - commands - 1
+        # Every call, warm-up included, against every command (INFO itself is one on each).
+        commands = sum(redis_figures(url)["commands"] for url in redis_urls) - commands - len(redis_urls)
         result["redis_commands"] = commands
         result |= watch.stop()
         after = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
         result["throttled_s"] = [b - a for a, b in zip(throttled, after, strict=True)]
+        held = result["throttled_s"] or [0.0] * len(fleet)
+        result["core_wait"] = [max(0.0, delayed - quota) / result["watched_s"]
+                               for delayed, quota in zip(result["replica_run_delay_s"], held, strict=True)]  # fmt: skip
         if mix == "consent":
             result["exactly_once"] = exactly_once(result["confirmed"], provider_changes(api)["changes"])
         result["confirmed"] = len(result["confirmed"])
@@ -134,6 +157,8 @@ def pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
             sum(cpu) / len(parts) for cpu in zip(*(p["replica_cpu_cores"] for p in parts), strict=True)
         ],
         "throttled_s": [sum(t) for t in zip(*(p["throttled_s"] for p in parts), strict=True)],
+        "core_wait": [sum(w) / len(parts) for w in zip(*(p["core_wait"] for p in parts), strict=True)],
+        "client_core_wait": mean("client_core_wait"),
         "machine_busy_cores": mean("machine_busy_cores"),
         "provider_cpu_cores": mean("provider_cpu_cores"),
         "client_cpu_cores": mean("client_cpu_cores"),
@@ -152,6 +177,11 @@ def saturated(run: dict[str, Any]) -> bool:
 def _interval(run: dict[str, Any]) -> str:
     low, high = run["p99_interval_ms"]
     return f"{low:.0f}-{high:.0f}"
+
+
+def _waits(run: dict[str, Any]) -> str:
+    replicas = "/".join(f"{w:.1%}" for w in run["core_wait"])
+    return f"{replicas}; {run['client_core_wait']:.1%}"
 
 
 def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, str, bool | None]]:
@@ -181,6 +211,9 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
                             "(its 95% interval)",
                             f"{run['p99_ms']:.0f} ms ({_interval(run)})", f"{one['p99_ms']:.0f} ms ({_interval(one)})",
                             "", "not above", run["p99_ms"] <= one["p99_ms"]))  # fmt: skip
+            out.append((f"{count} replica(s), {mix}: the share of its time each replica waited for a core (its "
+                        "quota's hold aside); each load process, mean", _waits(run), _waits(one), "", "",
+                        None))  # fmt: skip
             once = run.get("exactly_once")
             if once:
                 out.append((
@@ -189,6 +222,14 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
                     "", "", "exactly one each",
                     once["missing"] == 0 and once["extra"] == 0 and once["confirmed"] == once["provider_changes"],
                 ))  # fmt: skip
+    alone, one, shared = runs.get(f"{max(COUNTS)}-alone:lists"), runs.get("1:lists"), runs.get(f"{max(COUNTS)}:lists")
+    if alone and one and shared:
+        out.append((f"{max(COUNTS)} replicas, lists, sharing nothing but the machine (each its own Redis, provider "
+                    "and load process), a control: calls/s; p50/p99 ms (p99's 95% interval); waiting for a core",
+                    f"{alone['calls_per_s']:.0f}; {alone['p50_ms']:.0f}/{alone['p99_ms']:.0f} ({_interval(alone)}); "
+                    f"{_waits(alone)}",
+                    f"one {one['p50_ms']:.0f}/{one['p99_ms']:.0f} ({_interval(one)}); sharing Redis and the provider "
+                    f"{shared['p50_ms']:.0f}/{shared['p99_ms']:.0f} ({_interval(shared)})", "", "", None))  # fmt: skip
     errors = sum(run["errors"] for run in runs.values())
     out.append(("scale-out: errors in every run", str(errors), "", "", "0", errors == 0))
     return out
