@@ -64,8 +64,7 @@ def stdio_rows(calls: int, starts: int) -> tuple[list[Row], dict[str, Any]]:
             over = one["ours_median_ms"] - one["floor_median_ms"]
             out.append((f"stdio, one call, {revision}, against the floor answering one string (`{{\"result\": "
                         "string}`), in the same turns (ms, median)", f"{one['ours_median_ms']:.2f}",
-                        f"floor {one['floor_median_ms']:.2f}", f"{over:+.2f} ms", "<= +0.3 ms",
-                        over <= 0.3))  # fmt: skip
+                        f"floor {one['floor_median_ms']:.2f}", f"{over:+.2f} ms", "", None))  # fmt: skip
             over = one["unchecked_ours_median_ms"] - one["unchecked_floor_median_ms"]
             out.append((f"stdio, one call, {revision}, the SDK client's output-schema check off on both, in the "
                         "same turns (ms, median)", f"{one['unchecked_ours_median_ms']:.2f}",

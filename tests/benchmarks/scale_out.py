@@ -12,9 +12,10 @@ is the same in every run (one server per client of the largest run). Two mixes:
   afterwards every confirmed consent is matched against the simulator's request log: exactly one provider
   request each, and no other change.
 
-A control, lists only: four replicas that share nothing but the machine (`4-alone`), each with its own Redis,
-its own provider simulator and its own load process. Where four replicas' p99 is above one replica's, this
-tells the design (a shared Redis, provider or balancer) from the machine (two cores under four replicas, their
+Two controls, lists only: four replicas sharing Redis and the provider, each replica's load process sending to
+it alone (`4-pinned`), and four that share nothing but the machine (`4-alone`), each with its own Redis, its own
+provider simulator and its own load process. Where four replicas' p99 is above one replica's, these tell the
+design (a shared Redis or provider) and the balancing from the machine (two cores under four replicas, their
 load processes and the simulator). Each run also reports the share of its time each replica and each load
 process was runnable but waiting for a core (`core_wait`, `client_core_wait`; a replica's time held by its
 quota is taken out, from its cgroup's throttled time).
@@ -47,6 +48,7 @@ from .fleet import (
 from .light_load import SNAPSHOTS_EACH
 
 COUNTS = (1, 2, 4)
+CONTROLS = ("pinned", "alone")
 MIXES = ("lists", "consent")
 
 
@@ -68,12 +70,13 @@ def scale_out(
     different speeds widens a count's spread, most for the first count, whose halves are furthest apart: each
     half's p99 is kept (`p99_ms_each_run`) for a comparison half by half."""
     halves: dict[str, list[dict[str, Any]]] = {}
-    configurations = [(count, False) for count in counts] + [(max(counts), True)] * ("lists" in mixes)
-    for count, alone in (*configurations, *reversed(configurations)):
-        for mix in ("lists",) if alone else mixes:
+    controls = [(max(counts), sharing) for sharing in CONTROLS] if "lists" in mixes else []
+    configurations = [(count, "") for count in counts] + controls
+    for count, sharing in (*configurations, *reversed(configurations)):
+        for mix in ("lists",) if sharing else mixes:
             run = _one_run(caps, count, mix, cpus=cpus, clients_per_replica=clients_per_replica, seconds=seconds / 2,
-                           warmup_s=warmup_s, servers=clients_per_replica * max(counts), alone=alone)  # fmt: skip
-            halves.setdefault(f"{count}{'-alone' if alone else ''}:{mix}", []).append(run)
+                           warmup_s=warmup_s, servers=clients_per_replica * max(counts), sharing=sharing)  # fmt: skip
+            halves.setdefault(f"{count}{'-' if sharing else ''}{sharing}:{mix}", []).append(run)
     return {key: pooled(parts) for key, parts in halves.items()}
 
 
@@ -87,9 +90,11 @@ def _one_run(
     seconds: float,
     warmup_s: float,
     servers: int,
-    alone: bool = False,
+    sharing: str = "",
 ) -> dict[str, Any]:
-    """One run; `alone`: each replica with a Redis, a provider and a load process of its own (lists only)."""
+    """One run; `sharing` "pinned": each replica's load process sends to it alone; "alone": each replica also
+    with a Redis and a provider of its own (lists only)."""
+    alone = sharing == "alone"
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         fleet: list[Replica] = []
         apis: list[str] = []
@@ -109,7 +114,7 @@ def _one_run(
         throttled = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
         spec: dict[str, Any] = {"urls": [r.url for r in fleet], "clients": clients_per_replica * count,
                                 "seconds": seconds, "warmup_s": warmup_s, "mix": mix, "bearer": AUTH_TOKEN}  # fmt: skip
-        if alone:
+        if sharing:
             spec["urls_each"] = [[r.url] for r in fleet]
         commands = sum(redis_figures(url)["commands"] for url in redis_urls)
         provider_cpu, provider_from = sum(provider_changes(a)["cpu_s"] for a in apis), time.perf_counter()
@@ -222,14 +227,20 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
                     "", "", "exactly one each",
                     once["missing"] == 0 and once["extra"] == 0 and once["confirmed"] == once["provider_changes"],
                 ))  # fmt: skip
-    alone, one, shared = runs.get(f"{max(COUNTS)}-alone:lists"), runs.get("1:lists"), runs.get(f"{max(COUNTS)}:lists")
-    if alone and one and shared:
-        out.append((f"{max(COUNTS)} replicas, lists, sharing nothing but the machine (each its own Redis, provider "
-                    "and load process), a control: calls/s; p50/p99 ms (p99's 95% interval); waiting for a core",
-                    f"{alone['calls_per_s']:.0f}; {alone['p50_ms']:.0f}/{alone['p99_ms']:.0f} ({_interval(alone)}); "
-                    f"{_waits(alone)}",
-                    f"one {one['p50_ms']:.0f}/{one['p99_ms']:.0f} ({_interval(one)}); sharing Redis and the provider "
-                    f"{shared['p50_ms']:.0f}/{shared['p99_ms']:.0f} ({_interval(shared)})", "", "", None))  # fmt: skip
+    one, shared = runs.get("1:lists"), runs.get(f"{max(COUNTS)}:lists")
+    for sharing, what in (("pinned", "Redis and the provider shared, each replica's load process sending to it "
+                                     "alone"),
+                          ("alone", "sharing nothing but the machine (each its own Redis, provider and load "
+                                    "process)")):  # fmt: skip
+        control = runs.get(f"{max(COUNTS)}-{sharing}:lists")
+        if control and one and shared:
+            out.append((f"{max(COUNTS)} replicas, lists, {what}, a control: calls/s; p50/p99 ms (p99's 95% "
+                        "interval); waiting for a core",
+                        f"{control['calls_per_s']:.0f}; {control['p50_ms']:.0f}/{control['p99_ms']:.0f} "
+                        f"({_interval(control)}); {_waits(control)}",
+                        f"one {one['p50_ms']:.0f}/{one['p99_ms']:.0f} ({_interval(one)}); balanced over all "
+                        f"{shared['p50_ms']:.0f}/{shared['p99_ms']:.0f} ({_interval(shared)})", "", "",
+                        None))  # fmt: skip
     errors = sum(run["errors"] for run in runs.values())
     out.append(("scale-out: errors in every run", str(errors), "", "", "0", errors == 0))
     return out

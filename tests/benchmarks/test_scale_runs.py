@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
 from .cgroups import PREFIX, V1_CPU, V2_ROOT
 from .fleet import exactly_once
+from .http_load import run_delay_s
 from .soak import audited_approvals, growth
+from .stdio import FLOOR_TYPED, client, provider_env, simulator
 
 
 def test_every_confirmed_consent_must_reach_the_provider_exactly_once() -> None:
@@ -46,6 +51,30 @@ def test_the_approvals_audited_are_counted_by_event_and_by_where_they_were_decid
     assert found == {"requested": 2, "approved": 2, "executed": 2, "elsewhere": 1}
 
 
+def test_the_typed_floor_publishes_our_output_schema_and_its_answer_passes_the_clients_check() -> None:
+    published = json.loads((Path(__file__).parents[2] / "server/vps_snapshots_mcp/protocol/tools.json").read_text())
+    ours = next(tool["outputSchema"] for tool in published if tool["name"] == "list_snapshots")
+
+    async def listed(url: str, token: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        async with client(FLOOR_TYPED, provider_env(url, token), "legacy") as session:
+            tools = await session.list_tools()
+            result = await session.call_tool("list_snapshots", {"server_id": 12345})  # the client checks it
+            assert not result.is_error
+            return tools.tools[0].output_schema, result.structured_content
+
+    with simulator() as (url, token):
+        schema, answer = anyio.run(listed, url, token)
+    assert schema == ours
+    assert answer is not None and [s["id"] for s in answer["snapshots"]] == [801, 798] and answer["count"] == 2
+
+
+def test_run_delay_is_read_from_every_thread_and_is_nothing_for_a_process_that_is_gone() -> None:
+    assert run_delay_s() >= 0.0 and run_delay_s(os.getpid()) >= 0.0
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert run_delay_s(gone.pid) == 0.0
+
+
 @pytest.mark.slow
 @pytest.mark.benchmark
 @pytest.mark.timeout(600)
@@ -65,7 +94,7 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
                     "team configuration, 4 clients", "team configuration, one call", "soak, ", "audit verify",
                     "stdio, one call, 2025-11-25", "stdio, cold start", "team part on its own: OAuth",
                     "servers' own share", "output schema", "output-schema check off", "timed within the checked calls",
-                    "answering under our output schema",
+                    "answering under our output schema", "waited for a core",
                     "stdio, tools/list result, 2026-07-28", "(its 95% interval)",
                     "the TypeScript SDK's client"):  # fmt: skip
         assert measure in table and measure in done.stdout, measure
@@ -73,6 +102,7 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
     report = json.loads((tmp_path / "scale.json").read_text())
     for run in report["scale_out"].values():
         assert run["errors"] == 0, run["error_samples"]
+        assert all(0.0 <= wait < 1.0 for wait in [*run["core_wait"], run["client_core_wait"]]), run
         once = run["exactly_once"]
         assert once["confirmed"] > 0 and once["missing"] == 0 and once["extra"] == 0, once
     team = report["team"]
