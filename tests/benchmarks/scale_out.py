@@ -64,7 +64,8 @@ def scale_out(
 ) -> dict[str, Any]:
     """Every replica count and mix; `caps` None runs the replicas uncapped (where cgroups cannot be written).
 
-    Each count runs twice for half of `seconds`, in the order 1, 2, 4, 4, 2, 1, and its two halves are pooled:
+    Each configuration runs twice for half of `seconds`, in the order 1, 2, 4, the controls (four replicas,
+    lists), and back again (4-pinned, 4-alone, 4-alone, 4-pinned, 4, 2, 1), and its two halves are pooled:
     this machine's speed drifts over minutes (one replica's p99 moved 4% between runs of the same
     configuration), and in that order a steady drift moves every count's mean alike. Pooling halves run at
     different speeds widens a count's spread, most for the first count, whose halves are furthest apart: each
@@ -116,14 +117,17 @@ def _one_run(
                                 "seconds": seconds, "warmup_s": warmup_s, "mix": mix, "bearer": AUTH_TOKEN}  # fmt: skip
         if sharing:
             spec["urls_each"] = [[r.url] for r in fleet]
+        # What reading the count costs Redis (INFO, and the reading client's connection set-up), read twice.
+        read = [redis_figures(url)["commands"] for url in redis_urls]
         commands = sum(redis_figures(url)["commands"] for url in redis_urls)
+        reading = commands - sum(read)
         provider_cpu, provider_from = sum(provider_changes(a)["cpu_s"] for a in apis), time.perf_counter()
         result = drive(spec, processes=count, keep_latencies=True)  # a load process per replica's clients
         result["provider_cpu_cores"] = (sum(provider_changes(a)["cpu_s"] for a in apis) - provider_cpu) / (
             time.perf_counter() - provider_from
         )
-        # Every call, warm-up included, against every command (INFO itself is one on each).
-        commands = sum(redis_figures(url)["commands"] for url in redis_urls) - commands - len(redis_urls)
+        # Every call, warm-up included, against every command the replicas sent.
+        commands = sum(redis_figures(url)["commands"] for url in redis_urls) - commands - reading
         result["redis_commands"] = commands
         result |= watch.stop()
         after = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
@@ -132,6 +136,7 @@ def _one_run(
         result["core_wait"] = [max(0.0, delayed - quota) / result["watched_s"]
                                for delayed, quota in zip(result["replica_run_delay_s"], held, strict=True)]  # fmt: skip
         if mix == "consent":
+            assert not alone, "the controls run lists only: one provider's log holds every change"
             result["exactly_once"] = exactly_once(result["confirmed"], provider_changes(api)["changes"])
         result["confirmed"] = len(result["confirmed"])
         return result

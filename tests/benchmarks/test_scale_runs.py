@@ -129,3 +129,17 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
     assert audited["elsewhere"] == audited["approved"] and audited["requested"] >= audited["approved"], audited
     for root in (V1_CPU, V2_ROOT):  # every cgroup the run made is gone
         assert not list(root.glob(f"{PREFIX}*"))
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("sharing", ["pinned", "alone"])
+def test_the_scale_out_controls_run_and_count_every_redis_they_start(sharing: str) -> None:
+    from .scale_out import _one_run
+
+    run = _one_run(None, 2, "lists", cpus=0.25, clients_per_replica=2, seconds=2.0, warmup_s=0.5, servers=4,
+                   sharing=sharing)  # fmt: skip
+    assert run["errors"] == 0 and run["calls"] > 0, run["error_samples"]
+    # A list sends no Redis command: the INFO the count itself sends is taken out on each Redis the run started.
+    assert run["redis_commands"] == 0
+    assert len(run["core_wait"]) == 2 and run["throttled_s"] == []  # uncapped: no quota held them
