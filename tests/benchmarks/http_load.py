@@ -141,11 +141,11 @@ def _process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_delay_s(pid: int | str = "self") -> float:
+def run_delay_s(pid: int | str = "self", proc: Path = Path("/proc")) -> float:
     """Seconds the process's threads have spent runnable but not running so far (the second field of each
     thread's /proc/PID/task/TID/schedstat): waiting for a core, and, in a capped cgroup, held by its quota."""
     total = 0
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    for task in (proc / str(pid) / "task").glob("*"):
         with contextlib.suppress(OSError, IndexError, ValueError):  # a thread may end meanwhile
             total += int((task / "schedstat").read_text().split()[1])
     return total / 1e9

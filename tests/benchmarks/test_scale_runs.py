@@ -68,11 +68,13 @@ def test_the_typed_floor_publishes_our_output_schema_and_its_answer_passes_the_c
     assert answer is not None and [s["id"] for s in answer["snapshots"]] == [801, 798] and answer["count"] == 2
 
 
-def test_run_delay_is_read_from_every_thread_and_is_nothing_for_a_process_that_is_gone() -> None:
-    assert run_delay_s() >= 0.0 and run_delay_s(os.getpid()) >= 0.0
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    assert run_delay_s(gone.pid) == 0.0
+def test_run_delay_is_read_from_every_thread_and_is_nothing_for_a_process_that_is_gone(tmp_path: Path) -> None:
+    for thread, fields in (("41", "900 2000000000 5"), ("42", "10 500000000 1"), ("43", "")):  # 43 just ended
+        (tmp_path / "41" / "task" / thread).mkdir(parents=True)
+        (tmp_path / "41" / "task" / thread / "schedstat").write_text(fields + "\n")
+    assert run_delay_s(41, proc=tmp_path) == 2.5
+    assert run_delay_s(7, proc=tmp_path) == 0.0  # gone
+    assert run_delay_s() >= 0.0 and run_delay_s(os.getpid()) >= 0.0  # the real /proc reads
 
 
 @pytest.mark.slow
