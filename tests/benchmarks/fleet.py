@@ -204,6 +204,23 @@ class CpuWatch:
                 "replica_run_delay_s": delayed, "watched_s": elapsed}  # fmt: skip
 
 
+class RedisCommands:
+    """Commands the Redis servers at `urls` processed between start and `stop`, less what reading the count
+    itself costs them (INFO, and the reading client's connection set-up), measured at start by reading twice."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+        first = self._read()
+        self.before = self._read()
+        self.reading = self.before - first
+
+    def _read(self) -> int:
+        return sum(redis_figures(url)["commands"] for url in self.urls)
+
+    def stop(self) -> int:
+        return self._read() - self.before - self.reading
+
+
 def redis_figures(url: str) -> dict[str, int]:
     """Commands Redis has processed so far, and the memory it uses (bytes)."""
     import redis

@@ -35,20 +35,24 @@ from .cgroups import CpuCaps
 from .fleet import (
     AUTH_TOKEN,
     CpuWatch,
+    RedisCommands,
     Replica,
     drive,
     exactly_once,
     latency_figures,
     provider,
     provider_changes,
-    redis_figures,
     replica_command,
     replicas,
 )
 from .light_load import SNAPSHOTS_EACH
 
 COUNTS = (1, 2, 4)
-CONTROLS = ("pinned", "alone")
+CONTROLS = {
+    "pinned": "Redis and the provider shared, each replica's load process sending to it alone",
+    "alone": "sharing nothing but the machine (each its own Redis, provider and load process)",
+}
+"""The controls at four replicas, lists only: what each shares, as its table row says it."""
 MIXES = ("lists", "consent")
 
 
@@ -110,25 +114,22 @@ def _one_run(
             command = replica_command(api, redis.url, "--stateless", "--consent", "token")
             command[1]["VPS_MCP_AUTH_TOKEN"] = AUTH_TOKEN
             made = stack.enter_context(replicas(stack, 1 if alone else count, command, caps, cpus, first=index))
-            fleet, apis, redis_urls = fleet + made, [*apis, api], [*redis_urls, redis.url]
+            fleet += made
+            apis.append(api)
+            redis_urls.append(redis.url)
         watch = CpuWatch([r.pid for r in fleet])
         throttled = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
         spec: dict[str, Any] = {"urls": [r.url for r in fleet], "clients": clients_per_replica * count,
                                 "seconds": seconds, "warmup_s": warmup_s, "mix": mix, "bearer": AUTH_TOKEN}  # fmt: skip
         if sharing:
             spec["urls_each"] = [[r.url] for r in fleet]
-        # What reading the count costs Redis (INFO, and the reading client's connection set-up), read twice.
-        read = [redis_figures(url)["commands"] for url in redis_urls]
-        commands = sum(redis_figures(url)["commands"] for url in redis_urls)
-        reading = commands - sum(read)
+        commands = RedisCommands(redis_urls)
         provider_cpu, provider_from = sum(provider_changes(a)["cpu_s"] for a in apis), time.perf_counter()
         result = drive(spec, processes=count, keep_latencies=True)  # a load process per replica's clients
         result["provider_cpu_cores"] = (sum(provider_changes(a)["cpu_s"] for a in apis) - provider_cpu) / (
             time.perf_counter() - provider_from
         )
-        # Every call, warm-up included, against every command the replicas sent.
-        commands = sum(redis_figures(url)["commands"] for url in redis_urls) - commands - reading
-        result["redis_commands"] = commands
+        result["redis_commands"] = commands.stop()  # every call, warm-up included, against every command sent
         result |= watch.stop()
         after = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
         result["throttled_s"] = [b - a for a, b in zip(throttled, after, strict=True)]
@@ -233,10 +234,7 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
                     once["missing"] == 0 and once["extra"] == 0 and once["confirmed"] == once["provider_changes"],
                 ))  # fmt: skip
     one, shared = runs.get("1:lists"), runs.get(f"{max(COUNTS)}:lists")
-    for sharing, what in (("pinned", "Redis and the provider shared, each replica's load process sending to it "
-                                     "alone"),
-                          ("alone", "sharing nothing but the machine (each its own Redis, provider and load "
-                                    "process)")):  # fmt: skip
+    for sharing, what in CONTROLS.items():
         control = runs.get(f"{max(COUNTS)}-{sharing}:lists")
         if control and one and shared:
             out.append((f"{max(COUNTS)} replicas, lists, {what}, a control: calls/s; p50/p99 ms (p99's 95% "

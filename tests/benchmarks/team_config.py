@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..support.http_serving import jwks_issuer, mint
 from ..support.redis_server import running_redis
-from .fleet import PROVIDER_TOKEN, SECRET, CpuWatch, drive, percentile, provider, redis_figures
+from .fleet import PROVIDER_TOKEN, SECRET, CpuWatch, RedisCommands, drive, percentile, provider
 from .http_load import http_process
 from .stdio import FLOOR, OURS, provider_env
 from .team_parts import policy_file
@@ -144,15 +144,14 @@ def team_configuration(*, clients: int, seconds: float, warmup_s: float) -> dict
         token = mint(key, iss=issuer, aud=team_url, sub=setting.subject, scope=scope, exp=2**31 - 1)
         servers = {"floor": (floor_url, floor_pid, None), "bare": (bare_url, bare_pid, None),
                    "team": (team_url, team_pid, token)}  # fmt: skip
-        commands = redis_figures(redis.url)["commands"]
+        commands = RedisCommands([redis.url])
         for name, (url, pid, bearer) in servers.items():
             results[name] = {"load": _load(url, pid, bearer, clients, seconds, warmup_s)}
         one = _one_call({name: (url, bearer) for name, (url, _, bearer) in servers.items()}, seconds)
         for name in servers:
             results[name]["one_call"] = one[name]
         calls = results["team"]["load"]["all_calls"] + results["team"]["one_call"]["all_calls"]
-        used = redis_figures(redis.url)["commands"] - commands - 1
-        results["team"]["redis_commands_per_call"] = used / max(1, calls)  # sessions opened and closed too
+        results["team"]["redis_commands_per_call"] = commands.stop() / max(1, calls)  # sessions opened and closed too
     return results
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import anyio
 import pytest
 
+from vps_snapshots_mcp.protocol.published import TOOLS_JSON
+
 from .cgroups import PREFIX, V1_CPU, V2_ROOT
 from .fleet import exactly_once
 from .http_load import run_delay_s
@@ -52,7 +54,7 @@ def test_the_approvals_audited_are_counted_by_event_and_by_where_they_were_decid
 
 
 def test_the_typed_floor_publishes_our_output_schema_and_its_answer_passes_the_clients_check() -> None:
-    published = json.loads((Path(__file__).parents[2] / "server/vps_snapshots_mcp/protocol/tools.json").read_text())
+    published = json.loads(TOOLS_JSON.read_text())
     ours = next(tool["outputSchema"] for tool in published if tool["name"] == "list_snapshots")
 
     async def listed(url: str, token: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
