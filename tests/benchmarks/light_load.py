@@ -51,6 +51,7 @@ import httpx2
 from ..support.oidc import TOKEN_CLIENT, Client, Issuer
 from ..support.signin_http import sign_in_over_http
 from .http_load import run_delay_s
+from .lean_http import LeanError, LeanPool, LeanResponse
 from .provider_process import FIRST_SERVER, snapshot_ids
 
 VERSION = "2025-11-25"
@@ -130,8 +131,11 @@ class Caller:
         *,
         capabilities: dict[str, Any] | None = None,
         person: Person | None = None,
+        lean: LeanPool | None = None,
     ) -> None:
         self.pool, self.urls, self.index = pool, urls, index
+        self.lean = lean
+        """Where stateless calls go instead of `pool`, when given (`lean_http`)."""
         self.balancer = balancer or Balancer(urls)
         self.headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                         "MCP-Protocol-Version": VERSION}  # fmt: skip
@@ -176,8 +180,13 @@ class Caller:
         url = self.url() if self.session else self.balancer.pick()
         started = time.perf_counter()
         try:
-            answer = await self.pool.post(url, json=body, headers=self.headers_for(url), timeout=120)
-        except httpx2.HTTPError as exc:
+            if self.lean is not None and not self.session:
+                answer: httpx2.Response | LeanResponse = await self.lean.post(
+                    url, json=body, headers=self.headers_for(url), timeout=120
+                )
+            else:
+                answer = await self.pool.post(url, json=body, headers=self.headers_for(url), timeout=120)
+        except (httpx2.HTTPError, LeanError) as exc:
             tally.error(f"{tool}: {type(exc).__name__}")
             return None
         finally:
@@ -489,6 +498,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     mix = MIXES[spec["mix"]]
     cpu, delay = time.process_time(), run_delay_s()
     balancer = Balancer(urls)
+    lean = LeanPool() if spec.get("lean") else None
     async with (
         httpx2.AsyncClient(limits=limits, timeout=120) as pool,
         httpx2.AsyncClient(timeout=120, follow_redirects=False, cookies=cookies) as browser,
@@ -498,11 +508,17 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         if bearers is not None:
             group.start_soon(bearers.keep_fresh, tally.measure_to)
         for index in range(first, first + clients):
-            caller = Caller(pool, urls, index, bearer, balancer, person=person)
+            if spec.get("pinned"):  # client i sends to replica i alone (modulo their number)
+                mine = [urls[index % len(urls)]]
+                caller = Caller(pool, mine, index, bearer, Balancer(mine), lean=lean)
+            else:
+                caller = Caller(pool, urls, index, bearer, balancer, person=person, lean=lean)
             if spec.get("sessions") and mix is not soak:
                 group.start_soon(in_a_session, mix, caller, tally, index)
             else:
                 group.start_soon(mix, caller, tally, index)
+    if lean is not None:
+        await lean.aclose()
     measured = min(time.perf_counter(), tally.measure_to) - tally.measure_from
     return {
         "calls": tally.calls,

@@ -4,26 +4,30 @@ Per replica count: a fresh Redis (the consent ledger; the replicas are stateless
 both uncapped; the replicas share one client token (one caller everywhere, so a confirmation token made by one
 replica is honoured by the next) and run `--consent token` (light clients cannot answer a question). The load
 grows with the replicas (`clients_per_replica` each), so a replica's load is the same in every run, and is
-made by light JSON-RPC clients, a process of their own per replica's share, uncapped; the provider's account
-is the same in every run (one server per client of the largest run). Two mixes:
+made by light JSON-RPC clients over plain sockets (`lean_http`), all in one uncapped load process behind one
+least-request balancer, as one ingress in front of pods; the provider's account is the same in every run (one
+server per client of the largest run). Two mixes:
 
 - `lists`: list_snapshots only;
 - `consent`: six lists, a confirmed restore and a confirmed delete (each a preview, then the confirmation);
   afterwards every confirmed consent is matched against the simulator's request log: exactly one provider
   request each, and no other change.
 
-Two controls, lists only: four replicas sharing Redis and the provider, each replica's load process sending to
-it alone (`4-pinned`), and four that share nothing but the machine (`4-alone`), each with its own Redis, its own
-provider simulator and its own load process. Where four replicas' p99 is above one replica's, these tell the
-design (a shared Redis or provider) and the balancing from the machine (two cores under four replicas, their
-load processes and the simulator). Each run also reports the share of its time each replica and each load
-process was runnable but waiting for a core (`core_wait`, `client_core_wait`; a replica's time held by its
-quota is taken out, from its cgroup's throttled time).
+Two controls, lists only: four replicas sharing Redis and the provider, each client sending to one replica
+alone (`4-pinned`), and four that share nothing but the machine and the load process (`4-alone`), each with its
+own Redis and its own provider simulator, its clients pinned to it. Where four replicas' p99 is above one
+replica's, these tell the design (a shared Redis or provider) and the balancing from the machine (two cores
+under four replicas, their load and the simulator). Each run also reports the share of its time each replica and
+the load process was runnable but waiting for a core (`core_wait`, `client_core_wait`; a replica's time held by
+its quota is taken out, from its cgroup's throttled time), and the provider GETs a call cost (a replica's
+concurrent identical reads share one GET).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -49,10 +53,12 @@ from .light_load import SNAPSHOTS_EACH
 
 COUNTS = (1, 2, 4)
 CONTROLS = {
-    "pinned": "Redis and the provider shared, each replica's load process sending to it alone",
-    "alone": "sharing nothing but the machine (each its own Redis, provider and load process)",
+    "pinned": "Redis and the provider shared, each client sending to one replica alone",
+    "alone": "sharing nothing but the machine and the load process (each its own Redis and provider)",
+    "crowded": "one replica beside three capped spinners (the machine's cores as busy, nothing else shared)",
 }
-"""The controls at four replicas, lists only: what each shares, as its table row says it."""
+"""The controls, lists only, each with its table row's words: four replicas (`pinned`, `alone`), and one replica
+whose machine is kept as busy as four replicas keep it (`crowded`)."""
 MIXES = ("lists", "consent")
 
 
@@ -68,14 +74,14 @@ def scale_out(
 ) -> dict[str, Any]:
     """Every replica count and mix; `caps` None runs the replicas uncapped (where cgroups cannot be written).
 
-    Each configuration runs twice for half of `seconds`, in the order 1, 2, 4, the controls (four replicas,
-    lists), and back again (4-pinned, 4-alone, 4-alone, 4-pinned, 4, 2, 1), and its two halves are pooled:
+    Each configuration runs twice for half of `seconds`, in the order 1, 2, 4, the controls (lists), and back
+    again (4-pinned, 4-alone, 1-crowded, 1-crowded, 4-alone, 4-pinned, 4, 2, 1), and its two halves are pooled:
     this machine's speed drifts over minutes (one replica's p99 moved 4% between runs of the same
     configuration), and in that order a steady drift moves every count's mean alike. Pooling halves run at
     different speeds widens a count's spread, most for the first count, whose halves are furthest apart: each
     half's p99 is kept (`p99_ms_each_run`) for a comparison half by half."""
     halves: dict[str, list[dict[str, Any]]] = {}
-    controls = [(max(counts), sharing) for sharing in CONTROLS] if "lists" in mixes else []
+    controls = [(control_count(sharing, counts), sharing) for sharing in CONTROLS] if "lists" in mixes else []
     configurations = [(count, "") for count in counts] + controls
     for count, sharing in (*configurations, *reversed(configurations)):
         for mix in ("lists",) if sharing else mixes:
@@ -83,6 +89,25 @@ def scale_out(
                            warmup_s=warmup_s, servers=clients_per_replica * max(counts), sharing=sharing)  # fmt: skip
             halves.setdefault(f"{count}{'-' if sharing else ''}{sharing}:{mix}", []).append(run)
     return {key: pooled(parts) for key, parts in halves.items()}
+
+
+def control_count(sharing: str, counts: tuple[int, ...] = COUNTS) -> int:
+    """The replicas a control runs: one when crowded (by spinners in the others' place), else the most."""
+    return 1 if sharing == "crowded" else max(counts)
+
+
+def _spinners(stack: ExitStack, caps: CpuCaps, number: int, cpus: float) -> list[int]:
+    """`number` processes that only burn CPU, each capped at `cpus` as a replica is: what a replica's quota
+    does to the machine's cores, without a replica's work; stopped on the way out."""
+    pids = []
+    for index in range(number):
+        group = stack.enter_context(caps.capped(f"spinner{index}", cpus))
+        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        stack.callback(spinner.wait, 10)  # after the kill below, and both before the group is removed
+        stack.callback(spinner.kill)
+        CpuCaps.move(group, spinner.pid)
+        pids.append(spinner.pid)
+    return pids
 
 
 def _one_run(
@@ -97,8 +122,8 @@ def _one_run(
     servers: int,
     sharing: str = "",
 ) -> dict[str, Any]:
-    """One run; `sharing` "pinned": each replica's load process sends to it alone; "alone": each replica also
-    with a Redis and a provider of its own (lists only)."""
+    """One run; `sharing` "pinned": each client sends to one replica alone; "alone": each replica also with a
+    Redis and a provider of its own; "crowded": one replica and, when capped, three spinners (lists only)."""
     alone = sharing == "alone"
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         fleet: list[Replica] = []
@@ -117,20 +142,24 @@ def _one_run(
             fleet += made
             apis.append(api)
             redis_urls.append(redis.url)
+        spinning = _spinners(stack, caps, 3, cpus) if sharing == "crowded" and caps is not None else []
+        spun = CpuWatch(spinning)
         watch = CpuWatch([r.pid for r in fleet])
         throttled = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
         spec: dict[str, Any] = {"urls": [r.url for r in fleet], "clients": clients_per_replica * count,
-                                "seconds": seconds, "warmup_s": warmup_s, "mix": mix, "bearer": AUTH_TOKEN}  # fmt: skip
-        if sharing:
-            spec["urls_each"] = [[r.url] for r in fleet]
+                                "seconds": seconds, "warmup_s": warmup_s, "mix": mix, "bearer": AUTH_TOKEN,
+                                "lean": True, "pinned": bool(sharing)}  # fmt: skip
         commands = RedisCommands(redis_urls)
-        provider_cpu, provider_from = sum(provider_changes(a)["cpu_s"] for a in apis), time.perf_counter()
-        result = drive(spec, processes=count, keep_latencies=True)  # a load process per replica's clients
-        result["provider_cpu_cores"] = (sum(provider_changes(a)["cpu_s"] for a in apis) - provider_cpu) / (
+        before, provider_from = [provider_changes(a) for a in apis], time.perf_counter()
+        result = drive(spec, processes=1, keep_latencies=True)  # one balancer for every client, as one ingress
+        answered = [provider_changes(a) for a in apis]
+        result["provider_cpu_cores"] = sum(b["cpu_s"] - a["cpu_s"] for a, b in zip(before, answered, strict=True)) / (
             time.perf_counter() - provider_from
         )
+        result["provider_gets"] = sum(b["gets"] - a["gets"] for a, b in zip(before, answered, strict=True))
         result["redis_commands"] = commands.stop()  # every call, warm-up included, against every command sent
         result |= watch.stop()
+        result["spinner_cpu_cores"] = spun.stop()["replica_cpu_cores"]
         after = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
         result["throttled_s"] = [b - a for a, b in zip(throttled, after, strict=True)]
         held = result["throttled_s"] or [0.0] * len(fleet)
@@ -164,11 +193,13 @@ def pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "error_samples": [s for part in parts for s in part["error_samples"]][:5],
         "confirmed": sum(part["confirmed"] for part in parts),
         "redis_commands_per_call": sum(part["redis_commands"] for part in parts) / max(1, all_calls),
+        "provider_gets_per_call": sum(part["provider_gets"] for part in parts) / max(1, all_calls),
         "replica_cpu_cores": [
             sum(cpu) / len(parts) for cpu in zip(*(p["replica_cpu_cores"] for p in parts), strict=True)
         ],
         "throttled_s": [sum(t) for t in zip(*(p["throttled_s"] for p in parts), strict=True)],
         "core_wait": [sum(w) / len(parts) for w in zip(*(p["core_wait"] for p in parts), strict=True)],
+        "spinner_cpu_cores": [sum(c) / len(parts) for c in zip(*(p["spinner_cpu_cores"] for p in parts), strict=True)],
         "client_core_wait": mean("client_core_wait"),
         "machine_busy_cores": mean("machine_busy_cores"),
         "provider_cpu_cores": mean("provider_cpu_cores"),
@@ -210,10 +241,10 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
             cpu = "/".join(f"{c:.2f}" for c in run["replica_cpu_cores"])
             out.append((
                 f"{count} replica(s), {mix}, {capped}: calls/s; p50/p99 ms; replica CPU; machine busy; "
-                "the simulator's CPU; Redis commands a call (with those its scripts run)",
+                "the simulator's CPU; Redis commands a call (with those its scripts run); provider GETs a call",
                 f"{run['calls_per_s']:.0f}; {run['p50_ms']:.0f}/{run['p99_ms']:.0f}; {cpu}; "
                 f"{run['machine_busy_cores']:.2f}; {run['provider_cpu_cores']:.2f}; "
-                f"{run['redis_commands_per_call']:.2f}",
+                f"{run['redis_commands_per_call']:.2f}; {run['provider_gets_per_call']:.2f}",
                 f"{one['calls_per_s']:.0f}; {one['p50_ms']:.0f}/{one['p99_ms']:.0f}",
                 f"{ratio:.2f}x" + (" (machine saturated)" if saturated(run) else ""), target, met,
             ))  # fmt: skip
@@ -223,7 +254,7 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
                             f"{run['p99_ms']:.0f} ms ({_interval(run)})", f"{one['p99_ms']:.0f} ms ({_interval(one)})",
                             "", "not above", run["p99_ms"] <= one["p99_ms"]))  # fmt: skip
             out.append((f"{count} replica(s), {mix}: the share of its time each replica waited for a core (its "
-                        "quota's hold aside); each load process, mean", _waits(run), _waits(one), "", "",
+                        "quota's hold aside); the load process", _waits(run), _waits(one), "", "",
                         None))  # fmt: skip
             once = run.get("exactly_once")
             if once:
@@ -235,12 +266,15 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
                 ))  # fmt: skip
     one, shared = runs.get("1:lists"), runs.get(f"{max(COUNTS)}:lists")
     for sharing, what in CONTROLS.items():
-        control = runs.get(f"{max(COUNTS)}-{sharing}:lists")
+        control = runs.get(f"{control_count(sharing)}-{sharing}:lists")
         if control and one and shared:
-            out.append((f"{max(COUNTS)} replicas, lists, {what}, a control: calls/s; p50/p99 ms (p99's 95% "
-                        "interval); waiting for a core",
+            spun = "/".join(f"{c:.2f}" for c in control["spinner_cpu_cores"])
+            out.append((f"{'lists' if sharing == 'crowded' else '4 replicas, lists'}, {what}, a control: calls/s; "
+                        "p50/p99 ms (p99's 95% interval); waiting for a core; provider GETs a call"
+                        + ("; the spinners' CPU" if sharing == "crowded" else ""),
                         f"{control['calls_per_s']:.0f}; {control['p50_ms']:.0f}/{control['p99_ms']:.0f} "
-                        f"({_interval(control)}); {_waits(control)}",
+                        f"({_interval(control)}); {_waits(control)}; {control['provider_gets_per_call']:.2f}"
+                        + (f"; {spun or 'none (uncapped)'}" if sharing == "crowded" else ""),
                         f"one {one['p50_ms']:.0f}/{one['p99_ms']:.0f} ({_interval(one)}); balanced over all "
                         f"{shared['p50_ms']:.0f}/{shared['p99_ms']:.0f} ({_interval(shared)})", "", "",
                         None))  # fmt: skip

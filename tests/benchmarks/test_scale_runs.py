@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from vps_snapshots_mcp.protocol.published import TOOLS_JSON
 
-from .cgroups import PREFIX, V1_CPU, V2_ROOT
+from .cgroups import PREFIX, V1_CPU, V2_ROOT, CpuCaps
 from .fleet import exactly_once
 from .http_load import run_delay_s
 from .soak import audited_approvals, growth
@@ -137,13 +138,52 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
 
 @pytest.mark.benchmark
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("sharing", ["pinned", "alone"])
+@pytest.mark.parametrize("sharing", ["pinned", "alone", "crowded"])
 def test_the_scale_out_controls_run_and_count_every_redis_they_start(sharing: str) -> None:
-    from .scale_out import _one_run
+    from .scale_out import _one_run, control_count
 
-    run = _one_run(None, 2, "lists", cpus=0.25, clients_per_replica=2, seconds=2.0, warmup_s=0.5, servers=4,
+    count = control_count(sharing, (1, 2))
+    run = _one_run(None, count, "lists", cpus=0.25, clients_per_replica=2, seconds=2.0, warmup_s=0.5, servers=4,
                    sharing=sharing)  # fmt: skip
     assert run["errors"] == 0 and run["calls"] > 0, run["error_samples"]
     # A list sends no Redis command: the INFO the count itself sends is taken out on each Redis the run started.
     assert run["redis_commands"] == 0
-    assert len(run["core_wait"]) == 2 and run["throttled_s"] == []  # uncapped: no quota held them
+    assert len(run["core_wait"]) == count and run["throttled_s"] == []  # uncapped: no quota held them
+    assert run["spinner_cpu_cores"] == []  # and no spinner crowds an uncapped machine
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(300)
+def test_the_crowded_control_runs_three_spinners_each_held_to_its_quota_and_removes_their_groups() -> None:
+    from .scale_out import _one_run
+
+    caps = CpuCaps()
+    if caps.root is None:
+        pytest.skip(caps.unavailable)
+    run = _one_run(caps, 1, "lists", cpus=0.25, clients_per_replica=2, seconds=2.0, warmup_s=0.5, servers=2,
+                   sharing="crowded")  # fmt: skip
+    assert run["errors"] == 0 and run["calls"] > 0, run["error_samples"]
+    assert len(run["spinner_cpu_cores"]) == 3 and all(0 < cpu <= 0.3 for cpu in run["spinner_cpu_cores"]), run
+    for root in (V1_CPU, V2_ROOT):
+        assert not list(root.glob(f"{PREFIX}{os.getpid()}-*"))
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(300)
+def test_a_pinned_client_sends_to_its_replica_alone_and_a_balanced_one_to_every_replica(tmp_path: Path) -> None:
+    from ..support.redis_server import free_port, running_redis
+    from .fleet import AUTH_TOKEN, drive, provider, replica_command, replicas
+
+    with ExitStack() as stack:
+        redis = stack.enter_context(running_redis(tmp_path))
+        api = stack.enter_context(provider(servers=2, snapshots_each=2))
+        command = replica_command(api, redis.url, "--stateless", "--consent", "token")
+        command[1]["VPS_MCP_AUTH_TOKEN"] = AUTH_TOKEN
+        (live,) = stack.enter_context(replicas(stack, 1, command, None, 0.25))
+        nobody = f"http://127.0.0.1:{free_port()}/mcp"  # nothing listens: a call sent there is an error
+        spec = {"urls": [live.url, nobody], "clients": 1, "seconds": 1.0, "warmup_s": 0.0, "mix": "lists",
+                "bearer": AUTH_TOKEN, "lean": True}  # fmt: skip
+        pinned, balanced = drive(spec | {"pinned": True}), drive(spec)
+    assert pinned["errors"] == 0 and pinned["calls"] > 0, pinned["error_samples"]
+    assert balanced["errors"] > 0 and balanced["calls"] > 0  # taken in turn: both replicas
+    assert set(balanced["error_samples"]) == {"list_snapshots: LeanError"}, balanced["error_samples"]
