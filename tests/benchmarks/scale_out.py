@@ -57,8 +57,10 @@ CONTROLS = {
     "alone": "sharing nothing but the machine and the load process (each its own Redis and provider)",
     "crowded": "one replica beside three capped spinners (the machine's cores as busy, nothing else shared)",
 }
-"""The controls, lists only, each with its table row's words: four replicas (`pinned`, `alone`), and one replica
-whose machine is kept as busy as four replicas keep it (`crowded`)."""
+"""The controls, each with its table row's words: four replicas (`pinned`, `alone`), and one replica whose machine
+is kept as busy as four replicas keep it (`crowded`)."""
+CONTROL_MIXES = {"pinned": ("lists",), "alone": ("lists",), "crowded": ("lists", "consent")}
+"""The mixes each control runs: `alone` cannot run consent (its changes are spread over four providers' logs)."""
 MIXES = ("lists", "consent")
 
 
@@ -84,7 +86,7 @@ def scale_out(
     controls = [(control_count(sharing, counts), sharing) for sharing in CONTROLS] if "lists" in mixes else []
     configurations = [(count, "") for count in counts] + controls
     for count, sharing in (*configurations, *reversed(configurations)):
-        for mix in ("lists",) if sharing else mixes:
+        for mix in [m for m in mixes if not sharing or m in CONTROL_MIXES[sharing]]:
             run = _one_run(caps, count, mix, cpus=cpus, clients_per_replica=clients_per_replica, seconds=seconds / 2,
                            warmup_s=warmup_s, servers=clients_per_replica * max(counts), sharing=sharing)  # fmt: skip
             halves.setdefault(f"{count}{'-' if sharing else ''}{sharing}:{mix}", []).append(run)
@@ -166,7 +168,7 @@ def _one_run(
         result["core_wait"] = [max(0.0, delayed - quota) / result["watched_s"]
                                for delayed, quota in zip(result["replica_run_delay_s"], held, strict=True)]  # fmt: skip
         if mix == "consent":
-            assert not alone, "the controls run lists only: one provider's log holds every change"
+            assert not alone, "alone runs lists only: one provider's log holds every change"
             result["exactly_once"] = exactly_once(result["confirmed"], provider_changes(api)["changes"])
         result["confirmed"] = len(result["confirmed"])
         return result
@@ -214,6 +216,20 @@ def pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
 def saturated(run: dict[str, Any]) -> bool:
     """The machine, not the replicas' quota, was the limit: its cores were (nearly) all busy."""
     return bool(run["machine_busy_cores"] >= 0.9 * (os.cpu_count() or 1))
+
+
+def _control_row(
+    sharing: str, what: str, mix: str, control: dict[str, Any], one: dict[str, Any], shared: dict[str, Any]
+) -> tuple[str, str, str, str, str, bool | None]:
+    crowded = sharing == "crowded"
+    spun = "/".join(f"{c:.2f}" for c in control["spinner_cpu_cores"])
+    return (f"{mix if crowded else f'4 replicas, {mix}'}, {what}, a control: calls/s; p50/p99 ms (p99's 95% "
+            "interval); waiting for a core; provider GETs a call" + ("; the spinners' CPU" if crowded else ""),
+            f"{control['calls_per_s']:.0f}; {control['p50_ms']:.0f}/{control['p99_ms']:.0f} "
+            f"({_interval(control)}); {_waits(control)}; {control['provider_gets_per_call']:.2f}"
+            + (f"; {spun or 'none (uncapped)'}" if crowded else ""),
+            f"one {one['p50_ms']:.0f}/{one['p99_ms']:.0f} ({_interval(one)}); balanced over all "
+            f"{shared['p50_ms']:.0f}/{shared['p99_ms']:.0f} ({_interval(shared)})", "", "", None)  # fmt: skip
 
 
 def _interval(run: dict[str, Any]) -> str:
@@ -264,20 +280,19 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
                     "", "", "exactly one each",
                     once["missing"] == 0 and once["extra"] == 0 and once["confirmed"] == once["provider_changes"],
                 ))  # fmt: skip
-    one, shared = runs.get("1:lists"), runs.get(f"{max(COUNTS)}:lists")
     for sharing, what in CONTROLS.items():
-        control = runs.get(f"{control_count(sharing)}-{sharing}:lists")
-        if control and one and shared:
-            spun = "/".join(f"{c:.2f}" for c in control["spinner_cpu_cores"])
-            out.append((f"{'lists' if sharing == 'crowded' else '4 replicas, lists'}, {what}, a control: calls/s; "
-                        "p50/p99 ms (p99's 95% interval); waiting for a core; provider GETs a call"
-                        + ("; the spinners' CPU" if sharing == "crowded" else ""),
-                        f"{control['calls_per_s']:.0f}; {control['p50_ms']:.0f}/{control['p99_ms']:.0f} "
-                        f"({_interval(control)}); {_waits(control)}; {control['provider_gets_per_call']:.2f}"
-                        + (f"; {spun or 'none (uncapped)'}" if sharing == "crowded" else ""),
-                        f"one {one['p50_ms']:.0f}/{one['p99_ms']:.0f} ({_interval(one)}); balanced over all "
-                        f"{shared['p50_ms']:.0f}/{shared['p99_ms']:.0f} ({_interval(shared)})", "", "",
-                        None))  # fmt: skip
+        for mix in CONTROL_MIXES[sharing]:
+            one, shared = runs.get(f"1:{mix}"), runs.get(f"{max(COUNTS)}:{mix}")
+            control = runs.get(f"{control_count(sharing)}-{sharing}:{mix}")
+            if control and one and shared:
+                out.append(_control_row(sharing, what, mix, control, one, shared))
+    errors = sum(run["errors"] for run in runs.values())
+    once = [run["exactly_once"] for key, run in runs.items() if "-" in key and "exactly_once" in run]
+    if once:
+        missing, extra = sum(o["missing"] for o in once), sum(o["extra"] for o in once)
+        out.append(("scale-out controls, consent: confirmed / missing / extra",
+                    f"{sum(o['confirmed'] for o in once)} / {missing} / {extra}", "", "", "exactly one each",
+                    missing == extra == 0))  # fmt: skip
     errors = sum(run["errors"] for run in runs.values())
     out.append(("scale-out: errors in every run", str(errors), "", "", "0", errors == 0))
     return out

@@ -154,15 +154,19 @@ def test_the_scale_out_controls_run_and_count_every_redis_they_start(sharing: st
 
 @pytest.mark.benchmark
 @pytest.mark.timeout(300)
-def test_the_crowded_control_runs_three_spinners_each_held_to_its_quota_and_removes_their_groups() -> None:
+@pytest.mark.parametrize("mix", ["lists", "consent"])
+def test_the_crowded_control_runs_three_spinners_each_held_to_its_quota_and_removes_their_groups(mix: str) -> None:
     from .scale_out import _one_run
 
     caps = CpuCaps()
     if caps.root is None:
         pytest.skip(caps.unavailable)
-    run = _one_run(caps, 1, "lists", cpus=0.25, clients_per_replica=2, seconds=2.0, warmup_s=0.5, servers=2,
+    run = _one_run(caps, 1, mix, cpus=0.25, clients_per_replica=2, seconds=2.0, warmup_s=0.5, servers=2,
                    sharing="crowded")  # fmt: skip
     assert run["errors"] == 0 and run["calls"] > 0, run["error_samples"]
+    if mix == "consent":  # one provider's log: every confirmed change in it once
+        once = run["exactly_once"]
+        assert once["confirmed"] > 0 and once["missing"] == once["extra"] == 0, once
     assert len(run["spinner_cpu_cores"]) == 3 and all(0 < cpu <= 0.3 for cpu in run["spinner_cpu_cores"]), run
     for root in (V1_CPU, V2_ROOT):
         assert not list(root.glob(f"{PREFIX}{os.getpid()}-*"))
