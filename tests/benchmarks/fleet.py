@@ -114,10 +114,8 @@ def drive(spec: dict[str, Any], processes: int = 1, *, keep_latencies: bool = Fa
     clients = int(spec["clients"])
     shares = [clients // processes + (i < clients % processes) for i in range(processes)]
     running, first = [], 0
-    for number, share in enumerate(shares):
-        part = spec | {"clients": share, "first_client": first}
-        if "urls_each" in spec:  # each load process its own replicas
-            part["urls"] = spec["urls_each"][number]
+    for share in shares:
+        part = spec | {"clients": share, "first_client": spec.get("first_client", 0) + first}
         first += share
         with tempfile.TemporaryFile() as given:  # the spec on stdin: a secret in it stays out of the process list
             given.write(json.dumps(part).encode())

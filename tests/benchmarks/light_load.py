@@ -27,8 +27,10 @@ each target calls `list_snapshots` on each in turn, call by call, so that whatev
 falls on every target alike; each target's latencies come back on their own.
 
 Stateless requests go to the URL with the fewest calls in flight from this process (`Balancer`), call by call,
-so a preview and its confirmation are often answered by different replicas. Every confirmed change is reported (with its
-snapshot id), so the caller can check the provider saw exactly one request per confirmed consent.
+so a preview and its confirmation are often answered by different replicas; with `pinned`, client i sends to
+`urls[i % len(urls)]` alone. With `lean`, stateless calls go over `lean_http` (plain sockets) instead of
+`httpx2`. Every confirmed change is reported (with its snapshot id), so the caller can check the provider saw
+exactly one request per confirmed consent.
 """
 
 from __future__ import annotations
@@ -499,26 +501,28 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     cpu, delay = time.process_time(), run_delay_s()
     balancer = Balancer(urls)
     lean = LeanPool() if spec.get("lean") else None
-    async with (
-        httpx2.AsyncClient(limits=limits, timeout=120) as pool,
-        httpx2.AsyncClient(timeout=120, follow_redirects=False, cookies=cookies) as browser,
-        anyio.create_task_group() as group,
-    ):
-        person = Person(browser, [u.removesuffix("/mcp") for u in urls]) if cookies else None
-        if bearers is not None:
-            group.start_soon(bearers.keep_fresh, tally.measure_to)
-        for index in range(first, first + clients):
-            if spec.get("pinned"):  # client i sends to replica i alone (modulo their number)
-                mine = [urls[index % len(urls)]]
-                caller = Caller(pool, mine, index, bearer, Balancer(mine), lean=lean)
-            else:
-                caller = Caller(pool, urls, index, bearer, balancer, person=person, lean=lean)
-            if spec.get("sessions") and mix is not soak:
-                group.start_soon(in_a_session, mix, caller, tally, index)
-            else:
-                group.start_soon(mix, caller, tally, index)
-    if lean is not None:
-        await lean.aclose()
+    try:
+        async with (
+            httpx2.AsyncClient(limits=limits, timeout=120) as pool,
+            httpx2.AsyncClient(timeout=120, follow_redirects=False, cookies=cookies) as browser,
+            anyio.create_task_group() as group,
+        ):
+            person = Person(browser, [u.removesuffix("/mcp") for u in urls]) if cookies else None
+            if bearers is not None:
+                group.start_soon(bearers.keep_fresh, tally.measure_to)
+            for index in range(first, first + clients):
+                if spec.get("pinned"):  # client i sends to replica i alone (modulo their number)
+                    mine = [urls[index % len(urls)]]
+                    caller = Caller(pool, mine, index, bearer, Balancer(mine), person=person, lean=lean)
+                else:
+                    caller = Caller(pool, urls, index, bearer, balancer, person=person, lean=lean)
+                if spec.get("sessions") and mix is not soak:
+                    group.start_soon(in_a_session, mix, caller, tally, index)
+                else:
+                    group.start_soon(mix, caller, tally, index)
+    finally:
+        if lean is not None:
+            await lean.aclose()
     measured = min(time.perf_counter(), tally.measure_to) - tally.measure_from
     return {
         "calls": tally.calls,

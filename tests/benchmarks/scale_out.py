@@ -13,11 +13,13 @@ server per client of the largest run). Two mixes:
   afterwards every confirmed consent is matched against the simulator's request log: exactly one provider
   request each, and no other change.
 
-Two controls, lists only: four replicas sharing Redis and the provider, each client sending to one replica
-alone (`4-pinned`), and four that share nothing but the machine and the load process (`4-alone`), each with its
-own Redis and its own provider simulator, its clients pinned to it. Where four replicas' p99 is above one
-replica's, these tell the design (a shared Redis or provider) and the balancing from the machine (two cores
-under four replicas, their load and the simulator). Each run also reports the share of its time each replica and
+Three controls: at four replicas, lists only, four sharing Redis and the provider, each client sending to one
+replica alone (`4-pinned`), and four that share nothing but the machine and the load process (`4-alone`), each
+with its own Redis and its own provider simulator, its clients pinned to it; and on both mixes one replica with
+its own Redis and provider beside three processes that only burn CPU, each capped as a replica is (`1-crowded`:
+the machine kept busy, nothing shared). Where four replicas' p99 is above one replica's, these tell the design
+(a shared Redis or provider) and the balancing from the machine (two cores under four replicas, their load and
+the simulator). Each run also reports the share of its time each replica and
 the load process was runnable but waiting for a core (`core_wait`, `client_core_wait`; a replica's time held by
 its quota is taken out, from its cgroup's throttled time), and the provider GETs a call cost (a replica's
 concurrent identical reads share one GET).
@@ -76,7 +78,7 @@ def scale_out(
 ) -> dict[str, Any]:
     """Every replica count and mix; `caps` None runs the replicas uncapped (where cgroups cannot be written).
 
-    Each configuration runs twice for half of `seconds`, in the order 1, 2, 4, the controls (lists), and back
+    Each configuration runs twice for half of `seconds`, in the order 1, 2, 4, the controls, and back
     again (4-pinned, 4-alone, 1-crowded, 1-crowded, 4-alone, 4-pinned, 4, 2, 1), and its two halves are pooled:
     this machine's speed drifts over minutes (one replica's p99 moved 4% between runs of the same
     configuration), and in that order a steady drift moves every count's mean alike. Pooling halves run at
@@ -104,7 +106,8 @@ def _spinners(stack: ExitStack, caps: CpuCaps, number: int, cpus: float) -> list
     pids = []
     for index in range(number):
         group = stack.enter_context(caps.capped(f"spinner{index}", cpus))
-        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        spin = f"import os\nwhile os.getppid() == {os.getpid()}: pass"  # ends with this process, even killed
+        spinner = subprocess.Popen([sys.executable, "-c", spin], stdin=subprocess.DEVNULL)
         stack.callback(spinner.wait, 10)  # after the kill below, and both before the group is removed
         stack.callback(spinner.kill)
         CpuCaps.move(group, spinner.pid)
@@ -125,7 +128,7 @@ def _one_run(
     sharing: str = "",
 ) -> dict[str, Any]:
     """One run; `sharing` "pinned": each client sends to one replica alone; "alone": each replica also with a
-    Redis and a provider of its own; "crowded": one replica and, when capped, three spinners (lists only)."""
+    Redis and a provider of its own (lists only); "crowded": one replica and, when capped, three spinners."""
     alone = sharing == "alone"
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         fleet: list[Replica] = []
@@ -286,13 +289,13 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
             control = runs.get(f"{control_count(sharing)}-{sharing}:{mix}")
             if control and one and shared:
                 out.append(_control_row(sharing, what, mix, control, one, shared))
-    errors = sum(run["errors"] for run in runs.values())
     once = [run["exactly_once"] for key, run in runs.items() if "-" in key and "exactly_once" in run]
     if once:
+        confirmed, changes = sum(o["confirmed"] for o in once), sum(o["provider_changes"] for o in once)
         missing, extra = sum(o["missing"] for o in once), sum(o["extra"] for o in once)
-        out.append(("scale-out controls, consent: confirmed / missing / extra",
-                    f"{sum(o['confirmed'] for o in once)} / {missing} / {extra}", "", "", "exactly one each",
-                    missing == extra == 0))  # fmt: skip
+        out.append(("scale-out controls, consent: confirmed / provider changes / missing / extra",
+                    f"{confirmed} / {changes} / {missing} / {extra}", "", "", "exactly one each",
+                    missing == extra == 0 and confirmed == changes))  # fmt: skip
     errors = sum(run["errors"] for run in runs.values())
     out.append(("scale-out: errors in every run", str(errors), "", "", "0", errors == 0))
     return out

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import anyio
 import pytest
 
 from ..support.redis_server import free_port
@@ -97,7 +98,7 @@ async def test_a_connection_the_server_closes_is_not_kept() -> None:
      b"HTTP/1.1 200 OK\r\n\r\nunframed", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
     ids=["nothing", "cut-short", "not-http", "unframed", "bad-chunk-size"],
 )  # fmt: skip
-async def test_an_answer_that_cannot_be_read_is_a_lean_error_and_its_connection_is_dropped(wrong: bytes) -> None:
+async def test_an_answer_that_cannot_be_read_is_a_lean_error(wrong: bytes) -> None:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:  # `wrong`, then closed
         await reader.readuntil(b"\r\n\r\n")
         writer.write(wrong)
@@ -109,7 +110,31 @@ async def test_an_answer_that_cannot_be_read_is_a_lean_error_and_its_connection_
     pool = LeanPool()
     with pytest.raises(LeanError):
         await pool.post(url, json={"a": 1}, headers={}, timeout=10)
-    assert not any(pool.idle.values())
+    server.close()
+
+
+async def test_an_idle_connection_the_server_closed_is_dropped_and_the_post_goes_over_a_new_one() -> None:
+    """As uvicorn closes a kept-alive connection idle for 5 s: writing to it would lose the call."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        head = await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0]))
+        writer.write(sized(b"{}"))  # kept alive, as far as the client is told
+        await writer.drain()
+        writer.close()  # and then closed while idle
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
+    pool = LeanPool()
+    assert (await pool.post(url, json={}, headers={}, timeout=10)).status_code == 200
+    ((reader, _),) = next(iter(pool.idle.values()))
+    with anyio.fail_after(10):  # until the client's side has read the close
+        assert await reader.read(1) == b"" and reader.at_eof()
+    assert (await pool.post(url, json={}, headers={}, timeout=10)).status_code == 200
+    assert len(connections) == 2
+    await pool.aclose()
     server.close()
 
 

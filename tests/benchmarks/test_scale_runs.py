@@ -149,7 +149,7 @@ def test_the_scale_out_controls_run_and_count_every_redis_they_start(sharing: st
     # A list sends no Redis command: the INFO the count itself sends is taken out on each Redis the run started.
     assert run["redis_commands"] == 0
     assert len(run["core_wait"]) == count and run["throttled_s"] == []  # uncapped: no quota held them
-    assert run["spinner_cpu_cores"] == []  # and no spinner crowds an uncapped machine
+    assert run["spinner_cpu_cores"] == []  # uncapped, no spinner runs (a crowded run included)
 
 
 @pytest.mark.benchmark
@@ -185,9 +185,35 @@ def test_a_pinned_client_sends_to_its_replica_alone_and_a_balanced_one_to_every_
         command[1]["VPS_MCP_AUTH_TOKEN"] = AUTH_TOKEN
         (live,) = stack.enter_context(replicas(stack, 1, command, None, 0.25))
         nobody = f"http://127.0.0.1:{free_port()}/mcp"  # nothing listens: a call sent there is an error
-        spec = {"urls": [live.url, nobody], "clients": 1, "seconds": 1.0, "warmup_s": 0.0, "mix": "lists",
-                "bearer": AUTH_TOKEN, "lean": True}  # fmt: skip
+        # Client 1 of two URLs: pinned to the second, so a pinning that took the first URL would fail here.
+        spec = {"urls": [nobody, live.url], "clients": 1, "first_client": 1, "seconds": 1.0, "warmup_s": 0.0,
+                "mix": "lists", "bearer": AUTH_TOKEN, "lean": True}  # fmt: skip
         pinned, balanced = drive(spec | {"pinned": True}), drive(spec)
     assert pinned["errors"] == 0 and pinned["calls"] > 0, pinned["error_samples"]
     assert balanced["errors"] > 0 and balanced["calls"] > 0  # taken in turn: both replicas
     assert set(balanced["error_samples"]) == {"list_snapshots: LeanError"}, balanced["error_samples"]
+
+
+def test_the_table_has_a_row_for_every_control_and_every_controls_consent_once() -> None:
+    from .scale_out import CONTROLS, rows
+
+    def run(count: int, consent: bool, *, spinners: int = 0, extra: int = 0) -> dict[str, Any]:
+        return {"calls_per_s": 10.0 * count, "p50_ms": 100.0, "p99_ms": 200.0, "p99_interval_ms": [199.0, 201.0],
+                "replica_cpu_cores": [0.24] * count, "machine_busy_cores": 1.0, "provider_cpu_cores": 0.1,
+                "redis_commands_per_call": 0.0, "provider_gets_per_call": 0.2, "core_wait": [0.01] * count,
+                "client_core_wait": 0.02, "errors": 0, "spinner_cpu_cores": [0.25] * spinners}  | (
+                {"exactly_once": {"confirmed": 5, "provider_changes": 5 + extra, "missing": 0, "extra": extra}}
+                if consent else {})  # fmt: skip
+
+    runs = {f"{n}:{mix}": run(n, mix == "consent") for n in (1, 2, 4) for mix in ("lists", "consent")}
+    runs |= {"4-pinned:lists": run(4, False), "4-alone:lists": run(4, False),
+             "1-crowded:lists": run(1, False, spinners=3), "1-crowded:consent": run(1, True, spinners=3)}  # fmt: skip
+    table = rows(runs, "capped")
+    for what in CONTROLS.values():
+        assert sum(what in row[0] for row in table) == (2 if "spinners" in what else 1), what
+    assert any(row[0].startswith("consent, one replica beside") and row[1].endswith("0.25/0.25/0.25")
+               for row in table)  # fmt: skip
+    once = next(row for row in table if row[0].startswith("scale-out controls, consent"))
+    assert once[1:] == ("5 / 5 / 0 / 0", "", "", "exactly one each", True)
+    runs["1-crowded:consent"] = run(1, True, spinners=3, extra=1)  # a change the provider saw twice
+    assert next(row for row in rows(runs, "capped") if row[0].startswith("scale-out controls"))[5] is False
