@@ -37,6 +37,8 @@ class LeanResponse:
 
 
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+UNREADABLE = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError)
+"""What a failed connection or an answer that cannot be read raises; each becomes a `LeanError`."""
 
 
 class LeanPool:
@@ -68,13 +70,11 @@ class LeanPool:
                 reader, writer = connection
                 writer.write(request)
                 answer, keep = await _read(reader)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
+        except BaseException as exc:  # failed or cancelled: the answer may be half read, the connection spent
             if connection is not None:
                 connection[1].close()
-            raise LeanError(f"{type(exc).__name__}: {exc}") from exc
-        except BaseException:  # cancelled: the answer may be half read, so the connection cannot be used again
-            if connection is not None:
-                connection[1].close()
+            if isinstance(exc, UNREADABLE):
+                raise LeanError(f"{type(exc).__name__}: {exc}") from exc
             raise
         if keep:
             self.idle.setdefault(where, []).append(connection)

@@ -511,9 +511,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             if bearers is not None:
                 group.start_soon(bearers.keep_fresh, tally.measure_to)
             for index in range(first, first + clients):
-                if spec.get("pinned"):  # client i sends to replica i alone (modulo their number)
-                    mine = [urls[index % len(urls)]]
-                    caller = Caller(pool, mine, index, bearer, Balancer(mine), person=person, lean=lean)
+                if spec.get("pinned"):  # client i sends to replica i alone (modulo their number), its own balancer
+                    caller = Caller(pool, [urls[index % len(urls)]], index, bearer, person=person, lean=lean)
                 else:
                     caller = Caller(pool, urls, index, bearer, balancer, person=person, lean=lean)
                 if spec.get("sessions") and mix is not soak:

@@ -211,14 +211,26 @@ def pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "client_cpu_cores": mean("client_cpu_cores"),
     }
     if any("exactly_once" in part for part in parts):
-        once = [part["exactly_once"] for part in parts]
-        result["exactly_once"] = {key: sum(o[key] for o in once) for key in once[0]}
+        result["exactly_once"] = _summed([part["exactly_once"] for part in parts])
     return result
 
 
 def saturated(run: dict[str, Any]) -> bool:
     """The machine, not the replicas' quota, was the limit: its cores were (nearly) all busy."""
     return bool(run["machine_busy_cores"] >= 0.9 * (os.cpu_count() or 1))
+
+
+def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
+    """Exactly-once counts of several runs as one."""
+    return {key: sum(c[key] for c in counts) for key in counts[0]}
+
+
+def _once_row(what: str, once: dict[str, int]) -> tuple[str, str, str, str, str, bool | None]:
+    """Confirmed consents against the provider's changes: met when each reached it once and nothing else did."""
+    return (f"{what}: confirmed / provider changes / missing / extra",
+            f"{once['confirmed']} / {once['provider_changes']} / {once['missing']} / {once['extra']}", "", "",
+            "exactly one each",
+            once["missing"] == 0 and once["extra"] == 0 and once["confirmed"] == once["provider_changes"])  # fmt: skip
 
 
 def _control_row(
@@ -277,12 +289,7 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
                         None))  # fmt: skip
             once = run.get("exactly_once")
             if once:
-                out.append((
-                    f"{count} replica(s), consent: confirmed / provider changes / missing / extra",
-                    f"{once['confirmed']} / {once['provider_changes']} / {once['missing']} / {once['extra']}",
-                    "", "", "exactly one each",
-                    once["missing"] == 0 and once["extra"] == 0 and once["confirmed"] == once["provider_changes"],
-                ))  # fmt: skip
+                out.append(_once_row(f"{count} replica(s), consent", once))
     for sharing, what in CONTROLS.items():
         for mix in CONTROL_MIXES[sharing]:
             one, shared = runs.get(f"1:{mix}"), runs.get(f"{max(COUNTS)}:{mix}")
@@ -291,11 +298,7 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
                 out.append(_control_row(sharing, what, mix, control, one, shared))
     once = [run["exactly_once"] for key, run in runs.items() if "-" in key and "exactly_once" in run]
     if once:
-        confirmed, changes = sum(o["confirmed"] for o in once), sum(o["provider_changes"] for o in once)
-        missing, extra = sum(o["missing"] for o in once), sum(o["extra"] for o in once)
-        out.append(("scale-out controls, consent: confirmed / provider changes / missing / extra",
-                    f"{confirmed} / {changes} / {missing} / {extra}", "", "", "exactly one each",
-                    missing == extra == 0 and confirmed == changes))  # fmt: skip
+        out.append(_once_row("scale-out controls, consent", _summed(once)))
     errors = sum(run["errors"] for run in runs.values())
     out.append(("scale-out: errors in every run", str(errors), "", "", "0", errors == 0))
     return out
