@@ -30,11 +30,14 @@ SECRET = "bench-confirm-secret-0123456789"
 
 
 @contextmanager
-def provider(servers: int, snapshots_each: int, snapshot_seconds: float = 2.0) -> Iterator[str]:
-    """The simulator (`provider_process`) as its own uncapped process; yields its API URL."""
+def provider(
+    servers: int, snapshots_each: int, snapshot_seconds: float = 2.0, *, replenish: bool = False
+) -> Iterator[str]:
+    """The simulator (`provider_process`) as its own uncapped process (`replenish`: a load server's deleted
+    snapshot replaced by a new one); yields its API URL."""
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.benchmarks.provider_process", PROVIDER_TOKEN, str(servers),
-         str(snapshots_each), str(snapshot_seconds)],
+         str(snapshots_each), str(snapshot_seconds), *(["replenish"] if replenish else [])],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parent.parent.parent,
     )  # fmt: skip
     try:

@@ -14,7 +14,8 @@ the soak's approval leg there.
 Mixes (client i owns simulator server `FIRST_SERVER + i` and its seeded snapshots, `provider_process`):
 
 - `lists`: `list_snapshots` of server 12345, again and again;
-- `consent`: six lists, a restore previewed then confirmed, a delete previewed then confirmed, again;
+- `consent`: six lists, a restore previewed then confirmed, a delete (of the oldest other snapshot the last list
+  showed) previewed then confirmed, again;
 - `soak` (stateful sessions, pinned to a replica like a sticky load balancer): lists, a create that waits,
   previews left unconfirmed, restores and deletes confirmed by token, every few rounds a create whose stream is
   dropped and resumed with `Last-Event-ID`, and the session closed and a new one opened; with a `person`, one
@@ -29,8 +30,10 @@ falls on every target alike; each target's latencies come back on their own.
 Stateless requests go to the URL with the fewest calls in flight from this process (`Balancer`), call by call,
 so a preview and its confirmation are often answered by different replicas; with `pinned`, client i sends to
 `urls[i % len(urls)]` alone. With `lean`, stateless calls go over `lean_http` (plain sockets) instead of
-`httpx2`. Every confirmed change is reported (with its snapshot id), so the caller can check the provider saw
-exactly one request per confirmed consent.
+`httpx2`. With `rate_each`, each client calls at that mean rate (calls a second) instead of as fast as it is
+answered (`Pace`: an open loop, its latencies counted from when each call was due). Every confirmed change is
+reported (with its snapshot id), so the caller can check the provider saw exactly one request per confirmed
+consent.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import random
 import re
 import sys
 import time
@@ -116,6 +120,28 @@ class Balancer:
         self.in_flight[url] -= 1
 
 
+class Pace:
+    """One client's calls at a mean rate, whatever their answers take (an open loop, as wrk2 paces): the gaps are
+    drawn from an exponential distribution (Poisson arrivals, seeded by the client's number, so every run
+    sends the same pattern), and each call is due at its time even when the one before came back late. A late
+    call's latency counts from when it was due: a slow answer is not hidden by the calls it holds up (the
+    closed loop's coordinated omission)."""
+
+    def __init__(self, rate: float, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.rate = rate
+        self.due = time.perf_counter() + self.rng.expovariate(rate)
+
+    async def wait(self) -> float:
+        """Sleep until the next call is due (not at all when it is late); when it was due."""
+        due = self.due
+        self.due += self.rng.expovariate(self.rate)
+        early = due - time.perf_counter()
+        if early > 0:
+            await anyio.sleep(early)
+        return due
+
+
 Bearer = str | Callable[[str], str] | None
 """What a request carries as its bearer: one token for every URL, the token for the URL (`Bearers`), or none."""
 
@@ -134,10 +160,13 @@ class Caller:
         capabilities: dict[str, Any] | None = None,
         person: Person | None = None,
         lean: LeanPool | None = None,
+        pace: Pace | None = None,
     ) -> None:
         self.pool, self.urls, self.index = pool, urls, index
         self.lean = lean
         """Where stateless calls go instead of `pool`, when given (`lean_http`)."""
+        self.pace = pace
+        """When each call is due, when the client keeps a rate (else each call follows the answer before)."""
         self.balancer = balancer or Balancer(urls)
         self.headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                         "MCP-Protocol-Version": VERSION}  # fmt: skip
@@ -179,8 +208,9 @@ class Caller:
         request_id = next(self.ids)
         body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
                 "params": {"name": tool, "arguments": arguments}}  # fmt: skip
+        due = await self.pace.wait() if self.pace is not None else None
         url = self.url() if self.session else self.balancer.pick()
-        started = time.perf_counter()
+        started = time.perf_counter() if due is None else due
         try:
             if self.lean is not None and not self.session:
                 answer: httpx2.Response | LeanResponse = await self.lean.post(
@@ -398,13 +428,16 @@ async def lists(caller: Caller, tally: Tally, index: int) -> None:
 
 
 async def consent(caller: Caller, tally: Tally, index: int) -> None:
-    restore_target, *deletable = snapshot_ids(index, SNAPSHOTS_EACH)
+    restore_target = snapshot_ids(index, 1)[0]
     while time.perf_counter() < tally.measure_to:
+        listed: dict[str, Any] | None = None
         for _ in range(LISTS_PER_ROUND):
-            await caller.call(tally, "list_snapshots", {"server_id": FIRST_SERVER + index})
+            listed = await caller.call(tally, "list_snapshots", {"server_id": FIRST_SERVER + index}) or listed
         await caller.confirmed(tally, "restore_snapshot", restore_target)
-        if deletable:
-            await caller.confirmed(tally, "delete_snapshot", deletable.pop(0))
+        # The oldest other snapshot listed: a seeded one, or (where the simulator replenishes) its replacement.
+        others = sorted(int(s["id"]) for s in (listed or {}).get("snapshots", []) if s["id"] != restore_target)
+        if others:
+            await caller.confirmed(tally, "delete_snapshot", others[0])
 
 
 async def soak(caller: Caller, tally: Tally, index: int) -> None:
@@ -511,10 +544,11 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             if bearers is not None:
                 group.start_soon(bearers.keep_fresh, tally.measure_to)
             for index in range(first, first + clients):
+                pace = Pace(float(spec["rate_each"]), index) if spec.get("rate_each") else None
                 if spec.get("pinned"):  # client i sends to replica i alone (modulo their number), its own balancer
-                    caller = Caller(pool, [urls[index % len(urls)]], index, bearer, person=person, lean=lean)
+                    caller = Caller(pool, [urls[index % len(urls)]], index, bearer, person=person, lean=lean, pace=pace)
                 else:
-                    caller = Caller(pool, urls, index, bearer, balancer, person=person, lean=lean)
+                    caller = Caller(pool, urls, index, bearer, balancer, person=person, lean=lean, pace=pace)
                 if spec.get("sessions") and mix is not soak:
                     group.start_soon(in_a_session, mix, caller, tally, index)
                 else:

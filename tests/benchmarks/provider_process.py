@@ -1,10 +1,13 @@
 """The provider simulator as its own (uncapped) process, with its request log readable over HTTP.
 
-    python -m tests.benchmarks.provider_process TOKEN SERVERS SNAPSHOTS_EACH SNAPSHOT_SECONDS
+    python -m tests.benchmarks.provider_process TOKEN SERVERS SNAPSHOTS_EACH SNAPSHOT_SECONDS [replenish]
 
 Prints its API URL on the first line once it listens. Besides the seeded account, servers 100001.. each hold
 SNAPSHOTS_EACH completed snapshots (ids 1_000_000 + server index * 100 + n), so every load client can delete and
 restore its own snapshots without contention. Restores finish at once (a server is never left `restoring`).
+With `replenish`, each of those servers' snapshots that is deleted is replaced at once by a new one on the same
+server (ids from `REPLACEMENTS_FROM` up): the account stays the same size however long a load deletes, so a
+look-up before a change (which lists the whole account) costs the same at the end of a run as at its start.
 
 `GET /_bench/log` answers the requests that changed something (every POST and DELETE, in order, as
 `[method, path]`) and how many GETs there were: the exact provider side of "one change per confirmed consent";
@@ -14,21 +17,26 @@ Only changes are kept, so a long soak does not grow the simulator.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from datetime import UTC, datetime
+from itertools import count
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vps_snapshots_mcp.simulator import API_PREFIX, RecordedRequest, create_app, seeded_state
 from vps_snapshots_mcp.simulator.serve import bind_socket, serve_forever
-from vps_snapshots_mcp.simulator.state import SimServer, SimSnapshot
+from vps_snapshots_mcp.simulator.state import ProviderState, SimServer, SimSnapshot
 
 FIRST_SERVER = 100_001
+REPLACEMENTS_FROM = 5_000_000
+DELETE_PATH = re.compile(rf"{API_PREFIX}/snapshots/(\d+)/")
 
 
 def snapshot_ids(server_index: int, count: int) -> list[int]:
@@ -48,7 +56,25 @@ class ChangesOnly(list[RecordedRequest]):
             self.gets += 1
 
 
-def app(token: str, servers: int, snapshots_each: int, snapshot_seconds: float) -> Starlette:
+def replenishing(provider: ASGIApp, state: ProviderState) -> ASGIApp:
+    """`provider`, where a load server's snapshot that a DELETE removed is replaced by a new one on its server."""
+    made = count(REPLACEMENTS_FROM)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        deleting = scope["type"] == "http" and scope["method"] == "DELETE" and DELETE_PATH.fullmatch(scope["path"])
+        gone = state.snapshots.get(int(deleting[1])) if deleting else None
+        await provider(scope, receive, send)
+        if gone is not None and gone.server_id >= FIRST_SERVER and gone.id not in state.snapshots:
+            new = next(made)
+            state.snapshots[new] = SimSnapshot(id=new, server_id=gone.server_id, name=f"seed-{new}",
+                                               created_at=datetime.now(UTC), size_mb=1000)  # fmt: skip
+
+    return app
+
+
+def app(
+    token: str, servers: int, snapshots_each: int, snapshot_seconds: float, *, replenish: bool = False
+) -> Starlette:
     state = seeded_state(snapshot_seconds=snapshot_seconds, restore_seconds=0.0)
     log = ChangesOnly()
     state.requests = log
@@ -69,7 +95,9 @@ def app(token: str, servers: int, snapshots_each: int, snapshot_seconds: float) 
         }
         return JSONResponse(body)
 
-    provider = create_app(state, token=token)
+    provider: ASGIApp = create_app(state, token=token)
+    if replenish:
+        provider = replenishing(provider, state)
     return Starlette(routes=[Route("/_bench/log", changes), Mount("/", app=provider)])
 
 
@@ -77,7 +105,7 @@ def main(argv: list[str]) -> None:
     token, servers, each, seconds = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
     sock = bind_socket("127.0.0.1", 0)
     print(f"http://127.0.0.1:{sock.getsockname()[1]}{API_PREFIX}", flush=True)
-    serve_forever(app(token, servers, each, seconds), sock)
+    serve_forever(app(token, servers, each, seconds, replenish=argv[4:] == ["replenish"]), sock)
 
 
 if __name__ == "__main__":

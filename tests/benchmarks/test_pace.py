@@ -1,0 +1,69 @@
+"""A paced load client keeps its rate whatever the answers take, and counts a late call from when it was due."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from .light_load import run
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def held_server(hold_s: float) -> AsyncIterator[str]:
+    """A socket server answering each tools/call (one at a time per connection) after `hold_s`, as an SSE event."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))  # fmt: skip
+                request = json.loads(await reader.readexactly(length))
+                await asyncio.sleep(hold_s)
+                result = {"content": [], "structuredContent": {"snapshots": []}}
+                body = b"data: %b\n\n" % json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%b"
+                             % (len(body), body))  # fmt: skip
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
+    finally:
+        server.close()
+
+
+def spec(url: str, clients: int, rate_each: float | None) -> dict[str, Any]:
+    paced = {"rate_each": rate_each} if rate_each else {}
+    return {"urls": [url], "clients": clients, "seconds": 2.0, "warmup_s": 0.0, "mix": "lists", "lean": True} | paced
+
+
+async def test_paced_clients_send_at_their_rate_not_as_fast_as_they_are_answered() -> None:
+    async with held_server(0.0) as url:
+        paced = await run(spec(url, 2, 25.0))  # two clients at 25 a second each: about 100 calls in 2 s
+        unpaced = await run(spec(url, 2, None))
+    assert paced["errors"] == unpaced["errors"] == 0
+    assert 60 <= paced["calls"] <= 140, paced["calls"]  # Poisson arrivals: 100, give or take 10
+    assert unpaced["calls"] > 3 * paced["calls"], unpaced["calls"]
+
+
+async def test_a_late_call_counts_from_when_it_was_due_so_a_slow_server_is_not_hidden() -> None:
+    async with held_server(0.1) as url:  # answers 10 calls a second to a client that is due to send 20
+        paced = await run(spec(url, 1, 20.0))
+        unpaced = await run(spec(url, 1, None))
+    assert paced["errors"] == unpaced["errors"] == 0
+    assert 10 <= paced["calls"] <= 21, paced["calls"]
+    # A closed loop sees every call take what the server holds it; paced, the calls fall further behind.
+    assert max(unpaced["latencies_s"]) < 0.5 <= max(paced["latencies_s"]), (unpaced, paced)
+    assert sorted(paced["latencies_s"])[len(paced["latencies_s"]) // 2] > 0.2
