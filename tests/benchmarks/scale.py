@@ -122,7 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks", help="where to write results")
     parser.add_argument("--quick", action="store_true", help="seconds per measure: proves it works")
-    parser.add_argument("--seconds", type=float, default=20.0, help="per scale-out count, team run (default 20)")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=20.0,
+        help="per scale-out configuration (saturated and paced), team run (default 20)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=scale_out.ROUNDS,
+        help=f"scale-out slices per configuration (default {scale_out.ROUNDS})",
+    )
     parser.add_argument("--soak-minutes", type=float, default=20.0, help="the soak's length (default 20)")
     parser.add_argument("--sample-seconds", type=float, default=30.0, help="memory sampled this often (default 30)")
     parser.add_argument("--cpus", type=float, default=0.25, help="each replica's CPU limit (default 0.25)")
@@ -133,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     counts, mixes = ((1, 2), ("consent",)) if args.quick else (scale_out.COUNTS, scale_out.MIXES)
     if args.quick:  # every measure once, briefly: CI proves it runs, in about a minute
-        args.seconds, args.soak_minutes, args.sample_seconds = 2.0, 0.2, 3.0
+        args.seconds, args.soak_minutes, args.sample_seconds, args.rounds = 2.0, 0.2, 3.0, 2
         args.clients_per_replica, args.team_clients, args.soak_clients = 2, 4, 2
     warmup = 0.5 if args.quick else 3.0
     args.out.mkdir(parents=True, exist_ok=True)
@@ -155,9 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             cpus=args.cpus,
             seconds=args.seconds,
             clients_per_replica=args.clients_per_replica,
-            warmup_s=warmup,
+            warmup_s=0.5 if args.quick else 1.0,  # a slice's processes are up and warm: this fills the pipeline
             counts=counts,
             mixes=mixes,
+            rounds=args.rounds,
         )
         report["scale_out"] = runs
         rows += scale_out.rows(runs, capped)

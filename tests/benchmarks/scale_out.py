@@ -1,17 +1,21 @@
 """Scale-out: 1, 2 and 4 replicas, each capped like a pod, on one Redis, with light clients (a least-request balancer).
 
-Per replica count: a fresh Redis (the consent ledger; the replicas are stateless) and a fresh provider simulator,
-both uncapped; the replicas share one client token (one caller everywhere, so a confirmation token made by one
-replica is honoured by the next) and run `--consent token` (light clients cannot answer a question). The load
-grows with the replicas (`clients_per_replica` each), so a replica's load is the same in every run, and is
-made by light JSON-RPC clients over plain sockets (`lean_http`), all in one uncapped load process behind one
-least-request balancer, as one ingress in front of pods; the provider's account is the same in every run (one
-server per client of the largest run). Two mixes:
+Per replica count: a Redis (the consent ledger; the replicas are stateless) and a provider simulator, both
+uncapped, all started once and kept up for the whole run (`Standing`); the replicas share one client token (one
+caller everywhere, so a confirmation token made by one replica is honoured by the next) and run `--consent
+token` (light clients cannot answer a question). The load grows with the replicas (`clients_per_replica`
+each), so a replica's load is the same in every run, and is made by light JSON-RPC clients over plain sockets
+(`lean_http`), all in one uncapped load process behind one least-request balancer, as one ingress in front of
+pods; the provider's account is the same in every configuration and stays that size (one server per client of
+the largest run, each deleted snapshot replaced). Two mixes:
 
 - `lists`: list_snapshots only;
 - `consent`: six lists, a confirmed restore and a confirmed delete (each a preview, then the confirmation);
-  afterwards every confirmed consent is matched against the simulator's request log: exactly one provider
-  request each, and no other change.
+  after each slice every confirmed consent is matched against the simulator's request log: exactly one
+  provider request each, and no other change.
+
+The load moves between the configurations in short rotated slices (`scale_out`), first saturated (the
+throughput ratios), then paced at the same offered rate a replica (the p99 comparison).
 
 Three controls: at four replicas, lists only, four sharing Redis and the provider, each client sending to one
 replica alone (`4-pinned`), and four that share nothing but the machine and the load process (`4-alone`), each
@@ -33,6 +37,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +69,23 @@ is kept as busy as four replicas keep it (`crowded`)."""
 CONTROL_MIXES = {"pinned": ("lists",), "alone": ("lists",), "crowded": ("lists", "consent")}
 """The mixes each control runs: `alone` cannot run consent (its changes are spread over four providers' logs)."""
 MIXES = ("lists", "consent")
+ROUNDS = 8
+"""Rounds of slices: every configuration runs once in each, for `seconds / ROUNDS`."""
+PACED_SHARE = 0.5
+"""The paced runs offer each replica this share of the calls a second one replica answers saturated: a replica
+at half its CPU limit, where a horizontal autoscaler aiming at 50% utilisation keeps it."""
+
+
+@dataclass
+class Standing:
+    """A configuration's processes, started once and kept for every slice of the run: its replicas, and the
+    provider simulator and Redis (one each, or, for `alone`, one for each replica) they use."""
+
+    fleet: list[Replica]
+    apis: list[str]
+    redis_urls: list[str]
+    changes_seen: list[int] = field(default_factory=list)
+    """How many changes each simulator's log held after the last slice: a slice checks only its own."""
 
 
 def scale_out(
@@ -75,24 +97,70 @@ def scale_out(
     warmup_s: float,
     counts: tuple[int, ...] = COUNTS,
     mixes: tuple[str, ...] = MIXES,
+    rounds: int = ROUNDS,
+    paced_share: float = PACED_SHARE,
 ) -> dict[str, Any]:
-    """Every replica count and mix; `caps` None runs the replicas uncapped (where cgroups cannot be written).
+    """Every replica count and mix, saturated then paced; `caps` None runs the replicas uncapped (where cgroups
+    cannot be written).
 
-    Each configuration runs twice for half of `seconds`, in the order 1, 2, 4, the controls, and back
-    again (4-pinned, 4-alone, 1-crowded, 1-crowded, 4-alone, 4-pinned, 4, 2, 1), and its two halves are pooled:
-    this machine's speed drifts over minutes (one replica's p99 moved 4% between runs of the same
-    configuration), and in that order a steady drift moves every count's mean alike. Pooling halves run at
-    different speeds widens a count's spread, most for the first count, whose halves are furthest apart: each
-    half's p99 is kept (`p99_ms_each_run`) for a comparison half by half."""
-    halves: dict[str, list[dict[str, Any]]] = {}
+    Every configuration's processes start once and stay up (idle ones take no CPU), and the load moves from
+    one to the next in short slices: `rounds` rounds, each running every configuration once for
+    `seconds / rounds`, in the plan's order and then in reverse. This machine's speed drifts by a fifth within a
+    minute (a fixed loop's rate, while other virtual machines share the host), so configurations measured
+    minutes apart differ by more than the gaps compared; slices a few seconds long, rotated, put every
+    configuration through the same drift. A configuration's slices are pooled (each slice's p99 is kept in
+    `p99_ms_each_run`).
+
+    Saturated: each client calls again as soon as it is answered, so every replica is at its quota (the
+    throughput ratios). Paced: after that, each replica count again, each client at a mean rate (`Pace`) that
+    offers every replica `paced_share` of the calls a second one replica answered saturated: the p99 at the
+    same load per replica. Saturated, a closed loop's latency is its clients over the calls a second a
+    replica answers (Little's law), so a saturated p99 only restates the throughput ratio."""
+    servers = clients_per_replica * max(counts)
     controls = [(control_count(sharing, counts), sharing) for sharing in CONTROLS] if "lists" in mixes else []
     configurations = [(count, "") for count in counts] + controls
-    for count, sharing in (*configurations, *reversed(configurations)):
-        for mix in [m for m in mixes if not sharing or m in CONTROL_MIXES[sharing]]:
-            run = _one_run(caps, count, mix, cpus=cpus, clients_per_replica=clients_per_replica, seconds=seconds / 2,
-                           warmup_s=warmup_s, servers=clients_per_replica * max(counts), sharing=sharing)  # fmt: skip
-            halves.setdefault(f"{count}{'-' if sharing else ''}{sharing}:{mix}", []).append(run)
-    return {key: pooled(parts) for key, parts in halves.items()}
+    plan = [(count, sharing, mix) for count, sharing in configurations
+            for mix in mixes if not sharing or mix in CONTROL_MIXES[sharing]]  # fmt: skip
+    slices: dict[str, list[dict[str, Any]]] = {}
+    with ExitStack() as stack:
+        standing: dict[tuple[int, str], Standing] = {}
+        for count, sharing in configurations:
+            where = (count, _processes(sharing))
+            if where not in standing:  # `pinned` calls the four replicas the balanced runs use
+                made = sum(len(s.fleet) for s in standing.values())
+                standing[where] = _stand(stack, caps, count, where[1], cpus=cpus, servers=servers, first=made)
+
+        def one_slice(count: int, sharing: str, mix: str, rate_each: float | None = None) -> dict[str, Any]:
+            return _slice(standing[(count, _processes(sharing))], caps, mix, sharing=sharing, cpus=cpus,
+                          clients=clients_per_replica * count, seconds=seconds / rounds, warmup_s=warmup_s,
+                          rate_each=rate_each)  # fmt: skip
+
+        for number in range(rounds):
+            for count, sharing, mix in plan if number % 2 == 0 else reversed(plan):
+                slices.setdefault(_key(count, sharing, mix), []).append(one_slice(count, sharing, mix))
+        runs = {key: pooled(parts) for key, parts in slices.items()}
+        one = min(counts)
+        offered = {mix: paced_share * runs[_key(one, "", mix)]["calls_per_s"] / one for mix in mixes}
+        paced_plan = [(count, mix) for count in counts for mix in mixes]
+        paced: dict[str, list[dict[str, Any]]] = {}
+        for number in range(rounds):
+            for count, mix in paced_plan if number % 2 == 0 else reversed(paced_plan):
+                rate_each = offered[mix] / clients_per_replica
+                paced.setdefault(_key(count, "", mix, paced=True), []).append(one_slice(count, "", mix, rate_each))
+        for key, parts in paced.items():
+            runs[key] = pooled(parts) | {"offered_per_replica": offered[key.split(":")[1]],
+                                         "paced_share": paced_share}  # fmt: skip
+    return runs
+
+
+def _processes(sharing: str) -> str:
+    """Which standing processes a configuration calls: `pinned` calls those of the balanced runs."""
+    return "" if sharing == "pinned" else sharing
+
+
+def _key(count: int, sharing: str, mix: str, *, paced: bool = False) -> str:
+    """A configuration's key in the results: `4:lists`, `4-pinned:lists`, `2:consent:paced`."""
+    return f"{count}{'-' if sharing else ''}{sharing}:{mix}" + (":paced" if paced else "")
 
 
 def control_count(sharing: str, counts: tuple[int, ...] = COUNTS) -> int:
@@ -115,49 +183,61 @@ def _spinners(stack: ExitStack, caps: CpuCaps, number: int, cpus: float) -> list
     return pids
 
 
-def _one_run(
+def _stand(
+    stack: ExitStack, caps: CpuCaps | None, count: int, sharing: str, *, cpus: float, servers: int, first: int = 0
+) -> Standing:
+    """A configuration's processes, stopped when `stack` closes: `count` replicas (their cgroups named from
+    `first`) on one Redis and one simulator, or with `sharing` "alone" each replica with its own."""
+    alone = sharing == "alone"
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    standing = Standing([], [], [])
+    for index in range(count if alone else 1):
+        (tmp / str(index)).mkdir()
+        redis = stack.enter_context(running_redis(tmp / str(index)))
+        # One account, the same size in every configuration and all run long: the API has no single-snapshot
+        # endpoint, so the look-up before a change lists the whole account, and an account grown with the load
+        # would make each call dearer with every replica added (it did: 4 replicas, 4 times the records each
+        # look-up); one shrunk by the deletes would make it cheaper where more clients delete (`replenish`).
+        api = stack.enter_context(provider(servers=servers, snapshots_each=SNAPSHOTS_EACH, replenish=True))
+        command = replica_command(api, redis.url, "--stateless", "--consent", "token")
+        command[1]["VPS_MCP_AUTH_TOKEN"] = AUTH_TOKEN
+        made = stack.enter_context(replicas(stack, 1 if alone else count, command, caps, cpus,
+                                            first=first + len(standing.fleet)))  # fmt: skip
+        standing.fleet += made
+        standing.apis.append(api)
+        standing.redis_urls.append(redis.url)
+        standing.changes_seen.append(0)
+    return standing
+
+
+def _slice(
+    standing: Standing,
     caps: CpuCaps | None,
-    count: int,
     mix: str,
     *,
+    sharing: str,
     cpus: float,
-    clients_per_replica: int,
+    clients: int,
     seconds: float,
     warmup_s: float,
-    servers: int,
-    sharing: str = "",
+    rate_each: float | None = None,
 ) -> dict[str, Any]:
-    """One run; `sharing` "pinned": each client sends to one replica alone; "alone": each replica also with a
-    Redis and a provider of its own (lists only); "crowded": one replica and, when capped, three spinners."""
-    alone = sharing == "alone"
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        fleet: list[Replica] = []
-        apis: list[str] = []
-        redis_urls: list[str] = []
-        for index in range(count if alone else 1):
-            (Path(tmp) / str(index)).mkdir()
-            redis = stack.enter_context(running_redis(Path(tmp) / str(index)))
-            # One account, the same size in every run: the API has no single-snapshot endpoint, so the look-up
-            # before a change lists the whole account, and an account grown with the load would make each
-            # call dearer with every replica added (it did: 4 replicas, 4 times the records each look-up).
-            api = stack.enter_context(provider(servers=servers, snapshots_each=SNAPSHOTS_EACH))
-            command = replica_command(api, redis.url, "--stateless", "--consent", "token")
-            command[1]["VPS_MCP_AUTH_TOKEN"] = AUTH_TOKEN
-            made = stack.enter_context(replicas(stack, 1 if alone else count, command, caps, cpus, first=index))
-            fleet += made
-            apis.append(api)
-            redis_urls.append(redis.url)
+    """One slice on a standing configuration; `sharing` "pinned" or "alone": each client sends to one replica
+    alone; "crowded": beside three capped spinners (when capped) for the slice; `rate_each`: paced clients."""
+    with ExitStack() as stack:
         spinning = _spinners(stack, caps, 3, cpus) if sharing == "crowded" and caps is not None else []
         spun = CpuWatch(spinning)
-        watch = CpuWatch([r.pid for r in fleet])
-        throttled = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
-        spec: dict[str, Any] = {"urls": [r.url for r in fleet], "clients": clients_per_replica * count,
-                                "seconds": seconds, "warmup_s": warmup_s, "mix": mix, "bearer": AUTH_TOKEN,
-                                "lean": True, "pinned": bool(sharing)}  # fmt: skip
-        commands = RedisCommands(redis_urls)
-        before, provider_from = [provider_changes(a) for a in apis], time.perf_counter()
+        watch = CpuWatch([r.pid for r in standing.fleet])
+        throttled = [CpuCaps.throttled_s(r.group) for r in standing.fleet if r.group]
+        spec: dict[str, Any] = {"urls": [r.url for r in standing.fleet], "clients": clients, "seconds": seconds,
+                                "warmup_s": warmup_s, "mix": mix, "bearer": AUTH_TOKEN, "lean": True,
+                                "pinned": sharing in ("pinned", "alone")}  # fmt: skip
+        if rate_each is not None:
+            spec["rate_each"] = rate_each
+        commands = RedisCommands(standing.redis_urls)
+        before, provider_from = [provider_changes(a) for a in standing.apis], time.perf_counter()
         result = drive(spec, processes=1, keep_latencies=True)  # one balancer for every client, as one ingress
-        answered = [provider_changes(a) for a in apis]
+        answered = [provider_changes(a) for a in standing.apis]
         result["provider_cpu_cores"] = sum(b["cpu_s"] - a["cpu_s"] for a, b in zip(before, answered, strict=True)) / (
             time.perf_counter() - provider_from
         )
@@ -165,16 +245,18 @@ def _one_run(
         result["redis_commands"] = commands.stop()  # every call, warm-up included, against every command sent
         result |= watch.stop()
         result["spinner_cpu_cores"] = spun.stop()["replica_cpu_cores"]
-        after = [CpuCaps.throttled_s(r.group) for r in fleet if r.group]
-        result["throttled_s"] = [b - a for a, b in zip(throttled, after, strict=True)]
-        held = result["throttled_s"] or [0.0] * len(fleet)
-        result["core_wait"] = [max(0.0, delayed - quota) / result["watched_s"]
-                               for delayed, quota in zip(result["replica_run_delay_s"], held, strict=True)]  # fmt: skip
-        if mix == "consent":
-            assert not alone, "alone runs lists only: one provider's log holds every change"
-            result["exactly_once"] = exactly_once(result["confirmed"], provider_changes(api)["changes"])
-        result["confirmed"] = len(result["confirmed"])
-        return result
+    after = [CpuCaps.throttled_s(r.group) for r in standing.fleet if r.group]
+    result["throttled_s"] = [b - a for a, b in zip(throttled, after, strict=True)]
+    held = result["throttled_s"] or [0.0] * len(standing.fleet)
+    result["core_wait"] = [max(0.0, delayed - quota) / result["watched_s"]
+                           for delayed, quota in zip(result["replica_run_delay_s"], held, strict=True)]  # fmt: skip
+    changes = [log["changes"][seen:] for log, seen in zip(answered, standing.changes_seen, strict=True)]
+    standing.changes_seen = [len(log["changes"]) for log in answered]
+    if mix == "consent":
+        assert len(changes) == 1, "alone runs lists only: one provider's log holds every change"
+        result["exactly_once"] = exactly_once(result["confirmed"], changes[0])
+    result["confirmed"] = len(result["confirmed"])
+    return result
 
 
 def pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -279,17 +361,34 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
                 f"{one['calls_per_s']:.0f}; {one['p50_ms']:.0f}/{one['p99_ms']:.0f}",
                 f"{ratio:.2f}x" + (" (machine saturated)" if saturated(run) else ""), target, met,
             ))  # fmt: skip
-            if count > 1:
-                out.append((f"{count} replicas, {mix}: p99 vs one replica at the same load per replica "
-                            "(its 95% interval)",
+            if count > 1:  # saturated, a closed loop's latency is its clients over the calls a replica answers
+                out.append((f"{count} replicas, {mix}, saturated: p99 vs one replica's (its 95% interval; each "
+                            "replica at its quota, so this follows the ratio above)",
                             f"{run['p99_ms']:.0f} ms ({_interval(run)})", f"{one['p99_ms']:.0f} ms ({_interval(one)})",
-                            "", "not above", run["p99_ms"] <= one["p99_ms"]))  # fmt: skip
+                            "", "", None))  # fmt: skip
             out.append((f"{count} replica(s), {mix}: the share of its time each replica waited for a core (its "
                         "quota's hold aside); the load process", _waits(run), _waits(one), "", "",
                         None))  # fmt: skip
             once = run.get("exactly_once")
             if once:
                 out.append(_once_row(f"{count} replica(s), consent", once))
+    for mix in MIXES:
+        one = runs.get(f"1:{mix}:paced")
+        for count in COUNTS:
+            run = runs.get(f"{count}:{mix}:paced")
+            if one is None or run is None:
+                continue
+            out.append((f"{count} replica(s), {mix}, paced at {run['offered_per_replica']:.0f} calls/s a replica "
+                        f"({run['paced_share']:.0%} of one replica's saturated): calls/s answered; p50/p99 ms (p99's "
+                        "95% interval); waiting for a core",
+                        f"{run['calls_per_s']:.0f}; {run['p50_ms']:.0f}/{run['p99_ms']:.0f} ({_interval(run)}); "
+                        f"{_waits(run)}",
+                        f"{one['calls_per_s']:.0f}; {one['p50_ms']:.0f}/{one['p99_ms']:.0f} ({_interval(one)})",
+                        "", "" if count == 1 else "p99 not above one's",
+                        None if count == 1 else run["p99_ms"] <= one["p99_ms"]))  # fmt: skip
+            once = run.get("exactly_once")
+            if once:
+                out.append(_once_row(f"{count} replica(s), consent, paced", once))
     for sharing, what in CONTROLS.items():
         for mix in CONTROL_MIXES[sharing]:
             one, shared = runs.get(f"1:{mix}"), runs.get(f"{max(COUNTS)}:{mix}")

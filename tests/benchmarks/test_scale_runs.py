@@ -136,15 +136,24 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
         assert not list(root.glob(f"{PREFIX}*"))
 
 
+def one_slice(caps: CpuCaps | None, sharing: str, mix: str, counts: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
+    """A control's processes started, one slice of light load on them, and stopped."""
+    from .scale_out import _processes, _slice, _stand, control_count
+
+    count = control_count(sharing, counts)
+    with ExitStack() as stack:
+        standing = _stand(stack, caps, count, _processes(sharing), cpus=0.25, servers=2 * max(counts))
+        return _slice(standing, caps, mix, sharing=sharing, cpus=0.25, clients=2 * count, seconds=2.0, warmup_s=0.5)
+
+
 @pytest.mark.benchmark
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("sharing", ["pinned", "alone", "crowded"])
 def test_the_scale_out_controls_run_and_count_every_redis_they_start(sharing: str) -> None:
-    from .scale_out import _one_run, control_count
+    from .scale_out import control_count
 
     count = control_count(sharing, (1, 2))
-    run = _one_run(None, count, "lists", cpus=0.25, clients_per_replica=2, seconds=2.0, warmup_s=0.5, servers=4,
-                   sharing=sharing)  # fmt: skip
+    run = one_slice(None, sharing, "lists")
     assert run["errors"] == 0 and run["calls"] > 0, run["error_samples"]
     # A list sends no Redis command: the INFO the count itself sends is taken out on each Redis the run started.
     assert run["redis_commands"] == 0
@@ -156,13 +165,10 @@ def test_the_scale_out_controls_run_and_count_every_redis_they_start(sharing: st
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("mix", ["lists", "consent"])
 def test_the_crowded_control_runs_three_spinners_each_held_to_its_quota_and_removes_their_groups(mix: str) -> None:
-    from .scale_out import _one_run
-
     caps = CpuCaps()
     if caps.root is None:
         pytest.skip(caps.unavailable)
-    run = _one_run(caps, 1, mix, cpus=0.25, clients_per_replica=2, seconds=2.0, warmup_s=0.5, servers=2,
-                   sharing="crowded")  # fmt: skip
+    run = one_slice(caps, "crowded", mix)
     assert run["errors"] == 0 and run["calls"] > 0, run["error_samples"]
     if mix == "consent":  # one provider's log: every confirmed change in it once
         once = run["exactly_once"]
@@ -170,6 +176,46 @@ def test_the_crowded_control_runs_three_spinners_each_held_to_its_quota_and_remo
     assert len(run["spinner_cpu_cores"]) == 3 and all(0 < cpu <= 0.3 for cpu in run["spinner_cpu_cores"]), run
     for root in (V1_CPU, V2_ROOT):
         assert not list(root.glob(f"{PREFIX}{os.getpid()}-*"))
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(300)
+def test_slices_on_standing_processes_each_check_only_their_own_changes_and_the_account_keeps_its_size() -> None:
+    from .fleet import provider_changes
+    from .scale_out import _slice, _stand
+
+    with ExitStack() as stack:
+        standing = _stand(stack, None, 2, "", cpus=0.25, servers=4)
+        runs = [_slice(standing, None, "consent", sharing="", cpus=0.25, clients=4, seconds=2.0, warmup_s=0.5)
+                for _ in range(2)]  # fmt: skip
+        log = provider_changes(standing.apis[0])
+    for run in runs:  # the second slice's check is against its own changes, not the first's too
+        once = run["exactly_once"]
+        assert run["errors"] == 0 and once["confirmed"] > 0 and once["missing"] == once["extra"] == 0, (run, once)
+    assert sum(run["exactly_once"]["provider_changes"] for run in runs) == len(log["changes"])
+    assert standing.changes_seen == [len(log["changes"])]
+
+
+@pytest.mark.timeout(60)
+def test_a_replenishing_simulator_replaces_a_load_servers_deleted_snapshot_and_no_other() -> None:
+    import httpx2
+
+    from .fleet import PROVIDER_TOKEN, provider
+    from .provider_process import FIRST_SERVER, REPLACEMENTS_FROM, snapshot_ids
+
+    def ids(api: str, server: int) -> list[int]:
+        answer = httpx2.get(f"{api}/snapshots/", params={"server_id": server}, headers=auth, timeout=10)
+        return sorted(int(s["id"]) for s in answer.json()["results"])
+
+    auth = {"Authorization": f"Bearer {PROVIDER_TOKEN}"}
+    for replenish in (True, False):
+        with provider(servers=1, snapshots_each=2, replenish=replenish) as api:
+            first, second = snapshot_ids(0, 2)
+            assert httpx2.delete(f"{api}/snapshots/{second}/", headers=auth, timeout=10).status_code == 204
+            assert httpx2.delete(f"{api}/snapshots/{second}/", headers=auth, timeout=10).status_code == 404
+            assert httpx2.delete(f"{api}/snapshots/798/", headers=auth, timeout=10).status_code == 204
+            assert ids(api, FIRST_SERVER) == ([first, REPLACEMENTS_FROM] if replenish else [first])
+            assert ids(api, 12345) == [801]  # the documented account's snapshot is not replaced
 
 
 @pytest.mark.benchmark
@@ -217,3 +263,27 @@ def test_the_table_has_a_row_for_every_control_and_every_controls_consent_once()
     assert once[1:] == ("5 / 5 / 0 / 0", "", "", "exactly one each", True)
     runs["1-crowded:consent"] = run(1, True, spinners=3, extra=1)  # a change the provider saw twice
     assert next(row for row in rows(runs, "capped") if row[0].startswith("scale-out controls"))[5] is False
+
+
+def test_the_p99_target_is_judged_on_the_paced_runs_and_saturated_p99_is_shown_without_a_verdict() -> None:
+    from .scale_out import rows
+
+    def run(count: int, p99: float, *, consent: bool = False) -> dict[str, Any]:
+        return {"calls_per_s": 10.0 * count, "p50_ms": 10.0, "p99_ms": p99, "p99_interval_ms": [p99 - 1, p99 + 1],
+                "replica_cpu_cores": [0.24] * count, "machine_busy_cores": 1.0, "provider_cpu_cores": 0.1,
+                "redis_commands_per_call": 0.0, "provider_gets_per_call": 0.2, "core_wait": [0.01] * count,
+                "client_core_wait": 0.02, "errors": 0, "offered_per_replica": 5.0, "paced_share": 0.5} | (
+                {"exactly_once": {"confirmed": 3, "provider_changes": 3, "missing": 0, "extra": 0}}
+                if consent else {})  # fmt: skip
+
+    runs = {"1:lists": run(1, 100.0), "4:lists": run(4, 300.0),  # saturated: far above, no verdict
+            "1:lists:paced": run(1, 50.0), "2:lists:paced": run(2, 50.0), "4:lists:paced": run(4, 51.0),
+            "1:consent:paced": run(1, 80.0, consent=True)}  # fmt: skip
+    table = rows(runs, "capped")
+    saturated = next(row for row in table if row[0].startswith("4 replicas, lists, saturated: p99"))
+    assert saturated[1].startswith("300 ms") and saturated[4:] == ("", None)
+    paced = {row[0].split(",")[0]: row for row in table if ", lists, paced at 5 calls/s a replica (50%" in row[0]}
+    assert paced["1 replica(s)"][5] is None and paced["2 replica(s)"][5] is True and paced["4 replica(s)"][5] is False
+    assert paced["4 replica(s)"][4] == "p99 not above one's" and paced["4 replica(s)"][1].startswith("40; 10/51 ")
+    assert any(row[0] == "1 replica(s), consent, paced: confirmed / provider changes / missing / extra" and row[5]
+               for row in table)  # fmt: skip
