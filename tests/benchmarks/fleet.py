@@ -134,7 +134,13 @@ def drive(spec: dict[str, Any], processes: int = 1, *, keep_latencies: bool = Fa
             )
     # One deadline for them all (they run at once), not one each in turn.
     deadline = time.monotonic() + float(spec["seconds"]) + float(spec.get("warmup_s", 0)) + 300
-    results = [json.loads(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0]) for p in running]
+    try:
+        results = [json.loads(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0]) for p in running]
+    finally:  # a load process outlives neither a failure here nor a run stopped meanwhile
+        for process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     latencies = sorted(x for r in results for x in r["latencies_s"])
     seconds = max(r["seconds"] for r in results)
     waits = [r["client_run_delay_s"] / r["elapsed_s"] for r in results if r.get("elapsed_s")]
@@ -153,6 +159,7 @@ def drive(spec: dict[str, Any], processes: int = 1, *, keep_latencies: bool = Fa
         # The share of its time a load process was runnable but waiting for a core (uncapped: no quota), mean.
         "client_core_wait": sum(waits) / len(waits) if waits else 0.0,
         "seconds": seconds,
+        "windows": [r["window"] for r in results],  # what each load process watched over its measured window
     } | ({"latencies_s": latencies} if keep_latencies else {})
 
 

@@ -48,6 +48,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from itertools import count
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -56,6 +57,8 @@ import httpx2
 
 from ..support.oidc import TOKEN_CLIENT, Client, Issuer
 from ..support.signin_http import sign_in_over_http
+from .cgroups import CpuCaps
+from .fleet import CpuWatch
 from .http_load import run_delay_s
 from .lean_http import LeanError, LeanPool, LeanResponse
 from .provider_process import FIRST_SERVER, snapshot_ids
@@ -83,10 +86,15 @@ class Tally:
     resumed: int = 0
     created: int = 0
     approved: int = 0
+    seed: str = ""
+    """What the load's random choices are seeded with, beside each client's number (`seed` in the spec)."""
+    paced: bool = False
+    """Paced clients: every call due within the window counts, however late it ends (a closed loop counts the
+    calls that ended within it: its calls a second)."""
 
     def timed(self, started: float, ended: float) -> None:
         self.all_calls += 1
-        if self.measure_from <= started and ended <= self.measure_to:
+        if self.measure_from <= started and (started < self.measure_to if self.paced else ended <= self.measure_to):
             self.calls += 1
             self.latencies.append(ended - started)
 
@@ -122,12 +130,13 @@ class Balancer:
 
 class Pace:
     """One client's calls at a mean rate, whatever their answers take (an open loop, as wrk2 paces): the gaps are
-    drawn from an exponential distribution (Poisson arrivals, seeded by the client's number, so every run
-    sends the same pattern), and each call is due at its time even when the one before came back late. A late
-    call's latency counts from when it was due: a slow answer is not hidden by the calls it holds up (the
-    closed loop's coordinated omission)."""
+    drawn from an exponential distribution (Poisson arrivals, seeded by the spec's `seed` and the client's
+    number: the same pattern wherever the seed is the same), and each call is due at its time even when the
+    one before came back late. A late call's latency counts from when it was due, and every call due within
+    the window counts however late it ends: a slow answer is not hidden by the calls it holds up (the closed
+    loop's coordinated omission)."""
 
-    def __init__(self, rate: float, seed: int) -> None:
+    def __init__(self, rate: float, seed: str) -> None:
         self.rng = random.Random(seed)
         self.rate = rate
         self.due = time.perf_counter() + self.rng.expovariate(rate)
@@ -176,6 +185,11 @@ class Caller:
         """Who approves this client's changes on the approval page (the soak's approval leg), if anyone."""
         self.ids = count(2)
         self.session: str | None = None
+
+    def more(self, tally: Tally) -> bool:
+        """Whether the client goes on: a paced one while its next call is due within the window (a call due
+        in it and sent late still counts), else while the window lasts."""
+        return (self.pace.due if self.pace is not None else time.perf_counter()) < tally.measure_to
 
     def url(self) -> str:
         """The session's replica (for opening, closing and streams)."""
@@ -423,21 +437,25 @@ async def _events(response: httpx2.Response) -> AsyncIterator[tuple[str, dict[st
 
 
 async def lists(caller: Caller, tally: Tally, index: int) -> None:
-    while time.perf_counter() < tally.measure_to:
+    while caller.more(tally):
         await caller.call(tally, "list_snapshots", {"server_id": 12345})
 
 
 async def consent(caller: Caller, tally: Tally, index: int) -> None:
     restore_target = snapshot_ids(index, 1)[0]
-    while time.perf_counter() < tally.measure_to:
+    # Clients begin their first round at different lists (seeded), so a short window does not catch every
+    # client at the same point of its round.
+    skip = random.Random(f"{tally.seed}-{index}-start").randrange(LISTS_PER_ROUND)
+    while caller.more(tally):
         listed: dict[str, Any] | None = None
-        for _ in range(LISTS_PER_ROUND):
+        for _ in range(LISTS_PER_ROUND - skip):
             listed = await caller.call(tally, "list_snapshots", {"server_id": FIRST_SERVER + index}) or listed
         await caller.confirmed(tally, "restore_snapshot", restore_target)
         # The oldest other snapshot listed: a seeded one, or (where the simulator replenishes) its replacement.
         others = sorted(int(s["id"]) for s in (listed or {}).get("snapshots", []) if s["id"] != restore_target)
         if others:
             await caller.confirmed(tally, "delete_snapshot", others[0])
+        skip = 0
 
 
 async def soak(caller: Caller, tally: Tally, index: int) -> None:
@@ -528,8 +546,10 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         if spec["idp"].get("person"):  # signed in on the last replica: the first client's session is elsewhere
             cookies = Person.sign_in(bearers.issuer, spec["idp"]["person"], urls[-1].removesuffix("/mcp"))
     started = time.perf_counter()
-    tally = Tally(measure_from=started + float(spec.get("warmup_s", 0)))
+    tally = Tally(measure_from=started + float(spec.get("warmup_s", 0)), seed=str(spec.get("seed", "")),
+                  paced=bool(spec.get("rate_each")))  # fmt: skip
     tally.measure_to = tally.measure_from + float(spec["seconds"])
+    window: dict[str, Any] = {}
     mix = MIXES[spec["mix"]]
     cpu, delay = time.process_time(), run_delay_s()
     balancer = Balancer(urls)
@@ -543,8 +563,10 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             person = Person(browser, [u.removesuffix("/mcp") for u in urls]) if cookies else None
             if bearers is not None:
                 group.start_soon(bearers.keep_fresh, tally.measure_to)
+            if spec.get("watch"):
+                group.start_soon(watched, spec["watch"], tally, window)
             for index in range(first, first + clients):
-                pace = Pace(float(spec["rate_each"]), index) if spec.get("rate_each") else None
+                pace = Pace(float(spec["rate_each"]), f"{tally.seed}-{index}") if tally.paced else None
                 if spec.get("pinned"):  # client i sends to replica i alone (modulo their number), its own balancer
                     caller = Caller(pool, [urls[index % len(urls)]], index, bearer, person=person, lean=lean, pace=pace)
                 else:
@@ -571,7 +593,26 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "client_cpu_s": time.process_time() - cpu,
         "client_run_delay_s": run_delay_s() - delay,
         "elapsed_s": time.perf_counter() - started,
+        "window": window,
     }
+
+
+async def watched(watch: dict[str, Any], tally: Tally, out: dict[str, Any]) -> None:
+    """Over the measured window alone (not this process's start, warm-up or wind-down): the CPU and run delay
+    of the processes `watch` names (`pids`, `spinners`, and `providers`, summed), their cgroups' throttled time
+    (`groups`) and this process's own CPU and run delay. Into `out`, as `CpuWatch.stop` names them."""
+    await anyio.sleep(max(0.0, tally.measure_from - time.perf_counter()))
+    groups = [Path(group) for group in watch.get("groups", [])]
+    replicas, spinners = CpuWatch(list(watch["pids"])), CpuWatch(list(watch.get("spinners", [])))
+    providers = CpuWatch(list(watch.get("providers", [])))
+    throttled = [CpuCaps.throttled_s(group) for group in groups]
+    cpu, delay = time.process_time(), run_delay_s()
+    await anyio.sleep(max(0.0, tally.measure_to - time.perf_counter()))
+    out |= replicas.stop()
+    out["spinner_cpu_cores"] = spinners.stop()["replica_cpu_cores"]
+    out["provider_cpu_cores"] = sum(providers.stop()["replica_cpu_cores"])
+    out["throttled_s"] = [CpuCaps.throttled_s(group) - before for group, before in zip(groups, throttled, strict=True)]
+    out["client_cpu_s"], out["client_run_delay_s"] = time.process_time() - cpu, run_delay_s() - delay
 
 
 if __name__ == "__main__":  # the spec on stdin: the identity provider's client secret stays out of `ps`

@@ -11,12 +11,13 @@ look-up before a change (which lists the whole account) costs the same at the en
 
 `GET /_bench/log` answers the requests that changed something (every POST and DELETE, in order, as
 `[method, path]`) and how many GETs there were: the exact provider side of "one change per confirmed consent";
-and the CPU seconds the simulator has used (it is one process, shared by every replica).
+and the CPU seconds the simulator has used (it is one process, shared by every replica), and its pid.
 Only changes are kept, so a long soak does not grow the simulator.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -92,6 +93,7 @@ def app(
             "changes": [[r.method, r.path] for r in log],
             "gets": log.gets,
             "cpu_s": time.process_time(),  # how busy the one simulator process is, for the scale-out report
+            "pid": os.getpid(),  # to watch its CPU over a window of the load's own choosing
         }
         return JSONResponse(body)
 

@@ -22,10 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import anyio
@@ -118,7 +120,14 @@ def table(rows: list[Row], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def stopped(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (a `kill`, a CI job cancelled) ends the run as Ctrl-C does: every `with` unwinds, so the replicas,
+    Redis servers, simulators and spinners it started are stopped and its cgroups removed."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, stopped)
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "benchmarks", help="where to write results")
     parser.add_argument("--quick", action="store_true", help="seconds per measure: proves it works")

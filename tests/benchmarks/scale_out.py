@@ -35,7 +35,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,6 @@ from ..support.redis_server import running_redis
 from .cgroups import CpuCaps
 from .fleet import (
     AUTH_TOKEN,
-    CpuWatch,
     RedisCommands,
     Replica,
     drive,
@@ -84,6 +82,7 @@ class Standing:
     fleet: list[Replica]
     apis: list[str]
     redis_urls: list[str]
+    provider_pids: list[int] = field(default_factory=list)
     changes_seen: list[int] = field(default_factory=list)
     """How many changes each simulator's log held after the last slice: a slice checks only its own."""
 
@@ -114,7 +113,10 @@ def scale_out(
     Saturated: each client calls again as soon as it is answered, so every replica is at its quota (the
     throughput ratios). Paced: after that, each replica count again, each client at a mean rate (`Pace`) that
     offers every replica `paced_share` of the calls a second one replica answered saturated: the p99 at the
-    same load per replica. Saturated, a closed loop's latency is its clients over the calls a second a
+    same load per replica; and the most replicas paced with each client pinned to one replica, where no
+    queue is pooled over replicas (a balancer lets four replicas share out a burst one replica must take).
+    A round's slices share their seed: every replica count meets the same arrivals in a round, and each
+    round others. Saturated, a closed loop's latency is its clients over the calls a second a
     replica answers (Little's law), so a saturated p99 only restates the throughput ratio."""
     servers = clients_per_replica * max(counts)
     controls = [(control_count(sharing, counts), sharing) for sharing in CONTROLS] if "lists" in mixes else []
@@ -130,23 +132,29 @@ def scale_out(
                 made = sum(len(s.fleet) for s in standing.values())
                 standing[where] = _stand(stack, caps, count, where[1], cpus=cpus, servers=servers, first=made)
 
-        def one_slice(count: int, sharing: str, mix: str, rate_each: float | None = None) -> dict[str, Any]:
+        def one_slice(
+            count: int, sharing: str, mix: str, number: int, rate_each: float | None = None
+        ) -> dict[str, Any]:
             return _slice(standing[(count, _processes(sharing))], caps, mix, sharing=sharing, cpus=cpus,
                           clients=clients_per_replica * count, seconds=seconds / rounds, warmup_s=warmup_s,
-                          rate_each=rate_each)  # fmt: skip
+                          rate_each=rate_each, seed=str(number))  # fmt: skip
 
         for number in range(rounds):
             for count, sharing, mix in plan if number % 2 == 0 else reversed(plan):
-                slices.setdefault(_key(count, sharing, mix), []).append(one_slice(count, sharing, mix))
+                slices.setdefault(_key(count, sharing, mix), []).append(one_slice(count, sharing, mix, number))
         runs = {key: pooled(parts) for key, parts in slices.items()}
         one = min(counts)
         offered = {mix: paced_share * runs[_key(one, "", mix)]["calls_per_s"] / one for mix in mixes}
-        paced_plan = [(count, mix) for count in counts for mix in mixes]
+        # And the most replicas with each client sending to one replica alone: no queue pooled over replicas.
+        paced_plan = [(count, "", mix) for count in counts for mix in mixes]
+        paced_plan += [(max(counts), "pinned", mix) for mix in mixes if max(counts) > 1]
         paced: dict[str, list[dict[str, Any]]] = {}
         for number in range(rounds):
-            for count, mix in paced_plan if number % 2 == 0 else reversed(paced_plan):
+            for count, sharing, mix in paced_plan if number % 2 == 0 else reversed(paced_plan):
                 rate_each = offered[mix] / clients_per_replica
-                paced.setdefault(_key(count, "", mix, paced=True), []).append(one_slice(count, "", mix, rate_each))
+                paced.setdefault(_key(count, sharing, mix, paced=True), []).append(
+                    one_slice(count, sharing, mix, number, rate_each)
+                )
         for key, parts in paced.items():
             runs[key] = pooled(parts) | {"offered_per_replica": offered[key.split(":")[1]],
                                          "paced_share": paced_share}  # fmt: skip
@@ -206,6 +214,7 @@ def _stand(
         standing.fleet += made
         standing.apis.append(api)
         standing.redis_urls.append(redis.url)
+        standing.provider_pids.append(int(provider_changes(api)["pid"]))
         standing.changes_seen.append(0)
     return standing
 
@@ -221,32 +230,42 @@ def _slice(
     seconds: float,
     warmup_s: float,
     rate_each: float | None = None,
+    seed: str = "",
 ) -> dict[str, Any]:
     """One slice on a standing configuration; `sharing` "pinned" or "alone": each client sends to one replica
-    alone; "crowded": beside three capped spinners (when capped) for the slice; `rate_each`: paced clients."""
+    alone; "crowded": beside three capped spinners (when capped) for the slice; `rate_each`: paced clients,
+    their arrivals (and where each client begins its first round) seeded with `seed`. CPU, waits and
+    throttling are taken by the load process over its measured window alone."""
     with ExitStack() as stack:
         spinning = _spinners(stack, caps, 3, cpus) if sharing == "crowded" and caps is not None else []
-        spun = CpuWatch(spinning)
-        watch = CpuWatch([r.pid for r in standing.fleet])
-        throttled = [CpuCaps.throttled_s(r.group) for r in standing.fleet if r.group]
+        watch = {"pids": [r.pid for r in standing.fleet], "groups": [str(r.group) for r in standing.fleet if r.group],
+                 "spinners": spinning, "providers": standing.provider_pids}  # fmt: skip
         spec: dict[str, Any] = {"urls": [r.url for r in standing.fleet], "clients": clients, "seconds": seconds,
                                 "warmup_s": warmup_s, "mix": mix, "bearer": AUTH_TOKEN, "lean": True,
-                                "pinned": sharing in ("pinned", "alone")}  # fmt: skip
+                                "pinned": sharing in ("pinned", "alone"), "seed": seed, "watch": watch}  # fmt: skip
         if rate_each is not None:
             spec["rate_each"] = rate_each
         commands = RedisCommands(standing.redis_urls)
-        before, provider_from = [provider_changes(a) for a in standing.apis], time.perf_counter()
+        before = [provider_changes(a) for a in standing.apis]
         result = drive(spec, processes=1, keep_latencies=True)  # one balancer for every client, as one ingress
         answered = [provider_changes(a) for a in standing.apis]
-        result["provider_cpu_cores"] = sum(b["cpu_s"] - a["cpu_s"] for a, b in zip(before, answered, strict=True)) / (
-            time.perf_counter() - provider_from
-        )
         result["provider_gets"] = sum(b["gets"] - a["gets"] for a, b in zip(before, answered, strict=True))
         result["redis_commands"] = commands.stop()  # every call, warm-up included, against every command sent
-        result |= watch.stop()
-        result["spinner_cpu_cores"] = spun.stop()["replica_cpu_cores"]
-    after = [CpuCaps.throttled_s(r.group) for r in standing.fleet if r.group]
-    result["throttled_s"] = [b - a for a, b in zip(throttled, after, strict=True)]
+    (window,) = result.pop("windows")
+    result |= {
+        key: window[key]
+        for key in (
+            "replica_cpu_cores",
+            "machine_busy_cores",
+            "replica_run_delay_s",
+            "watched_s",
+            "spinner_cpu_cores",
+            "throttled_s",
+            "provider_cpu_cores",
+        )
+    }
+    result["client_cpu_cores"] = window["client_cpu_s"] / window["watched_s"]
+    result["client_core_wait"] = window["client_run_delay_s"] / window["watched_s"]
     held = result["throttled_s"] or [0.0] * len(standing.fleet)
     result["core_wait"] = [max(0.0, delayed - quota) / result["watched_s"]
                            for delayed, quota in zip(result["replica_run_delay_s"], held, strict=True)]  # fmt: skip
@@ -255,6 +274,8 @@ def _slice(
     if mix == "consent":
         assert len(changes) == 1, "alone runs lists only: one provider's log holds every change"
         result["exactly_once"] = exactly_once(result["confirmed"], changes[0])
+    elif any(changes):  # a list changes nothing: a change here was late from an earlier slice, or worse
+        result["exactly_once"] = exactly_once([], [change for log in changes for change in log])
     result["confirmed"] = len(result["confirmed"])
     return result
 
@@ -389,6 +410,16 @@ def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, st
             once = run.get("exactly_once")
             if once:
                 out.append(_once_row(f"{count} replica(s), consent, paced", once))
+        control, shared = runs.get(f"{max(COUNTS)}-pinned:{mix}:paced"), runs.get(f"{max(COUNTS)}:{mix}:paced")
+        if control and one and shared:
+            out.append((f"{max(COUNTS)} replicas, {mix}, paced, each client sending to one replica alone (no "
+                        "queue pooled over replicas), a control: calls/s; p50/p99 ms (p99's 95% interval); waiting "
+                        "for a core",
+                        f"{control['calls_per_s']:.0f}; {control['p50_ms']:.0f}/{control['p99_ms']:.0f} "
+                        f"({_interval(control)}); {_waits(control)}",
+                        f"one {one['p50_ms']:.0f}/{one['p99_ms']:.0f} ({_interval(one)}); balanced over all "
+                        f"{shared['p50_ms']:.0f}/{shared['p99_ms']:.0f} ({_interval(shared)})",
+                        "", "", None))  # fmt: skip
     for sharing, what in CONTROLS.items():
         for mix in CONTROL_MIXES[sharing]:
             one, shared = runs.get(f"1:{mix}"), runs.get(f"{max(COUNTS)}:{mix}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -100,7 +101,8 @@ def test_the_scale_benchmark_runs_and_reports_every_measure(tmp_path: Path) -> N
                     "stdio, one call, 2025-11-25", "stdio, cold start", "team part on its own: OAuth",
                     "servers' own share", "output schema", "output-schema check off", "timed within the checked calls",
                     "answering under our output schema", "waited for a core",
-                    "stdio, tools/list result, 2026-07-28", "(its 95% interval)",
+                    "stdio, tools/list result, 2026-07-28", "saturated: p99 vs one replica's (its 95% interval",
+                    "consent, paced at", "p99 not above one's", "consent, paced: confirmed",
                     "the TypeScript SDK's client"):  # fmt: skip
         assert measure in table and measure in done.stdout, measure
     assert "Redis " in table.splitlines()[0] and " cores" in table.splitlines()[0]
@@ -181,19 +183,30 @@ def test_the_crowded_control_runs_three_spinners_each_held_to_its_quota_and_remo
 @pytest.mark.benchmark
 @pytest.mark.timeout(300)
 def test_slices_on_standing_processes_each_check_only_their_own_changes_and_the_account_keeps_its_size() -> None:
-    from .fleet import provider_changes
+    import httpx2
+
+    from .fleet import PROVIDER_TOKEN, provider_changes
+    from .light_load import SNAPSHOTS_EACH
+    from .provider_process import FIRST_SERVER
     from .scale_out import _slice, _stand
 
     with ExitStack() as stack:
         standing = _stand(stack, None, 2, "", cpus=0.25, servers=4)
-        runs = [_slice(standing, None, "consent", sharing="", cpus=0.25, clients=4, seconds=2.0, warmup_s=0.5)
-                for _ in range(2)]  # fmt: skip
+        runs = [_slice(standing, None, "consent", sharing="", cpus=0.25, clients=4, seconds=2.0, warmup_s=0.5,
+                       seed=str(number)) for number in range(2)]  # fmt: skip
         log = provider_changes(standing.apis[0])
+        held = [httpx2.get(f"{standing.apis[0]}/snapshots/", params={"server_id": FIRST_SERVER + index}, timeout=10,
+                           headers={"Authorization": f"Bearer {PROVIDER_TOKEN}"}).json()["count"]
+                for index in range(4)]  # fmt: skip
     for run in runs:  # the second slice's check is against its own changes, not the first's too
         once = run["exactly_once"]
         assert run["errors"] == 0 and once["confirmed"] > 0 and once["missing"] == once["extra"] == 0, (run, once)
+        # CPU and waits over the measured window (2 s), not the load process's start, warm-up and wind-down.
+        assert 2.0 <= run["watched_s"] < 2.5 and len(run["replica_cpu_cores"]) == 2, run["watched_s"]
     assert sum(run["exactly_once"]["provider_changes"] for run in runs) == len(log["changes"])
     assert standing.changes_seen == [len(log["changes"])]
+    deleted = sum(method == "DELETE" for method, _ in log["changes"])
+    assert deleted > 0 and held == [SNAPSHOTS_EACH] * 4  # every deleted snapshot replaced
 
 
 @pytest.mark.timeout(60)
@@ -287,3 +300,47 @@ def test_the_p99_target_is_judged_on_the_paced_runs_and_saturated_p99_is_shown_w
     assert paced["4 replica(s)"][4] == "p99 not above one's" and paced["4 replica(s)"][1].startswith("40; 10/51 ")
     assert any(row[0] == "1 replica(s), consent, paced: confirmed / provider changes / missing / extra" and row[5]
                for row in table)  # fmt: skip
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(300)
+def test_a_run_killed_with_sigterm_stops_every_process_it_started_and_removes_its_cgroups(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    def processes() -> dict[int, tuple[int, str]]:  # pid -> (parent, start time), for every process there is
+        found = {}
+        for proc in Path("/proc").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = (proc / "stat").read_text().rpartition(")")[2].split()
+                found[int(proc.name)] = (int(fields[1]), fields[19])
+        return found
+
+    def descendants(root: int) -> set[tuple[int, str]]:  # (pid, start time): a reused pid is another process
+        table, found, todo = processes(), set(), [root]
+        while todo:
+            parent = todo.pop()
+            children = [pid for pid, (ppid, _) in table.items() if ppid == parent]
+            found |= {(pid, table[pid][1]) for pid in children}
+            todo += children
+        return found
+
+    command = [sys.executable, "-m", "tests.benchmarks.scale", "--quick", "--out", str(tmp_path)]
+    command += ["--skip", "team", "--skip", "soak", "--skip", "stdio"]
+    run = subprocess.Popen(command, cwd=Path(__file__).parent.parent.parent, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline, started = time.monotonic() + 120, set[tuple[int, str]]()
+        while len(started) < 8:  # the first configurations' replicas, Redis servers and simulators
+            assert run.poll() is None and time.monotonic() < deadline, "the run ended before it started them"
+            time.sleep(0.1)
+            started = descendants(run.pid)
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        run.kill()
+    alive = processes()
+    left = [pid for pid, began in started if alive.get(pid, (0, ""))[1] == began]
+    assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left]
+    for root in (V1_CPU, V2_ROOT):
+        assert not list(root.glob(f"{PREFIX}{run.pid}-*"))
