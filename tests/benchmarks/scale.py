@@ -1,6 +1,6 @@
 """Scale-out, the team configuration, a soak and the stdio measures: one command, one table for docs/performance.md.
 
-    .venv/bin/python -m tests.benchmarks.scale --out DIR        # the full run: about 30 minutes, 20 of them soak
+    .venv/bin/python -m tests.benchmarks.scale --out DIR        # the full run: about 40 minutes, 20 of them soak
     .venv/bin/python -m tests.benchmarks.scale --quick          # seconds per measure: proves it works (CI)
 
 Run it as root on an idle machine with at least 3 cores: each replica runs in a cgroup capped at 0.25 CPU (as a
