@@ -35,6 +35,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,72 +361,74 @@ def _waits(run: dict[str, Any]) -> str:
     return f"{replicas}; {run['client_core_wait']:.1%}"
 
 
+def _against_one(runs: dict[str, Any], suffix: str) -> Iterator[tuple[str, int, dict[str, Any], dict[str, Any]]]:
+    """Each mix and replica count run (keys ending in `suffix`), with one replica's run on that mix."""
+    for mix in MIXES:
+        one = runs.get(f"1:{mix}{suffix}")
+        for count in COUNTS:
+            run = runs.get(f"{count}:{mix}{suffix}")
+            if one is not None and run is not None:
+                yield mix, count, one, run
+
+
 def rows(runs: dict[str, Any], capped: str) -> list[tuple[str, str, str, str, str, bool | None]]:
     """Table rows: measure, value, against one replica, ratio, target, met."""
     out: list[tuple[str, str, str, str, str, bool | None]] = []
+    for mix, count, one, run in _against_one(runs, ""):
+        ratio = run["calls_per_s"] / one["calls_per_s"] if one["calls_per_s"] else 0.0
+        target = {1: "", 2: ">= 1.8x", 4: ">= 3.4x"}[count]
+        met = None if count == 1 else ratio >= (1.8 if count == 2 else 3.4)
+        cpu = "/".join(f"{c:.2f}" for c in run["replica_cpu_cores"])
+        out.append((
+            f"{count} replica(s), {mix}, {capped}: calls/s; p50/p99 ms; replica CPU; machine busy; "
+            "the simulator's CPU; Redis commands a call (with those its scripts run); provider GETs a call",
+            f"{run['calls_per_s']:.0f}; {run['p50_ms']:.0f}/{run['p99_ms']:.0f}; {cpu}; "
+            f"{run['machine_busy_cores']:.2f}; {run['provider_cpu_cores']:.2f}; "
+            f"{run['redis_commands_per_call']:.2f}; {run['provider_gets_per_call']:.2f}",
+            f"{one['calls_per_s']:.0f}; {one['p50_ms']:.0f}/{one['p99_ms']:.0f}",
+            f"{ratio:.2f}x" + (" (machine saturated)" if saturated(run) else ""), target, met,
+        ))  # fmt: skip
+        if count > 1:  # saturated, a closed loop's latency is its clients over the calls a replica answers
+            out.append((f"{count} replicas, {mix}, saturated: p99 vs one replica's (its 95% interval; each "
+                        "replica at its quota, so this follows the ratio above)",
+                        f"{run['p99_ms']:.0f} ms ({_interval(run)})", f"{one['p99_ms']:.0f} ms ({_interval(one)})",
+                        "", "", None))  # fmt: skip
+        out.append((f"{count} replica(s), {mix}: the share of its time each replica waited for a core (its "
+                    "quota's hold aside); the load process", _waits(run), _waits(one), "", "",
+                    None))  # fmt: skip
+        once = run.get("exactly_once")
+        if once:
+            out.append(_once_row(f"{count} replica(s), consent", once))
+    for mix, count, one, run in _against_one(runs, ":paced"):
+        out.append((f"{count} replica(s), {mix}, paced at {run['offered_per_replica']:.0f} calls/s a replica "
+                    f"({run['paced_share']:.0%} of one replica's saturated): calls/s answered; p50/p99 ms (p99's "
+                    "95% interval); waiting for a core",
+                    f"{run['calls_per_s']:.0f}; {run['p50_ms']:.0f}/{run['p99_ms']:.0f} ({_interval(run)}); "
+                    f"{_waits(run)}",
+                    f"{one['calls_per_s']:.0f}; {one['p50_ms']:.0f}/{one['p99_ms']:.0f} ({_interval(one)})",
+                    "", "" if count == 1 else "p99 not above one's",
+                    None if count == 1 else run["p99_ms"] <= one["p99_ms"]))  # fmt: skip
+        once = run.get("exactly_once")
+        if once:
+            out.append(_once_row(f"{count} replica(s), consent, paced", once))
     for mix in MIXES:
-        one = runs.get(f"1:{mix}")
-        for count in COUNTS:
-            run = runs.get(f"{count}:{mix}")
-            if one is None or run is None:
-                continue
-            ratio = run["calls_per_s"] / one["calls_per_s"] if one["calls_per_s"] else 0.0
-            target = {1: "", 2: ">= 1.8x", 4: ">= 3.4x"}[count]
-            met = None if count == 1 else ratio >= (1.8 if count == 2 else 3.4)
-            cpu = "/".join(f"{c:.2f}" for c in run["replica_cpu_cores"])
-            out.append((
-                f"{count} replica(s), {mix}, {capped}: calls/s; p50/p99 ms; replica CPU; machine busy; "
-                "the simulator's CPU; Redis commands a call (with those its scripts run); provider GETs a call",
-                f"{run['calls_per_s']:.0f}; {run['p50_ms']:.0f}/{run['p99_ms']:.0f}; {cpu}; "
-                f"{run['machine_busy_cores']:.2f}; {run['provider_cpu_cores']:.2f}; "
-                f"{run['redis_commands_per_call']:.2f}; {run['provider_gets_per_call']:.2f}",
-                f"{one['calls_per_s']:.0f}; {one['p50_ms']:.0f}/{one['p99_ms']:.0f}",
-                f"{ratio:.2f}x" + (" (machine saturated)" if saturated(run) else ""), target, met,
-            ))  # fmt: skip
-            if count > 1:  # saturated, a closed loop's latency is its clients over the calls a replica answers
-                out.append((f"{count} replicas, {mix}, saturated: p99 vs one replica's (its 95% interval; each "
-                            "replica at its quota, so this follows the ratio above)",
-                            f"{run['p99_ms']:.0f} ms ({_interval(run)})", f"{one['p99_ms']:.0f} ms ({_interval(one)})",
-                            "", "", None))  # fmt: skip
-            out.append((f"{count} replica(s), {mix}: the share of its time each replica waited for a core (its "
-                        "quota's hold aside); the load process", _waits(run), _waits(one), "", "",
-                        None))  # fmt: skip
-            once = run.get("exactly_once")
-            if once:
-                out.append(_once_row(f"{count} replica(s), consent", once))
-    for mix in MIXES:
-        one = runs.get(f"1:{mix}:paced")
-        for count in COUNTS:
-            run = runs.get(f"{count}:{mix}:paced")
-            if one is None or run is None:
-                continue
-            out.append((f"{count} replica(s), {mix}, paced at {run['offered_per_replica']:.0f} calls/s a replica "
-                        f"({run['paced_share']:.0%} of one replica's saturated): calls/s answered; p50/p99 ms (p99's "
-                        "95% interval); waiting for a core",
-                        f"{run['calls_per_s']:.0f}; {run['p50_ms']:.0f}/{run['p99_ms']:.0f} ({_interval(run)}); "
-                        f"{_waits(run)}",
-                        f"{one['calls_per_s']:.0f}; {one['p50_ms']:.0f}/{one['p99_ms']:.0f} ({_interval(one)})",
-                        "", "" if count == 1 else "p99 not above one's",
-                        None if count == 1 else run["p99_ms"] <= one["p99_ms"]))  # fmt: skip
-            once = run.get("exactly_once")
-            if once:
-                out.append(_once_row(f"{count} replica(s), consent, paced", once))
+        single = runs.get(f"1:{mix}:paced")
         control, shared = runs.get(f"{max(COUNTS)}-pinned:{mix}:paced"), runs.get(f"{max(COUNTS)}:{mix}:paced")
-        if control and one and shared:
+        if control and single and shared:
             out.append((f"{max(COUNTS)} replicas, {mix}, paced, each client sending to one replica alone (no "
                         "queue pooled over replicas), a control: calls/s; p50/p99 ms (p99's 95% interval); waiting "
                         "for a core",
                         f"{control['calls_per_s']:.0f}; {control['p50_ms']:.0f}/{control['p99_ms']:.0f} "
                         f"({_interval(control)}); {_waits(control)}",
-                        f"one {one['p50_ms']:.0f}/{one['p99_ms']:.0f} ({_interval(one)}); balanced over all "
+                        f"one {single['p50_ms']:.0f}/{single['p99_ms']:.0f} ({_interval(single)}); balanced over all "
                         f"{shared['p50_ms']:.0f}/{shared['p99_ms']:.0f} ({_interval(shared)})",
                         "", "", None))  # fmt: skip
     for sharing, what in CONTROLS.items():
         for mix in CONTROL_MIXES[sharing]:
-            one, shared = runs.get(f"1:{mix}"), runs.get(f"{max(COUNTS)}:{mix}")
+            single, shared = runs.get(f"1:{mix}"), runs.get(f"{max(COUNTS)}:{mix}")
             control = runs.get(f"{control_count(sharing)}-{sharing}:{mix}")
-            if control and one and shared:
-                out.append(_control_row(sharing, what, mix, control, one, shared))
+            if control and single and shared:
+                out.append(_control_row(sharing, what, mix, control, single, shared))
     once = [run["exactly_once"] for key, run in runs.items() if "-" in key and "exactly_once" in run]
     if once:
         out.append(_once_row("scale-out controls, consent", _summed(once)))

@@ -20,9 +20,9 @@ Answer = Callable[[bytes], bytes]
 
 
 @asynccontextmanager
-async def raw_server(answer: Answer) -> AsyncIterator[tuple[str, list[bytes]]]:
-    """A socket server that reads each request (headers, then Content-Length bytes) and writes `answer(body)`;
-    yields its URL and every request's head as received."""
+async def raw_server(answer: Answer, hold_s: float = 0.0) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A socket server that reads each request (headers, then Content-Length bytes) and writes `answer(body)`,
+    `hold_s` later; yields its URL and every request's head as received."""
     heads: list[bytes] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -32,7 +32,9 @@ async def raw_server(answer: Answer) -> AsyncIterator[tuple[str, list[bytes]]]:
                 heads.append(head)
                 length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
                               if line.lower().startswith(b"content-length:"))  # fmt: skip
-                writer.write(answer(await reader.readexactly(length)))
+                body = await reader.readexactly(length)
+                await asyncio.sleep(hold_s)
+                writer.write(answer(body))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

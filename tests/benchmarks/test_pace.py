@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,37 +10,23 @@ from typing import Any
 import pytest
 
 from .light_load import run
+from .test_lean_http import raw_server
 
 pytestmark = pytest.mark.anyio
 
 
+def answered(request: bytes) -> bytes:
+    """A tools/call's result, as one SSE event."""
+    result = {"content": [], "structuredContent": {"snapshots": []}}
+    event = b"data: %b\n\n" % json.dumps({"jsonrpc": "2.0", "id": json.loads(request)["id"], "result": result}).encode()
+    return b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%b" % (len(event), event)
+
+
 @asynccontextmanager
 async def held_server(hold_s: float) -> AsyncIterator[str]:
-    """A socket server answering each tools/call (one at a time per connection) after `hold_s`, as an SSE event."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length:"))  # fmt: skip
-                request = json.loads(await reader.readexactly(length))
-                await asyncio.sleep(hold_s)
-                result = {"content": [], "structuredContent": {"snapshots": []}}
-                body = b"data: %b\n\n" % json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%b"
-                             % (len(body), body))  # fmt: skip
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
-    finally:
-        server.close()
+    """A socket server answering each tools/call (one at a time per connection) after `hold_s`."""
+    async with raw_server(answered, hold_s) as (url, _):
+        yield url
 
 
 def spec(url: str, clients: int, rate_each: float | None) -> dict[str, Any]:
