@@ -129,12 +129,12 @@ class Balancer:
 
 
 class Pace:
-    """One client's calls at a mean rate, whatever their answers take (an open loop, as wrk2 paces): the gaps are
-    drawn from an exponential distribution (Poisson arrivals, seeded by the spec's `seed` and the client's
-    number: the same pattern wherever the seed is the same), and each call is due at its time even when the
-    one before came back late. A late call's latency counts from when it was due, and every call due within
-    the window counts however late it ends: a slow answer is not hidden by the calls it holds up (the closed
-    loop's coordinated omission)."""
+    """One client's calls at a mean rate, whatever their answers take (an open loop): the gaps are drawn from an
+    exponential distribution (Poisson arrivals, seeded by the spec's `seed` and the client's number: the same
+    pattern wherever the seed is the same), and each call is due at its time even when the one before came back
+    late. As wrk2 does, a late call's latency counts from when it was due, and every call due within the window
+    counts however late it ends: a slow answer is not hidden by the calls it holds up (the closed loop's coordinated
+    omission)."""
 
     def __init__(self, rate: float, seed: str) -> None:
         self.rng = random.Random(seed)
