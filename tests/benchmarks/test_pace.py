@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from ..support.socket_server import raw_server
 from .light_load import run
-from .test_lean_http import raw_server
 
 pytestmark = pytest.mark.anyio
 
