@@ -27,11 +27,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def shipped_by_the_checkout() -> set[str]:
-    """What the sdist must hold: the docs, the manifests, the tests (code, schemas, data), the CI scripts."""
+    """What the sdist must hold: the docs, the manifests, the tests (code, schemas, data; not the screenshots a
+    browser test leaves in tests/artefacts/, which another test may be writing meanwhile), the CI scripts."""
     wanted = {"README.md", "LICENSE", "pyproject.toml", "MANIFEST.in", ".ci/run", ".ci/tools.sh"}
     for top in ("docs", "manifests", "tests"):
         for path in (ROOT / top).rglob("*"):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            if path.is_file() and not {"__pycache__", "artefacts"} & set(path.parts) and path.suffix != ".pyc":
                 wanted.add(path.relative_to(ROOT).as_posix())
     return wanted
 
@@ -55,6 +56,7 @@ def unpacked(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_sdist_carries_the_docs_the_manifests_and_a_runnable_test_suite(unpacked: Path) -> None:
     members = {p.relative_to(unpacked).as_posix() for p in unpacked.rglob("*") if p.is_file()}
     missing = shipped_by_the_checkout() - members
+    assert not [m for m in members if m.startswith("tests/artefacts/")], "screenshots are run output, never shipped"
     assert not missing, sorted(missing)
     assert {"docs/configuration.md", "tests/conftest.py", "tests/support/__init__.py"} <= members
     assert not [m for m in members if m.startswith(".ci/.tools/") or "__pycache__" in m or m.endswith(".pyc")]
