@@ -71,8 +71,8 @@ MIXES = ("lists", "consent")
 ROUNDS = 8
 """Rounds of slices: every configuration runs once in each, for `seconds / ROUNDS`."""
 PACED_SHARE = 0.5
-"""The paced runs offer each replica this share of the calls a second one replica answers saturated: a replica
-at half its CPU limit, where a horizontal autoscaler aiming at 50% utilisation keeps it."""
+"""The paced runs offer each replica this share of the calls a second one replica answers saturated (half the
+calls, not half the CPU: paced lists overlap less, so share fewer provider GETs, and cost a replica more each)."""
 
 
 @dataclass
@@ -103,28 +103,27 @@ def scale_out(
     """Every replica count and mix, saturated then paced; `caps` None runs the replicas uncapped (where cgroups
     cannot be written).
 
-    Every configuration's processes start once and stay up (idle ones take no CPU), and the load moves from
-    one to the next in short slices: `rounds` rounds, each running every configuration once for
-    `seconds / rounds`, in the plan's order and then in reverse. This machine's speed drifts by a fifth within a
+    Every configuration's processes start once and stay up, and the load moves from one to the next in short
+    slices: `rounds` rounds, each running every configuration once for `seconds / rounds`, the plan's order
+    reversed from one round to the next. This machine's speed drifts by a fifth within a
     minute (a fixed loop's rate, while other virtual machines share the host), so configurations measured
     minutes apart differ by more than the gaps compared; slices a few seconds long, rotated, put every
     configuration through the same drift. A configuration's slices are pooled (each slice's p99 is kept in
     `p99_ms_each_run`).
 
-    Saturated: each client calls again as soon as it is answered, so every replica is at its quota (the
-    throughput ratios). Paced: after that, each replica count again, each client at a mean rate (`Pace`) that
-    offers every replica `paced_share` of the calls a second one replica answered saturated: the p99 at the
-    same load per replica; and the most replicas paced with each client pinned to one replica, where no
-    queue is pooled over replicas (a balancer lets four replicas share out a burst one replica must take).
-    A round's slices share their seed: every replica count meets the same arrivals in a round, and each
-    round others. Saturated, a closed loop's latency is its clients over the calls a second a
-    replica answers (Little's law), so a saturated p99 only restates the throughput ratio."""
+    Saturated: each client calls again as soon as it is answered, so every replica is at its quota (the throughput
+    ratios). Paced: after that, each replica count again, each client at a mean rate (`Pace`) that offers every
+    replica `paced_share` of the calls a second one replica answered saturated: the p99 at the same load per
+    replica; and the most replicas paced with each client pinned to one replica, where no queue is pooled over
+    replicas (a balancer lets four replicas share out a burst one replica must take). A round's slices share their
+    seed: within a round the first clients (one replica's whole load) send the same arrivals at every replica count,
+    and each round others. Saturated, a closed loop's latency is its clients over the calls a second a replica
+    answers (Little's law), so a saturated p99 only restates the throughput ratio."""
     servers = clients_per_replica * max(counts)
     controls = [(control_count(sharing, counts), sharing) for sharing in CONTROLS] if "lists" in mixes else []
     configurations = [(count, "") for count in counts] + controls
     plan = [(count, sharing, mix) for count, sharing in configurations
             for mix in mixes if not sharing or mix in CONTROL_MIXES[sharing]]  # fmt: skip
-    slices: dict[str, list[dict[str, Any]]] = {}
     with ExitStack() as stack:
         standing: dict[tuple[int, str], Standing] = {}
         for count, sharing in configurations:
@@ -140,25 +139,26 @@ def scale_out(
                           clients=clients_per_replica * count, seconds=seconds / rounds, warmup_s=warmup_s,
                           rate_each=rate_each, seed=str(number))  # fmt: skip
 
-        for number in range(rounds):
-            for count, sharing, mix in plan if number % 2 == 0 else reversed(plan):
-                slices.setdefault(_key(count, sharing, mix), []).append(one_slice(count, sharing, mix, number))
-        runs = {key: pooled(parts) for key, parts in slices.items()}
+        def in_rounds(plan: list[tuple[int, str, str]], offered: dict[str, float] | None) -> dict[str, Any]:
+            """Every configuration of `plan` in each round, the order reversed from round to round, its slices
+            pooled; paced when `offered` gives each mix's calls a second a replica."""
+            slices: dict[str, list[dict[str, Any]]] = {}
+            for number in range(rounds):
+                for count, sharing, mix in plan if number % 2 == 0 else reversed(plan):
+                    rate_each = offered[mix] / clients_per_replica if offered else None
+                    slices.setdefault(_key(count, sharing, mix, paced=bool(offered)), []).append(
+                        one_slice(count, sharing, mix, number, rate_each)
+                    )
+            return {key: pooled(parts) for key, parts in slices.items()}
+
+        runs = in_rounds(plan, None)
         one = min(counts)
         offered = {mix: paced_share * runs[_key(one, "", mix)]["calls_per_s"] / one for mix in mixes}
         # And the most replicas with each client sending to one replica alone: no queue pooled over replicas.
         paced_plan = [(count, "", mix) for count in counts for mix in mixes]
         paced_plan += [(max(counts), "pinned", mix) for mix in mixes if max(counts) > 1]
-        paced: dict[str, list[dict[str, Any]]] = {}
-        for number in range(rounds):
-            for count, sharing, mix in paced_plan if number % 2 == 0 else reversed(paced_plan):
-                rate_each = offered[mix] / clients_per_replica
-                paced.setdefault(_key(count, sharing, mix, paced=True), []).append(
-                    one_slice(count, sharing, mix, number, rate_each)
-                )
-        for key, parts in paced.items():
-            runs[key] = pooled(parts) | {"offered_per_replica": offered[key.split(":")[1]],
-                                         "paced_share": paced_share}  # fmt: skip
+        for key, run in in_rounds(paced_plan, offered).items():
+            runs[key] = run | {"offered_per_replica": offered[key.split(":")[1]], "paced_share": paced_share}
     return runs
 
 

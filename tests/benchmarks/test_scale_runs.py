@@ -180,12 +180,23 @@ def test_the_crowded_control_runs_three_spinners_each_held_to_its_quota_and_remo
         assert not list(root.glob(f"{PREFIX}{os.getpid()}-*"))
 
 
+def listing(api: str, server: int) -> dict[str, Any]:
+    """The simulator's answer to a list of one server's snapshots (its `count` and `results`)."""
+    import httpx2
+
+    from .fleet import PROVIDER_TOKEN
+
+    answer = httpx2.get(f"{api}/snapshots/", params={"server_id": server}, timeout=10,
+                        headers={"Authorization": f"Bearer {PROVIDER_TOKEN}"})  # fmt: skip
+    result: dict[str, Any] = answer.json()
+    return result
+
+
 @pytest.mark.benchmark
 @pytest.mark.timeout(300)
 def test_slices_on_standing_processes_each_check_only_their_own_changes_and_the_account_keeps_its_size() -> None:
-    import httpx2
 
-    from .fleet import PROVIDER_TOKEN, provider_changes
+    from .fleet import provider_changes
     from .light_load import SNAPSHOTS_EACH
     from .provider_process import FIRST_SERVER
     from .scale_out import _slice, _stand
@@ -195,9 +206,7 @@ def test_slices_on_standing_processes_each_check_only_their_own_changes_and_the_
         runs = [_slice(standing, None, "consent", sharing="", cpus=0.25, clients=4, seconds=2.0, warmup_s=0.5,
                        seed=str(number)) for number in range(2)]  # fmt: skip
         log = provider_changes(standing.apis[0])
-        held = [httpx2.get(f"{standing.apis[0]}/snapshots/", params={"server_id": FIRST_SERVER + index}, timeout=10,
-                           headers={"Authorization": f"Bearer {PROVIDER_TOKEN}"}).json()["count"]
-                for index in range(4)]  # fmt: skip
+        held = [listing(standing.apis[0], FIRST_SERVER + index)["count"] for index in range(4)]
     for run in runs:  # the second slice's check is against its own changes, not the first's too
         once = run["exactly_once"]
         assert run["errors"] == 0 and once["confirmed"] > 0 and once["missing"] == once["extra"] == 0, (run, once)
@@ -217,8 +226,7 @@ def test_a_replenishing_simulator_replaces_a_load_servers_deleted_snapshot_and_n
     from .provider_process import FIRST_SERVER, REPLACEMENTS_FROM, snapshot_ids
 
     def ids(api: str, server: int) -> list[int]:
-        answer = httpx2.get(f"{api}/snapshots/", params={"server_id": server}, headers=auth, timeout=10)
-        return sorted(int(s["id"]) for s in answer.json()["results"])
+        return sorted(int(s["id"]) for s in listing(api, server)["results"])
 
     auth = {"Authorization": f"Bearer {PROVIDER_TOKEN}"}
     for replenish in (True, False):
