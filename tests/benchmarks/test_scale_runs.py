@@ -210,8 +210,9 @@ def test_slices_on_standing_processes_each_check_only_their_own_changes_and_the_
     for run in runs:  # the second slice's check is against its own changes, not the first's too
         once = run["exactly_once"]
         assert run["errors"] == 0 and once["confirmed"] > 0 and once["missing"] == once["extra"] == 0, (run, once)
-        # CPU and waits over the measured window (2 s), not the load process's start, warm-up and wind-down.
-        assert 2.0 <= run["watched_s"] < 2.5 and len(run["replica_cpu_cores"]) == 2, run["watched_s"]
+        # CPU and waits over the measured window (2 s), not the load process's start, warm-up (0.5 s) and
+        # wind-down; the window opens when the watcher wakes at its start, which may be a little late.
+        assert abs(run["watched_s"] - 2.0) < 0.25 and len(run["replica_cpu_cores"]) == 2, run["watched_s"]
     assert sum(run["exactly_once"]["provider_changes"] for run in runs) == len(log["changes"])
     assert standing.changes_seen == [len(log["changes"])]
     deleted = sum(method == "DELETE" for method, _ in log["changes"])
